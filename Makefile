@@ -1,0 +1,42 @@
+# Every target sets itself up on a fresh clone: .venv is created and the project installed
+# (from pyproject.toml) whenever pyproject.toml is newer than the last install.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test dev bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## make run: full sync of all five assets (built-in simulator unless configured) + summary
+run: install
+	$(BIN)/python -m testio_pipeline.cli run
+
+## make test: the whole test suite (slow tests included); .ci/run calls exactly this
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+## make dev: the Dagster UI on 127.0.0.1:3000 with the workspace loaded
+dev: install
+	$(BIN)/dg dev --host 127.0.0.1 --port 3000
+
+## make bench: the sync benchmark against the simulator's HTTP server
+bench: install
+	$(BIN)/python benchmarks/bench_sync.py
+
+clean:
+	rm -rf $(VENV) .dagster_home data

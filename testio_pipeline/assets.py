@@ -1,0 +1,98 @@
+"""The five TestIO assets. Each one fetches for every product in scope, then writes once."""
+
+
+import time
+from typing import Callable
+
+import dagster as dg
+
+from .resources import CustomerApiResource, RefreshResource, WarehouseResource
+from .source import SIMULATOR_NOTICE, ApiSource
+from .sync import (
+    EntityResult,
+    SyncOptions,
+    sync_bugs,
+    sync_features,
+    sync_products,
+    sync_tests,
+    sync_user_stories,
+)
+from .warehouse import Warehouse
+
+GROUP = "testio"
+KINDS = {"python", "duckdb"}
+# Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
+# only one process ever holds the file for writing.
+DUCKDB_POOL = "testio_duckdb"
+
+Step = Callable[[ApiSource, Warehouse, SyncOptions], EntityResult]
+
+
+def _refresh(
+    context: dg.AssetExecutionContext,
+    step: Step,
+    testio_api: CustomerApiResource,
+    warehouse: WarehouseResource,
+    refresh: RefreshResource,
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    source = testio_api.source()
+    if source.is_simulator:
+        context.log.warning(SIMULATOR_NOTICE)
+    options = refresh.options(context)
+    result = step(source, warehouse.warehouse(), options)
+    for product_id, error in result.product_errors.items():
+        context.log.warning(f"{result.entity}: product {product_id} not refreshed: {error}")
+    if result.rejected:
+        context.log.warning(f"{result.entity}: {len(result.rejected)} records could not be typed")
+    context.log.info(
+        f"{result.entity}: {result.write.inserted} inserted, {result.write.updated} updated, "
+        f"{result.write.unchanged} unchanged, {result.api_requests} API requests"
+    )
+    metadata = {
+        "dagster/row_count": dg.MetadataValue.int(result.write.total_rows),
+        "source": dg.MetadataValue.text(source.label),
+        "source_is_simulator": dg.MetadataValue.bool(source.is_simulator),
+        "mode": dg.MetadataValue.text(options.mode),
+        "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+    }
+    for key, value in result.metadata().items():
+        if key == "row_count":
+            continue
+        metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _asset(name: str, step: Step, description: str, deps: list[str]):
+    @dg.asset(
+        name=name,
+        description=description,
+        deps=deps,
+        group_name=GROUP,
+        kinds=KINDS,
+        pool=DUCKDB_POOL,
+    )
+    def _the_asset(
+        context: dg.AssetExecutionContext,
+        testio_api: CustomerApiResource,
+        warehouse: WarehouseResource,
+        refresh: RefreshResource,
+    ) -> dg.MaterializeResult:
+        return _refresh(context, step, testio_api, warehouse, refresh)
+
+    return _the_asset
+
+
+products = _asset("products", sync_products, "TestIO products in scope, with their sections.", [])
+features = _asset(
+    "features", sync_features, "Features of each product, and the sections they belong to.", ["products"]
+)
+user_stories = _asset(
+    "user_stories", sync_user_stories, "User stories of each product, matched to their feature.", ["features"]
+)
+tests = _asset(
+    "tests", sync_tests, "Exploratory tests of each product, with the features they cover.", ["products"]
+)
+bugs = _asset("bugs", sync_bugs, "Bugs reported in each product's exploratory tests.", ["tests"])
+
+TESTIO_ASSETS = [products, features, user_stories, tests, bugs]

@@ -1,0 +1,122 @@
+"""The one TTL and the one staleness helper.
+
+`TESTIO_CACHE_TTL_SECONDS` becomes a Dagster freshness policy on each asset (its fail
+window). Everything that asks "is this asset stale, and when is it due?" — the sensor,
+the CLI's `status` command, the tests — calls :func:`judge` with the asset's *policy*,
+never the setting, so the UI and the pipeline can never disagree. No other code compares
+an age with the TTL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Iterable, Mapping
+
+import dagster as dg
+from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
+
+# The sensor refreshes an asset once it enters its warn window, so it is rewritten
+# before it fails: the margin covers one sensor interval plus one run.
+WARN_MARGIN_FRACTION = 0.1
+MIN_WINDOW_SECONDS = 60  # Dagster rejects freshness windows below a minute
+
+
+class State(str, Enum):
+    NEVER = "never"  # never materialized
+    FRESH = "fresh"  # younger than the warn window
+    DUE = "due"  # in the warn window: still within the TTL, refresh now
+    STALE = "stale"  # older than the TTL (the policy's fail window)
+
+    @property
+    def needs_refresh(self) -> bool:
+        return self is not State.FRESH
+
+
+@dataclass(frozen=True)
+class Staleness:
+    asset: str
+    state: State
+    last_materialized_at: datetime | None
+    due_at: datetime | None  # when a refresh becomes due (start of the warn window)
+    stale_at: datetime | None  # when the TTL runs out
+
+    @property
+    def needs_refresh(self) -> bool:
+        return self.state.needs_refresh
+
+    def describe(self, now: datetime) -> str:
+        if self.state is State.NEVER:
+            return f"{self.asset}: never materialized"
+        age = _fmt(now - self.last_materialized_at)
+        if self.state is State.FRESH:
+            return f"{self.asset}: fresh ({age} old), due in {_fmt(self.due_at - now)} at {self.due_at:%H:%M:%S} UTC"
+        if self.state is State.DUE:
+            return f"{self.asset}: due ({age} old), stale in {_fmt(self.stale_at - now)}"
+        return f"{self.asset}: stale ({age} old, TTL ran out {_fmt(now - self.stale_at)} ago)"
+
+
+def _fmt(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def ttl_policy(ttl_seconds: int) -> TimeWindowFreshnessPolicy:
+    """The freshness policy for a TTL: fail after the TTL, warn a margin before it."""
+    if ttl_seconds < MIN_WINDOW_SECONDS:
+        raise ValueError(f"the TTL must be at least {MIN_WINDOW_SECONDS} s, got {ttl_seconds}")
+    warn = ttl_seconds - max(1, math.ceil(ttl_seconds * WARN_MARGIN_FRACTION))
+    warn_window = timedelta(seconds=warn) if warn >= MIN_WINDOW_SECONDS else None
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(seconds=ttl_seconds), warn_window=warn_window
+    )
+
+
+def judge(
+    asset: str,
+    policy: dg.FreshnessPolicy | None,
+    last_materialized_at: datetime | None,
+    now: datetime,
+) -> Staleness:
+    """Fresh, due or stale — and when that changes — from a policy, a last time and a clock."""
+    if not isinstance(policy, TimeWindowFreshnessPolicy):
+        raise ValueError(f"asset {asset!r} has no time-window freshness policy")
+    if last_materialized_at is None:
+        return Staleness(asset, State.NEVER, None, None, None)
+    fail = policy.fail_window.to_timedelta()
+    warn = policy.warn_window.to_timedelta() if policy.warn_window else fail
+    due_at = last_materialized_at + warn
+    stale_at = last_materialized_at + fail
+    if now >= stale_at:
+        state = State.STALE
+    elif now >= due_at:
+        state = State.DUE
+    else:
+        state = State.FRESH
+    return Staleness(asset, state, last_materialized_at, due_at, stale_at)
+
+
+def judge_assets(
+    instance: dg.DagsterInstance,
+    policies: Mapping[dg.AssetKey, dg.FreshnessPolicy | None],
+    now: datetime,
+) -> dict[str, Staleness]:
+    """Judge every asset in ``policies`` from its latest materialization in ``instance``."""
+    latest = instance.get_latest_materialization_events(list(policies))
+    result = {}
+    for key, policy in policies.items():
+        event = latest.get(key)
+        when = datetime.fromtimestamp(event.timestamp, tz=timezone.utc) if event else None
+        result[key.to_user_string()] = judge(key.to_user_string(), policy, when, now)
+    return result
+
+
+def policies_of(asset_graph, keys: Iterable[dg.AssetKey]) -> dict[dg.AssetKey, dg.FreshnessPolicy | None]:
+    """The freshness policy of each asset, as declared in the definitions."""
+    return {key: asset_graph.get(key).freshness_policy for key in keys}

@@ -1,0 +1,102 @@
+"""Dagster resources: thin wrappers that hand the plain-Python layers to the assets."""
+
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Literal
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from .settings import Settings
+from .simulator import SimClock, Simulator, SimulatorConfig
+from .simulator.clock import parse_iso
+from .testio import RetryPolicy
+from .source import ApiSource
+from .sync import SyncOptions
+from .warehouse import Warehouse
+
+
+class CustomerApiResource(dg.ConfigurableResource):
+    """The TestIO Customer API (or the built-in simulator when no token/base URL is set).
+
+    The token is read from TESTIO_CUSTOMER_API_TOKEN at run time and never becomes part of
+    the resource's config, so it cannot show up in the UI, run config or metadata.
+    Setting ``simulator_config_json`` forces the in-process simulator with that world;
+    since the world is a pure function of its config and clock, tests can rebuild the
+    very same world the run sees.
+    """
+
+    simulator_preset: str | None = None
+    simulator_config_json: str | None = None  # SimulatorConfig fields, overriding the preset
+    simulator_now: str | None = None  # ISO time to freeze the simulator's clock at
+    retry_attempts: int | None = None
+    retry_wait_seconds: float | None = None  # initial backoff (tests use tiny values)
+
+    _source: ApiSource | None = PrivateAttr(default=None)
+
+    @classmethod
+    def for_simulator(cls, simulator: Simulator, **fields) -> "CustomerApiResource":
+        """A resource whose runs see exactly ``simulator``'s world at its clock's current time."""
+        config = {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in dataclasses.asdict(simulator.config).items()
+        }
+        config["anchor"] = simulator.anchor.isoformat()
+        return cls(
+            simulator_config_json=json.dumps(config),
+            simulator_now=simulator.clock.now().isoformat(),
+            **fields,
+        )
+
+    def _simulator(self, settings: Settings) -> Simulator | None:
+        if not (self.simulator_config_json or self.simulator_preset or settings.uses_simulator):
+            return None
+        overrides = json.loads(self.simulator_config_json) if self.simulator_config_json else {}
+        if overrides.get("anchor"):
+            overrides["anchor"] = parse_iso(overrides["anchor"])
+        preset = self.simulator_preset or settings.simulator_preset
+        clock = SimClock(parse_iso(self.simulator_now)) if self.simulator_now else None
+        return Simulator(SimulatorConfig.preset(preset, **overrides), clock=clock)
+
+    def source(self) -> ApiSource:
+        # One source per run, so every asset of the run sees the same simulator instance.
+        if self._source is None:
+            settings = Settings.from_env()
+            source = ApiSource.from_settings(settings, simulator=self._simulator(settings))
+            if self.retry_attempts is not None or self.retry_wait_seconds is not None:
+                defaults = RetryPolicy()
+                wait = self.retry_wait_seconds if self.retry_wait_seconds is not None else defaults.wait_initial
+                source.retry = RetryPolicy(
+                    attempts=self.retry_attempts or defaults.attempts,
+                    wait_initial=wait,
+                    wait_max=max(wait, wait * 8),
+                    wait_jitter=wait / 2,
+                    retry_after_floor=min(defaults.retry_after_floor, wait),
+                )
+            self._source = source
+        return self._source
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file (TESTIO_DUCKDB_PATH, default data/testio.duckdb)."""
+
+    path: str | None = None
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.path or Settings.from_env().duckdb_path)
+
+
+class RefreshResource(dg.ConfigurableResource):
+    """Run-wide refresh options: the mode and an optional product scope.
+
+    Set per run, e.g. ``--config-json '{"resources": {"refresh": {"config": {"mode": "full"}}}}'``.
+    """
+
+    mode: Literal["incremental", "full"] = "incremental"
+    product_ids: list[int] | None = None
+
+    def options(self, context: dg.AssetExecutionContext) -> SyncOptions:
+        scope = tuple(self.product_ids) if self.product_ids else Settings.from_env().product_ids
+        return SyncOptions(mode=self.mode, product_ids=scope, run_id=context.run.run_id)

@@ -1,0 +1,121 @@
+"""`testio_refresh_sensor`: each evaluation is exactly one refresh cycle.
+
+It reads the Dagster instance only (never the API, never DuckDB): the staleness helper
+judges every asset from its freshness policy and last materialization; if any needs a
+refresh and no refresh run is queued or running, it requests ONE run for those assets
+plus everything upstream of them.
+"""
+
+
+import os
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+import dagster as dg
+
+from .freshness import Staleness, judge_assets, policies_of
+
+SENSOR_NAME = "testio_refresh_sensor"
+DEFAULT_INTERVAL_SECONDS = 60
+TRIGGER_TAG = "testio/trigger"
+SCOPE_METADATA_KEY = "product_scope"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def scope_label(product_ids: Sequence[int] | None) -> str:
+    """How a product scope is written in metadata, so a change of scope can be noticed."""
+    return "all" if not product_ids else ",".join(str(p) for p in sorted(product_ids))
+
+
+def sensor_interval_seconds() -> int:
+    raw = os.environ.get("TESTIO_SENSOR_INTERVAL_SECONDS", "").strip()
+    return int(raw) if raw else DEFAULT_INTERVAL_SECONDS
+
+
+def _scope_changed(instance: dg.DagsterInstance, keys: list[dg.AssetKey], current: str) -> list[dg.AssetKey]:
+    """Assets last materialized for a different product scope than the configured one."""
+    latest = instance.get_latest_materialization_events(keys)
+    changed = []
+    for key in keys:
+        event = latest.get(key)
+        materialization = event.asset_materialization if event else None
+        if materialization is None:
+            continue
+        recorded = materialization.metadata.get(SCOPE_METADATA_KEY)
+        if recorded is not None and getattr(recorded, "value", recorded) != current:
+            changed.append(key)
+    return changed
+
+
+def build_refresh_sensor(
+    assets: Sequence[dg.AssetsDefinition],
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    current_scope: Callable[[], str] | None = None,
+    interval_seconds: int | None = None,
+) -> dg.SensorDefinition:
+    """The refresh sensor over ``assets``; ``clock`` and ``current_scope`` are injectable for tests."""
+    keys = [key for asset in assets for key in asset.keys]
+
+    def default_scope() -> str:
+        from .settings import Settings
+
+        return scope_label(Settings.from_env().product_ids)
+
+    scope_of = current_scope or default_scope
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        description="Runs one refresh cycle per evaluation: requests a run for the TestIO assets that are due.",
+        target=dg.AssetSelection.assets(*keys),
+        minimum_interval_seconds=interval_seconds or sensor_interval_seconds(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def testio_refresh_sensor(context: dg.SensorEvaluationContext):
+        now = clock()
+        in_flight = context.instance.get_run_records(
+            # Any run in flight on this instance writes (or will write) the same DuckDB file.
+            dg.RunsFilter(statuses=IN_FLIGHT), limit=1
+        )
+        if in_flight:
+            run = in_flight[0].dagster_run
+            return dg.SkipReason(f"a refresh run is already {run.status.value.lower()} ({run.run_id[:8]}); not overlapping it")
+        asset_graph = context.repository_def.asset_graph
+        judged = judge_assets(context.instance, policies_of(asset_graph, keys), now)
+        due = {name for name, s in judged.items() if s.needs_refresh}
+        rescoped = _scope_changed(context.instance, keys, scope_of())
+        due |= {key.to_user_string() for key in rescoped}
+        if not due:
+            return dg.SkipReason(_next_cycle(judged.values(), now))
+        selected = {dg.AssetKey.from_user_string(name) for name in due}
+        for key in list(selected):
+            selected |= asset_graph.get_ancestor_asset_keys(key)
+        selected &= set(keys)
+        reasons = "; ".join(judged[name].describe(now) for name in sorted(due) if name in judged)
+        if rescoped:
+            reasons += f"; product scope changed to {scope_of()}"
+        context.log.info(f"refresh cycle: {reasons}")
+        return dg.RunRequest(
+            run_key=f"testio-refresh-{now.isoformat()}",
+            asset_selection=sorted(selected, key=lambda k: k.to_user_string()),
+            tags={TRIGGER_TAG: "sensor", "testio/cycle_reason": reasons[:200]},
+        )
+
+    return testio_refresh_sensor
+
+
+def _next_cycle(judged: Sequence[Staleness] | object, now: datetime) -> str:
+    judged = list(judged)  # type: ignore[arg-type]
+    nxt = min(judged, key=lambda s: s.due_at)
+    wait = int((nxt.due_at - now).total_seconds())
+    return f"all {len(judged)} assets fresh; next cycle due at {nxt.due_at:%Y-%m-%d %H:%M:%S} UTC (in {wait} s, {nxt.asset})"

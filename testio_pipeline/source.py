@@ -1,0 +1,63 @@
+"""Where the data comes from: the real TestIO API, another URL, or the built-in simulator.
+
+The client reaches the simulator only through an httpx transport, so the code path is
+the same for the real API and the fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .settings import Settings
+from .testio import CustomerApiClient, RetryPolicy
+from .simulator import SIMULATOR_BASE_URL, Simulator, SimulatorConfig
+
+SIMULATOR_NOTICE = (
+    "USING THE BUILT-IN TESTIO SIMULATOR (fake, deterministic demo data): "
+    "no TESTIO_CUSTOMER_API_TOKEN / TESTIO_CUSTOMER_API_BASE_URL is set. "
+    "Set TESTIO_CUSTOMER_API_TOKEN to mirror the real API."
+)
+
+
+@dataclass
+class ApiSource:
+    """Opens API clients for one run; holds the in-process simulator when there is one."""
+
+    settings: Settings
+    simulator: Simulator | None = None
+    retry: RetryPolicy | None = None
+    client_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, simulator: Simulator | None = None) -> "ApiSource":
+        if simulator is None and settings.uses_simulator:
+            simulator = Simulator(SimulatorConfig.preset(settings.simulator_preset))
+        return cls(settings=settings, simulator=simulator)
+
+    @property
+    def is_simulator(self) -> bool:
+        return self.simulator is not None
+
+    @property
+    def label(self) -> str:
+        if self.simulator is not None:
+            return "built-in simulator (in-process)"
+        return self.settings.effective_base_url
+
+    def client(self) -> CustomerApiClient:
+        options = {
+            "max_concurrent": self.settings.max_concurrent_requests,
+            "max_requests_per_second": self.settings.max_requests_per_second,
+            "timeout": self.settings.request_timeout_seconds,
+            "retry": self.retry,
+            **self.client_options,
+        }
+        if self.simulator is not None:
+            return CustomerApiClient(
+                SIMULATOR_BASE_URL,
+                self.simulator.config.token,
+                transport=self.simulator.transport(),
+                **options,
+            )
+        assert self.settings.token, "Settings.validate() guarantees a token for a real API"
+        return CustomerApiClient(self.settings.effective_base_url, self.settings.token, **options)

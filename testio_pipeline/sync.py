@@ -1,0 +1,350 @@
+"""One refresh step per entity: fetch everything for the products in scope, then write once.
+
+Plain Python shared by the Dagster assets, the CLI and the benchmark, so they all run the
+same code path. Fetching is async and concurrent across products (one in-flight cap in
+the client); writing is one short warehouse transaction per entity, after the fetch, so
+the DuckDB file is locked only briefly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Literal
+
+from .source import ApiSource
+from .testio import (
+    CustomerApiClient,
+    FINAL_TEST_STATUSES,
+    ExploratoryTest,
+    Parsed,
+    Product,
+    RejectedRecord,
+    TestioAuthError,
+    TestioConnectionError,
+    TestioNotFoundError,
+)
+from .warehouse import Warehouse, WriteStats
+
+log = logging.getLogger("testio_pipeline.sync")
+
+Mode = Literal["incremental", "full"]
+MODES: tuple[str, ...] = ("incremental", "full")
+
+# Errors that say the whole source is unusable: they fail the run instead of one product.
+FATAL_ERRORS = (TestioAuthError, TestioConnectionError)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class SyncOptions:
+    mode: Mode = "incremental"
+    product_ids: tuple[int, ...] | None = None  # the scope; None = every product the token sees
+    run_id: str | None = None
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass
+class EntityResult:
+    """What one entity's refresh did: counts for metadata and sync_events."""
+
+    entity: str
+    write: WriteStats
+    api: dict[str, Any]
+    products_complete: list[int] = field(default_factory=list)
+    product_errors: dict[int, str] = field(default_factory=dict)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    fetch_s: float = 0.0
+
+    @property
+    def api_requests(self) -> int:
+        return int(self.api.get("requests", 0))
+
+    @property
+    def retries(self) -> int:
+        return int(self.api.get("retries", 0))
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat values for Dagster metadata; the Dagster layer decides how to present them."""
+        return {
+            "rows_inserted": self.write.inserted,
+            "rows_updated": self.write.updated,
+            "rows_unchanged": self.write.unchanged,
+            "rows_marked_deleted": self.write.marked_deleted,
+            "row_count": self.write.total_rows,
+            "api_requests": self.api_requests,
+            "api_retries": self.retries,
+            "api_requests_by_endpoint": self.api.get("by_endpoint", {}),
+            "products_synced": len(self.products_complete),
+            "products_failed": len(self.product_errors),
+            "product_errors": {str(k): v for k, v in self.product_errors.items()},
+            "records_rejected": len(self.rejected),
+            "fetch_seconds": round(self.fetch_s, 3),
+            "write_seconds": round(self.write.duration_s, 3),
+            "write_lock_held_seconds": round(self.write.lock_held_s, 3),
+            **self.counts,
+        }
+
+
+async def _per_product(
+    products: list[Product],
+    fetch: Callable[[Product], Awaitable[Any]],
+) -> tuple[dict[int, Any], dict[int, str]]:
+    """Run ``fetch`` for every product concurrently; one product's failure is not the run's."""
+
+    async def guarded(product: Product) -> tuple[int, Any, str | None]:
+        try:
+            return product.id, await fetch(product), None
+        except FATAL_ERRORS:
+            raise
+        except TestioNotFoundError:
+            return product.id, None, "product not found (HTTP 404): deleted upstream?"
+        except Exception as exc:  # noqa: BLE001 - recorded per product, surfaced in metadata
+            log.warning("product %s: %s", product.id, exc)
+            return product.id, None, f"{type(exc).__name__}: {exc}"
+
+    results = await asyncio.gather(*(guarded(p) for p in products))
+    ok = {pid: value for pid, value, error in results if error is None}
+    errors = {pid: error for pid, _, error in results if error is not None}
+    return ok, errors
+
+
+def _run(coro_factory: Callable[[CustomerApiClient], Awaitable[Any]], source: ApiSource) -> tuple[Any, dict]:
+    """Run one fetch with a fresh client (its own event loop) and return its request stats."""
+
+    async def main() -> tuple[Any, dict]:
+        async with source.client() as client:
+            value = await coro_factory(client)
+            return value, client.stats.as_dict()
+
+    return asyncio.run(main())
+
+
+def scoped_products(warehouse: Warehouse, options: SyncOptions) -> list[Product]:
+    """The products to refresh, as last written by the products step."""
+    products = warehouse.products_in_scope(options.product_ids)
+    return [Product.from_api(raw) for raw in products]
+
+
+def sync_products(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
+    started = time.perf_counter()
+
+    async def fetch(client: CustomerApiClient) -> Parsed:
+        return await client.list_products()
+
+    parsed, api = _run(fetch, source)
+    fetch_s = time.perf_counter() - started
+    products: list[Product] = parsed.records
+    missing: dict[int, str] = {}
+    if options.product_ids is not None:
+        visible = {p.id for p in products}
+        missing = {
+            pid: "not in the product list of this token (deleted, or no access)"
+            for pid in options.product_ids
+            if pid not in visible
+        }
+        products = [p for p in products if p.id in set(options.product_ids)]
+    write = warehouse.write_products(
+        products,
+        options.clock(),
+        # The product list is always complete, but with a scope it only speaks for the scope.
+        detect_deletions=options.mode == "full" and options.product_ids is None,
+    )
+    return EntityResult(
+        entity="products",
+        write=write,
+        api=api,
+        products_complete=[p.id for p in products],
+        product_errors=missing,
+        rejected=parsed.rejected,
+        fetch_s=fetch_s,
+    )
+
+
+def _sync_product_lists(
+    entity: str,
+    source: ApiSource,
+    warehouse: Warehouse,
+    options: SyncOptions,
+    fetch_one: Callable[[CustomerApiClient, Product], Awaitable[Parsed]],
+    write: Callable[..., WriteStats],
+) -> EntityResult:
+    """Features and user stories: one complete list per product, re-read every cycle."""
+    products = scoped_products(warehouse, options)
+    started = time.perf_counter()
+
+    async def fetch(client: CustomerApiClient) -> tuple[dict[int, Parsed], dict[int, str]]:
+        return await _per_product(products, lambda p: fetch_one(client, p))
+
+    (ok, errors), api = _run(fetch, source)
+    fetch_s = time.perf_counter() - started
+    records = [r for parsed in ok.values() for r in parsed.records]
+    rejected = [r for parsed in ok.values() for r in parsed.rejected]
+    # These lists are complete whenever the call succeeded, so deletions are safe to detect
+    # in both modes, but only for the products that answered.
+    stats = write(records, options.clock(), complete_product_ids=sorted(ok), detect_deletions=True)
+    return EntityResult(
+        entity=entity,
+        write=stats,
+        api=api,
+        products_complete=sorted(ok),
+        product_errors=errors,
+        rejected=rejected,
+        fetch_s=fetch_s,
+    )
+
+
+def sync_features(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
+    result = _sync_product_lists(
+        "features", source, warehouse, options,
+        lambda client, product: client.list_features(product),
+        warehouse.write_features,
+    )
+    result.counts["features_refreshed"] = result.write.inserted + result.write.updated
+    return result
+
+
+def sync_user_stories(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
+    result = _sync_product_lists(
+        "user_stories", source, warehouse, options,
+        lambda client, product: client.list_user_stories(product),
+        warehouse.write_user_stories,
+    )
+    result.counts["user_stories_refreshed"] = result.write.inserted + result.write.updated
+    return result
+
+
+def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
+    """Full: every page. Incremental: new tests from the top, plus a re-read of non-final ones."""
+    products = scoped_products(warehouse, options)
+    known = warehouse.test_states([p.id for p in products]) if options.mode == "incremental" else {}
+    known_by_product: dict[int, dict[int, str]] = {}
+    for test_id, (product_id, status) in known.items():
+        known_by_product.setdefault(product_id, {})[test_id] = status
+    started = time.perf_counter()
+
+    async def fetch_product(client: CustomerApiClient, product: Product):
+        mine = known_by_product.get(product.id, {})
+        if options.mode == "full" or not mine:
+            listing = await client.list_tests(product.id)
+            return listing, []
+        # New tests appear on page 1 (newest first): stop at the first page holding a known one.
+        listing = await client.list_tests(
+            product.id, stop_when=lambda items: any(isinstance(i, dict) and i.get("id") in mine for i in items)
+        )
+        seen = {t.id for t in listing.tests}
+        stale = [tid for tid, status in mine.items() if tid not in seen and status not in FINAL_TEST_STATUSES]
+        reread = await asyncio.gather(*(_reread_test(client, tid) for tid in stale))
+        return listing, [t for t in reread if t is not None]
+
+    async def fetch(client: CustomerApiClient):
+        return await _per_product(products, lambda p: fetch_product(client, p))
+
+    (ok, errors), api = _run(fetch, source)
+    fetch_s = time.perf_counter() - started
+    tests: list[ExploratoryTest] = []
+    rejected: list[RejectedRecord] = []
+    complete: list[int] = []
+    for product_id, (listing, reread) in ok.items():
+        tests.extend(listing.tests)
+        tests.extend(reread)
+        rejected.extend(listing.rejected)
+        if options.mode == "full":
+            if listing.complete:
+                complete.append(product_id)
+            else:
+                errors[product_id] = f"test list incomplete ({listing.stop_reason})"
+        else:
+            # A finished incremental pass (top pages + every non-final test re-read) counts
+            # as a complete refresh of that product's tests.
+            complete.append(product_id)
+    stats = warehouse.write_tests(
+        tests,
+        options.clock(),
+        complete_product_ids=sorted(complete),
+        detect_deletions=options.mode == "full",
+    )
+    return EntityResult(
+        entity="tests",
+        write=stats,
+        api=api,
+        products_complete=sorted(complete),
+        product_errors=errors,
+        rejected=rejected,
+        counts={"tests_discovered": stats.inserted, "tests_updated": stats.updated},
+        fetch_s=fetch_s,
+    )
+
+
+async def _reread_test(client: CustomerApiClient, test_id: int) -> ExploratoryTest | None:
+    try:
+        return await client.get_test(test_id)
+    except TestioNotFoundError:
+        # Gone upstream; a full sync's complete listing marks it deleted.
+        return None
+
+
+def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
+    """Bugs of every test (full), or of tests that are new, not final or changed (incremental)."""
+    products = scoped_products(warehouse, options)
+    wanted = warehouse.tests_needing_bugs([p.id for p in products], full=options.mode == "full")
+    started = time.perf_counter()
+
+    async def fetch(client: CustomerApiClient):
+        by_product = {p.id: p for p in products}
+        return await _per_product(
+            [by_product[pid] for pid in wanted if pid in by_product],
+            lambda p: client.list_bugs(wanted[p.id], product_id=p.id),
+        )
+
+    (ok, errors), api = _run(fetch, source)
+    fetch_s = time.perf_counter() - started
+    bugs, rejected, fetched, complete = [], [], set(), []
+    for product_id, result in ok.items():
+        bugs.extend(result.bugs)
+        rejected.extend(result.rejected)
+        fetched |= result.fetched_test_ids
+        if result.failed:
+            errors[product_id] = f"bugs of {len(result.failed)} tests could not be fetched"
+        else:
+            complete.append(product_id)
+    # Products with no test needing bugs are up to date too.
+    complete.extend(p.id for p in products if p.id not in wanted and p.id not in errors)
+    stats = warehouse.write_bugs(
+        bugs,
+        options.clock(),
+        fetched_test_ids=fetched,
+        complete_product_ids=sorted(complete),
+        detect_deletions=options.mode == "full",
+    )
+    return EntityResult(
+        entity="bugs",
+        write=stats,
+        api=api,
+        products_complete=sorted(complete),
+        product_errors=errors,
+        rejected=rejected,
+        counts={"bugs_refreshed": stats.inserted + stats.updated, "tests_with_bugs_fetched": len(fetched)},
+        fetch_s=fetch_s,
+    )
+
+
+SYNC_STEPS: dict[str, Callable[[ApiSource, Warehouse, SyncOptions], EntityResult]] = {
+    "products": sync_products,
+    "features": sync_features,
+    "user_stories": sync_user_stories,
+    "tests": sync_tests,
+    "bugs": sync_bugs,
+}
+
+
+def run_cycle(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> dict[str, EntityResult]:
+    """One whole refresh cycle outside Dagster, in dependency order (used by the benchmark)."""
+    return {name: step(source, warehouse, options) for name, step in SYNC_STEPS.items()}

@@ -1,0 +1,248 @@
+"""The HTTP layer: one httpx.AsyncClient, one in-flight cap, retries, counters.
+
+Endpoint knowledge lives in ``client.py``; this module only knows how to GET a path
+politely and turn failures into the client's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import httpx
+import stamina
+
+from .errors import (
+    MalformedResponseError,
+    TestioApiError,
+    TestioAuthError,
+    TestioConnectionError,
+    TestioNotFoundError,
+    redact,
+)
+
+log = logging.getLogger("testio_pipeline.client")
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
+
+
+@dataclass
+class RetryPolicy:
+    """How hard to try: bounded attempts, exponential backoff with jitter, Retry-After honoured."""
+
+    attempts: int = 5
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_jitter: float = 0.5
+    # Retry-After: 0 must not turn into a busy loop against a rate-limited server.
+    retry_after_floor: float = 0.25
+    retry_after_cap: float = 120.0
+
+
+@dataclass
+class RequestStats:
+    """Counts of HTTP attempts by endpoint and status, and of retries."""
+
+    by_endpoint: Counter = field(default_factory=Counter)
+    by_status: Counter = field(default_factory=Counter)
+    retries: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(self.by_endpoint.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "by_endpoint": dict(self.by_endpoint),
+            "by_status": {str(k): v for k, v in self.by_status.items()},
+        }
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, status: int, retry_after: float | None, detail: str):
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header given in seconds or as an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+class MinInterval:
+    """A client-side rate limit: request starts are spaced at least 1/rate apart."""
+
+    def __init__(self, per_second: float):
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class ApiRequester:
+    """GETs JSON from the API with a global in-flight cap and polite retries."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        max_concurrent: int = 10,
+        max_requests_per_second: float | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self._token = token
+        self._base_url = base_url.rstrip("/") + "/"
+        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self._rate = MinInterval(max_requests_per_second) if max_requests_per_second else None
+        self.retry = retry or RetryPolicy()
+        self.stats = RequestStats()
+        self.max_concurrent = max_concurrent
+        self._http = httpx.AsyncClient(
+            base_url=self._base_url,
+            headers={"Authorization": f"Token {token}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_concurrent, max_keepalive_connections=max_concurrent),
+            follow_redirects=True,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._token)
+
+    def _backoff(self, exc: Exception, fail_fast: frozenset[int] = frozenset()) -> bool | float:
+        """stamina backoff hook: True = retry with the exponential schedule, a float = wait that long."""
+        if isinstance(exc, _RetryableStatus):
+            if exc.status in fail_fast:
+                return False
+            if exc.retry_after is not None:
+                return min(max(exc.retry_after, self.retry.retry_after_floor), self.retry.retry_after_cap)
+            return True
+        if isinstance(exc, (httpx.TimeoutException, httpx.TransportError)):
+            return True
+        return False
+
+    async def get_json(
+        self,
+        path: str,
+        *,
+        endpoint: str,
+        params: Mapping[str, Any] | None = None,
+        fail_fast: frozenset[int] = frozenset(),
+    ) -> Any:
+        """GET ``path`` (relative to the base URL) and return the decoded JSON body.
+
+        Statuses in ``fail_fast`` are not retried: the caller has a better remedy (e.g.
+        splitting a bug batch that timed out with 524).
+        """
+        policy = self.retry
+        try:
+            async for attempt in stamina.retry_context(
+                on=lambda exc: self._backoff(exc, fail_fast),
+                attempts=policy.attempts,
+                timeout=None,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                if attempt.num > 1:
+                    self.stats.retries += 1
+                with attempt:
+                    return await self._get_once(path, endpoint=endpoint, params=params)
+        except _RetryableStatus as exc:
+            tries = "once" if exc.status in fail_fast else f"after {policy.attempts} attempts"
+            raise TestioApiError(
+                self._redact(f"GET {path} failed {tries}: {exc}"),
+                status=exc.status,
+                endpoint=endpoint,
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise TestioApiError(
+                self._redact(f"GET {path} timed out after {policy.attempts} attempts ({type(exc).__name__})"),
+                endpoint=endpoint,
+            ) from None
+        except httpx.TransportError as exc:
+            raise TestioConnectionError(
+                self._redact(
+                    f"cannot reach the TestIO API at {self._base_url} ({type(exc).__name__}: {exc}); "
+                    "check TESTIO_CUSTOMER_API_BASE_URL and the network"
+                ),
+                endpoint=endpoint,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_once(self, path: str, *, endpoint: str, params: Mapping[str, Any] | None) -> Any:
+        if self._rate is not None:
+            await self._rate.wait()
+        async with self._semaphore:
+            self.stats.by_endpoint[endpoint] += 1
+            response = await self._http.get(path, params=params)
+            self.stats.by_status[response.status_code] += 1
+        status = response.status_code
+        if status in RETRYABLE_STATUSES:
+            raise _RetryableStatus(
+                status, parse_retry_after(response.headers.get("Retry-After")), self._snippet(response)
+            )
+        if status in (401, 403):
+            raise TestioAuthError(
+                f"the TestIO API refused the token (HTTP {status}) for GET {path}: "
+                "check TESTIO_CUSTOMER_API_TOKEN (and TESTIO_CUSTOMER_API_BASE_URL)",
+                status=status,
+                endpoint=endpoint,
+            )
+        if status == 404:
+            raise TestioNotFoundError(f"GET {path}: not found (HTTP 404)", status=404, endpoint=endpoint)
+        if status >= 400:
+            raise TestioApiError(
+                self._redact(f"GET {path} failed with HTTP {status}: {self._snippet(response)}"),
+                status=status,
+                endpoint=endpoint,
+            )
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MalformedResponseError(
+                self._redact(f"GET {path} returned a body that is not JSON: {self._snippet(response)!r}"),
+                status=status,
+                endpoint=endpoint,
+            ) from None
+
+    @staticmethod
+    def _snippet(response: httpx.Response, limit: int = 200) -> str:
+        try:
+            text = response.text
+        except Exception:  # a body we cannot even decode is still worth naming
+            return "<undecodable body>"
+        return text[:limit]

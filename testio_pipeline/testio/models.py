@@ -1,0 +1,277 @@
+"""Typed records of the TestIO Customer API v2.
+
+Every record keeps the object it was built from in ``raw`` (with test-environment
+credentials removed), so nothing the API sends is lost even when we do not model it.
+Enum-like fields (status, severity) are plain strings: unknown values are kept as they
+came and flagged by the ``*_known`` properties rather than rejected.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TEST_STATUSES = (
+    "initialized",
+    "customer_finalized",
+    "waiting",
+    "running",
+    "locked",
+    "archived",
+    "cancelled",
+)
+FINAL_TEST_STATUSES = frozenset({"archived", "cancelled"})
+BUG_SEVERITIES = ("critical", "high", "low", "visual", "content", "custom")
+BUG_STATUSES = ("accepted", "rejected", "forwarded")
+TESTING_TYPES = ("coverage", "focused", "rapid", "usability", "external")
+
+# Keys inside ``test_environment`` that hold the customer's test-environment credentials.
+CREDENTIAL_KEYS = frozenset({"username", "password", "access"})
+
+
+def strip_credentials(obj: Any) -> Any:
+    """Return a deep copy of ``obj`` with credentials removed from every ``test_environment``."""
+    obj = copy.deepcopy(obj)
+    _strip_in_place(obj)
+    return obj
+
+
+def _strip_in_place(obj: Any) -> None:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "test_environment" and isinstance(value, dict):
+                for secret in CREDENTIAL_KEYS & value.keys():
+                    del value[secret]
+            _strip_in_place(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            _strip_in_place(item)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], **context: Any) -> "Record":
+        """Build a record from one API object; ``context`` adds what the envelope implies."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        clean = strip_credentials(data)
+        return cls.model_validate({**clean, **context, "raw": clean})
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    name: str | None = None
+
+
+class Product(Record):
+    id: int
+    name: str
+    type: str | None = None
+    description: str | None = None
+    default_section_id: int | None = None
+    sections: list[Section] = Field(default_factory=list)
+    sections_with_default: list[Section] = Field(default_factory=list)
+
+    @field_validator("sections", "sections_with_default", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def has_sections(self) -> bool:
+        """A single default section means "no sections" (see TESTIO_API.md)."""
+        return bool(self.sections) or len(self.sections_with_default) > 1
+
+    @property
+    def section_list(self) -> list[Section]:
+        if not self.has_sections:
+            return []
+        return self.sections or self.sections_with_default
+
+    @property
+    def section_ids(self) -> list[int]:
+        return [s.id for s in self.section_list]
+
+
+class Feature(Record):
+    id: int
+    product_id: int
+    title: str
+    description: str | None = None
+    howtofind: str | None = None
+    user_stories: list[str] = Field(default_factory=list)
+    # Filled by the client: every section whose feature list named this feature.
+    section_ids: list[int] = Field(default_factory=list)
+
+    @field_validator("user_stories", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class UserStory(Record):
+    id: int
+    product_id: int
+    section_id: int | None = None
+    title: str
+    path: str | None = None
+
+
+class Environment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: int | None = None
+    title: str | None = None
+    url: str | None = None
+
+
+class CoveredFeature(BaseModel):
+    """A feature as listed on a test: ``id`` is the test-feature id, ``feature_id`` the product's."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int
+    feature_id: int | None = None
+    title: str | None = None
+    user_stories: list[Any] = Field(default_factory=list)
+    enable_default: bool | None = None
+    enable_content: bool | None = None
+    enable_visual: bool | None = None
+
+    @field_validator("user_stories", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class ExploratoryTest(Record):
+    id: int
+    product_id: int
+    title: str | None = None
+    status: str
+    review_status: str | None = None
+    testing_type: str | None = None
+    goal: str | None = None
+    instructions: str | None = None
+    out_of_scope: str | None = None
+    enable_low: bool | None = None
+    enable_high: bool | None = None
+    enable_critical: bool | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    created_by: str | None = None
+    submitted_by: str | None = None
+    section_id: int | None = None
+    section_name: str | None = None
+    test_environment: Environment | None = None
+    features: list[CoveredFeature] = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], **context: Any) -> "ExploratoryTest":
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        clean = strip_credentials(data)
+        section = clean.get("section") or {}
+        product = clean.get("product") or {}
+        merged = {
+            **clean,
+            "title": clean.get("title") or clean.get("test_title"),
+            "goal": clean.get("goal") or clean.get("goal_text"),
+            "instructions": clean.get("instructions") or clean.get("instructions_text"),
+            "out_of_scope": clean.get("out_of_scope") or clean.get("out_of_scope_text"),
+            "section_id": section.get("id") if isinstance(section, dict) else None,
+            "section_name": section.get("name") if isinstance(section, dict) else None,
+            **context,
+            "raw": clean,
+        }
+        if "product_id" not in context and isinstance(product, dict) and "id" in product:
+            merged["product_id"] = product["id"]
+        return cls.model_validate(merged)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_TEST_STATUSES
+
+    @property
+    def status_known(self) -> bool:
+        return self.status in TEST_STATUSES
+
+
+class Bug(Record):
+    id: int
+    product_id: int | None = None
+    test_id: int
+    title: str | None = None
+    severity: str | None = None
+    status: str | None = None
+    auto_accepted: bool | None = None
+    known: bool | None = None
+    steps: list[str] = Field(default_factory=list)
+    actual_result: str | None = None
+    expected_result: str | None = None
+    reported_at: datetime | None = None
+    exported_at: datetime | None = None
+    author_name: str | None = None
+    test_feature_id: int | None = None
+    feature_id: int | None = None
+    language: str | None = None
+    location: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], **context: Any) -> "Bug":
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        clean = strip_credentials(data)
+        test = clean.get("test")
+        if not isinstance(test, dict) or test.get("id") is None:
+            raise ValueError("bug has no test.id, so it cannot be attached to a test")
+        author = clean.get("author") if isinstance(clean.get("author"), dict) else {}
+        test_feature = clean.get("test_feature") if isinstance(clean.get("test_feature"), dict) else {}
+        feature = clean.get("feature") if isinstance(clean.get("feature"), dict) else {}
+        merged = {
+            **clean,
+            "test_id": test["id"],
+            "author_name": author.get("name"),
+            "test_feature_id": test_feature.get("id"),
+            "feature_id": feature.get("id"),
+            **context,
+            "raw": clean,
+        }
+        return cls.model_validate(merged)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def severity_known(self) -> bool:
+        return self.severity in BUG_SEVERITIES
+
+    @property
+    def status_known(self) -> bool:
+        return self.status in BUG_STATUSES
+
+
+class RejectedRecord(BaseModel):
+    """An API object that could not be typed; kept with the reason instead of being dropped."""
+
+    entity: str
+    product_id: int | None = None
+    record_id: str | None = None
+    reason: str
+    raw: Any = None

@@ -1,0 +1,381 @@
+"""The warehouse schema, declared once as data; DDL, comments and migrations are generated from it.
+
+``TABLES`` describes the *current* schema. Every table and column carries the schema version
+that introduced it (``since``), so a later migration can be generated from the same data
+(``add_columns_sql``) instead of repeating column definitions by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: DuckDB type, a sentence for analysts, and whether it is part of the key."""
+
+    name: str
+    type: str
+    description: str
+    primary_key: bool = False
+    not_null: bool = False
+    default: str | None = None  # SQL expression
+    since: int = 1
+
+    def ddl(self) -> str:
+        """The column definition as used in CREATE TABLE / ADD COLUMN."""
+        parts = [self.name, self.type]
+        if self.default is not None:
+            parts.append(f"DEFAULT {self.default}")
+        if self.not_null and not self.primary_key:  # key columns are NOT NULL anyway
+            parts.append("NOT NULL")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: its columns, a description for analysts, and the version that created it."""
+
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    since: int = 1
+    sequences: tuple[str, ...] = field(default=())  # created just before the table
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.primary_key)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def soft_deletes(self) -> bool:
+        """Entity tables keep vanished rows and mark them with ``deleted_at``."""
+        return "deleted_at" in self.column_names
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name}.{name}")
+
+    def create_sql(self, *, version: int | None = None, if_not_exists: bool = False) -> list[str]:
+        """CREATE statements for this table with the columns that existed at ``version``."""
+        cols = [c for c in self.columns if version is None or c.since <= version]
+        body = [c.ddl() for c in cols]
+        if self.primary_key:
+            body.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
+        exists = "IF NOT EXISTS " if if_not_exists else ""
+        seqs = [f"CREATE SEQUENCE {exists}{s}" for s in self.sequences]
+        return seqs + [f"CREATE TABLE {exists}{self.name} (\n  " + ",\n  ".join(body) + "\n)"]
+
+    def comment_sql(self) -> list[str]:
+        """COMMENT ON statements for the table and every column."""
+        stmts = [f"COMMENT ON TABLE {self.name} IS {sql_literal(self.description)}"]
+        stmts += [
+            f"COMMENT ON COLUMN {self.name}.{c.name} IS {sql_literal(c.description)}"
+            for c in self.columns
+        ]
+        return stmts
+
+    def arrow_schema(self, names: list[str] | tuple[str, ...]) -> pa.Schema:
+        """The Arrow schema for a frame holding ``names`` of this table's columns."""
+        return pa.schema([(n, arrow_type(self.column(n).type)) for n in names])
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+_ARROW_TYPES = {
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),  # DuckDB casts the text to JSON on insert
+    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+}
+
+
+def arrow_type(duck_type: str) -> pa.DataType:
+    if duck_type.endswith("[]"):
+        return pa.list_(arrow_type(duck_type[:-2]))
+    return _ARROW_TYPES[duck_type]
+
+
+# --- the declaration ----------------------------------------------------------------------
+
+
+def _id(what: str) -> Column:
+    return Column("id", "BIGINT", f"TestIO id of the {what}, as in the API.", primary_key=True)
+
+
+def _tracking(what: str, hashed: bool = True) -> tuple[Column, ...]:
+    """Columns every mirrored entity table ends with."""
+    cols = []
+    if hashed:
+        cols += [
+            Column("raw", "JSON", f"The complete {what} object as the API returned it (test-environment credentials removed)."),
+            Column("content_hash", "VARCHAR", f"MD5 of the {what}'s content; used to notice when the API changed it.", not_null=True),
+        ]
+    cols += [
+        Column("synced_at", "TIMESTAMPTZ", f"When this {what} was first stored or last changed by a sync (UTC).", not_null=True),
+        Column("deleted_at", "TIMESTAMPTZ", f"When a complete sync no longer found this {what} in the API (UTC); empty while it still exists."),
+    ]
+    return tuple(cols)
+
+
+_SYNC_COUNTS = (
+    ("products_synced", "Products written in this run."),
+    ("features_refreshed", "Features written in this run."),
+    ("user_stories_refreshed", "User stories written in this run."),
+    ("tests_discovered", "Tests seen for the first time in this run."),
+    ("tests_updated", "Known tests whose content changed in this run."),
+    ("bugs_refreshed", "Bugs written in this run."),
+    ("rows_marked_deleted", "Rows across all tables marked deleted because the API no longer lists them."),
+    ("api_requests", "HTTP requests made to the TestIO API in this run."),
+    ("retries", "Requests that had to be retried (rate limits, timeouts, server errors)."),
+)
+
+_TABLE_LIST = (
+    Table(
+        "schema_migrations",
+        "Schema versions applied to this warehouse file (bookkeeping for upgrades).",
+        (
+            Column("version", "INTEGER", "Schema version number.", primary_key=True),
+            Column("applied_at", "TIMESTAMPTZ", "When this version was applied (UTC).", not_null=True),
+            Column("description", "VARCHAR", "What this version changed."),
+        ),
+        since=0,  # created by the migration runner itself, before version 1
+    ),
+    Table(
+        "products",
+        "TestIO products (apps or websites under test) visible to the API token.",
+        (
+            _id("product"),
+            Column("name", "VARCHAR", "Product name."),
+            Column("type", "VARCHAR", "Kind of product: website, mobile_app_ios, mobile_app_android, mobile_app_windows, streaming_app or gaming."),
+            Column("description", "VARCHAR", "Product description entered in TestIO."),
+            Column("default_section_id", "BIGINT", "Id of the product's default section."),
+            Column("has_sections", "BOOLEAN", "True when the product is split into sections (features and user stories are then listed per section)."),
+            *_tracking("product"),
+            Column("features_synced_at", "TIMESTAMPTZ", "When all of this product's features were last fetched completely (UTC)."),
+            Column("user_stories_synced_at", "TIMESTAMPTZ", "When all of this product's user stories were last fetched completely (UTC)."),
+            Column("tests_synced_at", "TIMESTAMPTZ", "When this product's whole test list was last fetched completely (UTC)."),
+            Column("bugs_synced_at", "TIMESTAMPTZ", "When the bugs of all this product's tests were last fetched completely (UTC)."),
+        ),
+    ),
+    Table(
+        "sections",
+        "Sections (parts) of sectioned products; features and user stories are organised by section.",
+        (
+            Column("id", "BIGINT", "TestIO id of the section (unique across products).", primary_key=True),
+            Column("product_id", "BIGINT", "Product the section belongs to (products.id)."),
+            Column("name", "VARCHAR", "Section name."),
+            *_tracking("section", hashed=False),
+        ),
+    ),
+    Table(
+        "features",
+        "Features of a product: the areas testers are asked to test.",
+        (
+            _id("feature"),
+            Column("product_id", "BIGINT", "Product the feature belongs to (products.id)."),
+            Column("title", "VARCHAR", "Feature title."),
+            Column("description", "VARCHAR", "Feature description."),
+            Column("howtofind", "VARCHAR", "Instructions for testers on how to reach the feature."),
+            Column("user_story_titles", "VARCHAR[]", "Titles of the feature's user stories, as the API lists them on the feature."),
+            *_tracking("feature"),
+        ),
+    ),
+    Table(
+        "feature_sections",
+        "Which sections list which features; a feature can appear in several sections.",
+        (
+            Column("feature_id", "BIGINT", "The feature (features.id).", primary_key=True),
+            Column("section_id", "BIGINT", "A section that lists the feature (sections.id).", primary_key=True),
+            Column("product_id", "BIGINT", "Product of the feature (products.id)."),
+        ),
+    ),
+    Table(
+        "user_stories",
+        "User stories: concrete things a user does with a feature, which testers check.",
+        (
+            _id("user story"),
+            Column("product_id", "BIGINT", "Product the user story belongs to (products.id)."),
+            Column("section_id", "BIGINT", "Section the story was listed under (sections.id); empty for products without sections."),
+            Column("feature_id", "BIGINT", "Feature whose story list names this story's title (features.id); empty when no current feature names it."),
+            Column("title", "VARCHAR", "User story text."),
+            Column("path", "VARCHAR", "Where in the product the story applies (URL path or screen), as entered in TestIO."),
+            *_tracking("user story"),
+        ),
+    ),
+    Table(
+        "tests",
+        "Exploratory tests (test cycles) run on a product.",
+        (
+            _id("test"),
+            Column("product_id", "BIGINT", "Product under test (products.id)."),
+            Column("section_id", "BIGINT", "Section the test covers (sections.id); empty for products without sections."),
+            Column("section_name", "VARCHAR", "Name of the section the test covers."),
+            Column("title", "VARCHAR", "Test title."),
+            Column("status", "VARCHAR", "Test status as the API reports it: initialized, customer_finalized, waiting, running, locked (can still change), archived or cancelled (final); unknown values are kept as-is."),
+            Column("review_status", "VARCHAR", "TestIO's review status of the test."),
+            Column("testing_type", "VARCHAR", "Kind of test: coverage, focused, rapid, usability or external; empty for a test-case test."),
+            Column("goal", "VARCHAR", "What the test is meant to find out."),
+            Column("instructions", "VARCHAR", "Instructions given to testers."),
+            Column("out_of_scope", "VARCHAR", "What testers were told not to test."),
+            Column("enable_low", "BOOLEAN", "Whether low-severity bugs could be reported."),
+            Column("enable_high", "BOOLEAN", "Whether high-severity bugs could be reported."),
+            Column("enable_critical", "BOOLEAN", "Whether critical bugs could be reported."),
+            Column("start_at", "TIMESTAMPTZ", "When testing started (UTC)."),
+            Column("end_at", "TIMESTAMPTZ", "When testing ended or is planned to end (UTC)."),
+            Column("created_by", "VARCHAR", "Username of the person who created the test."),
+            Column("submitted_by", "VARCHAR", "Username of the person who submitted the test."),
+            Column("test_environment_id", "BIGINT", "Id of the test environment used (login details are never stored)."),
+            Column("test_environment_title", "VARCHAR", "Name of the test environment used."),
+            Column("test_environment_url", "VARCHAR", "URL of the test environment used."),
+            *_tracking("test")[:3],
+            Column("bugs_synced_at", "TIMESTAMPTZ", "When all bugs of this test were last fetched completely (UTC)."),
+            _tracking("test")[3],
+        ),
+    ),
+    Table(
+        "test_features",
+        "Features included in a test, with the kinds of bugs allowed for each.",
+        (
+            Column("id", "BIGINT", "TestIO id of the feature-in-this-test (bugs refer to it as test_feature_id).", primary_key=True),
+            Column("test_id", "BIGINT", "The test (tests.id).", primary_key=True),
+            Column("feature_id", "BIGINT", "The product feature (features.id)."),
+            Column("title", "VARCHAR", "Feature title as shown on the test."),
+            Column("enable_default", "BOOLEAN", "Whether functional bugs could be reported on this feature."),
+            Column("enable_content", "BOOLEAN", "Whether content bugs could be reported on this feature."),
+            Column("enable_visual", "BOOLEAN", "Whether visual bugs could be reported on this feature."),
+        ),
+    ),
+    Table(
+        "bugs",
+        "Bugs reported by testers in tests.",
+        (
+            _id("bug"),
+            Column("product_id", "BIGINT", "Product the bug was found in (products.id)."),
+            Column("test_id", "BIGINT", "Test the bug was reported in (tests.id)."),
+            Column("test_feature_id", "BIGINT", "Feature-in-test the bug was reported on (test_features.id)."),
+            Column("feature_id", "BIGINT", "Product feature the bug was reported on (features.id)."),
+            Column("title", "VARCHAR", "Bug title."),
+            Column("severity", "VARCHAR", "Severity: critical, high, low, visual, content or custom; unknown values are kept as-is."),
+            Column("status", "VARCHAR", "Bug status: accepted, rejected or forwarded (forwarded is shown as 'open' in TestIO)."),
+            Column("auto_accepted", "BOOLEAN", "True when an accepted bug was accepted automatically rather than by a person."),
+            Column("known", "BOOLEAN", "True when the bug was marked as already known."),
+            Column("steps", "VARCHAR[]", "Steps to reproduce, one entry per step."),
+            Column("actual_result", "VARCHAR", "What happened."),
+            Column("expected_result", "VARCHAR", "What should have happened."),
+            Column("reported_at", "TIMESTAMPTZ", "When the bug was reported (UTC)."),
+            Column("exported_at", "TIMESTAMPTZ", "When the bug was exported to the customer's bug tracker (UTC); empty if never."),
+            Column("author_name", "VARCHAR", "Name of the tester who reported the bug."),
+            Column("language", "VARCHAR", "Language the bug report is written in."),
+            Column("location", "VARCHAR", "Where in the product the bug occurs (URL or screen)."),
+            *_tracking("bug"),
+        ),
+    ),
+    Table(
+        "sync_events",
+        "One row per pipeline run that synced data from TestIO: when, how, and what it changed.",
+        (
+            Column("run_id", "VARCHAR", "Id of the pipeline run.", primary_key=True),
+            Column("trigger", "VARCHAR", "What started the run (e.g. sensor, schedule, manual)."),
+            Column("mode", "VARCHAR", "Kind of sync (e.g. full or incremental)."),
+            Column("started_at", "TIMESTAMPTZ", "When the run started (UTC)."),
+            Column("finished_at", "TIMESTAMPTZ", "When the run finished (UTC); empty while running."),
+            Column("status", "VARCHAR", "running, success, partial (some data could not be fetched) or failed."),
+            *(Column(name, "BIGINT", text) for name, text in _SYNC_COUNTS),
+            Column("error", "VARCHAR", "Error message when the run failed or was partial."),
+        ),
+    ),
+    Table(
+        "rejected_records",
+        "API objects that could not be read (e.g. missing required fields); kept for inspection instead of being dropped.",
+        (
+            Column("id", "BIGINT", "Running number of the rejection.", primary_key=True, default="nextval('rejected_records_id_seq')"),
+            Column("run_id", "VARCHAR", "Pipeline run that saw the object (sync_events.run_id)."),
+            Column("entity", "VARCHAR", "Kind of object (product, feature, user_story, test, bug)."),
+            Column("product_id", "BIGINT", "Product the object was fetched for, if known."),
+            Column("record_id", "VARCHAR", "The object's id as sent by the API, if any."),
+            Column("reason", "VARCHAR", "Why the object could not be read."),
+            Column("raw", "JSON", "The object as the API sent it (test-environment credentials removed)."),
+            Column("seen_at", "TIMESTAMPTZ", "When it was seen (UTC).", not_null=True),
+        ),
+        sequences=("rejected_records_id_seq",),
+    ),
+    Table(
+        "problematic_records",
+        "Positions in paged API lists that fail every time (e.g. one broken test on a page); the records there could not be read.",
+        (
+            Column("product_id", "BIGINT", "Product whose list has the problem (products.id).", primary_key=True),
+            Column("entity", "VARCHAR", "Which list (e.g. exploratory_tests).", primary_key=True),
+            Column("range_start", "BIGINT", "First failing position in the list (0-based offset, newest first).", primary_key=True),
+            Column("range_end", "BIGINT", "Last failing position in the list (inclusive)."),
+            Column("neighbour_ids", "BIGINT[]", "Ids of the records just before and after the failing positions, to help find the broken record."),
+            Column("error", "VARCHAR", "The error the API returned for these positions."),
+            Column("first_seen_at", "TIMESTAMPTZ", "When the problem was first seen (UTC).", not_null=True),
+            Column("last_seen_at", "TIMESTAMPTZ", "When the problem was last seen (UTC).", not_null=True),
+            Column("run_id", "VARCHAR", "Pipeline run that last saw the problem (sync_events.run_id)."),
+            Column("resolved_at", "TIMESTAMPTZ", "When a complete fetch of the list no longer hit the problem (UTC); empty while unresolved."),
+        ),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in _TABLE_LIST}
+ENTITY_TABLES = tuple(name for name, t in TABLES.items() if t.soft_deletes)
+SYNC_COUNT_COLUMNS = tuple(name for name, _ in _SYNC_COUNTS)
+SYNC_STATUSES = ("running", "success", "partial", "failed")
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    steps: tuple[str, ...]
+
+
+def create_tables_sql(version: int) -> tuple[str, ...]:
+    """CREATE statements for the tables introduced in ``version``, as they were at that version."""
+    return tuple(
+        stmt for t in TABLES.values() if t.since == version for stmt in t.create_sql(version=version)
+    )
+
+
+def add_columns_sql(version: int) -> tuple[str, ...]:
+    """ALTER TABLE … ADD COLUMN for columns introduced in ``version`` on older tables."""
+    return tuple(
+        f"ALTER TABLE {t.name} ADD COLUMN {c.ddl()}"
+        for t in TABLES.values()
+        if t.since < version
+        for c in t.columns
+        if c.since == version
+    )
+
+
+# Append-only: a new version adds an entry (e.g. create_tables_sql(2) + add_columns_sql(2) +
+# hand-written steps); comments are regenerated from TABLES after any migration.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", create_tables_sql(1)),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def bootstrap_sql() -> list[str]:
+    """Create the migrations table itself (idempotent)."""
+    return TABLES["schema_migrations"].create_sql(if_not_exists=True)
+
+
+def comment_sql() -> list[str]:
+    return [stmt for t in TABLES.values() for stmt in t.comment_sql()]

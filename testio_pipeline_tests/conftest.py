@@ -1,0 +1,42 @@
+"""Shared fixtures: a deterministic simulator with a fixed clock, a temporary warehouse."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from testio_pipeline.simulator import SIMULATOR_BASE_URL, SimClock, Simulator, SimulatorConfig
+from testio_pipeline.testio import CustomerApiClient, RetryPolicy
+
+# A fixed moment, so every test sees the same world.
+ANCHOR = datetime(2026, 11, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+
+# Retries in tests must not sleep for real.
+FAST_RETRY = RetryPolicy(attempts=4, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0, retry_after_floor=0.001)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    """Tests never see the developer's real token, URL or .env file."""
+    for name in list(os.environ):
+        if name.startswith("TESTIO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def make_simulator(preset: str = "tiny", now: datetime = NOW, **overrides) -> Simulator:
+    config = SimulatorConfig.preset(preset, anchor=ANCHOR, **overrides)
+    return Simulator(config, clock=SimClock(now))
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return make_simulator()
+
+
+def client_for(sim: Simulator, **options) -> CustomerApiClient:
+    options.setdefault("retry", FAST_RETRY)
+    return CustomerApiClient(SIMULATOR_BASE_URL, sim.config.token, transport=sim.transport(), **options)
