@@ -31,7 +31,11 @@ def _run(args: argparse.Namespace) -> int:
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = defs.resolve_implicit_global_asset_job_def()
-    run_config = {"resources": {"refresh": {"config": {"mode": args.mode}}}}
+    run_config = {
+        "resources": {"refresh": {"config": {"mode": args.mode}}},
+        # Step-level DEBUG chatter drowns the summary; the UI keeps every event anyway.
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
     result = job.execute_in_process(
         instance=instance,
         run_config=run_config,

@@ -20,12 +20,15 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable to fix."""
 
 
-def _load_dotenv() -> None:
-    # Imported lazily: only needed when settings are read, and .env must never override a
-    # variable that is already set in the environment.
-    from dotenv import load_dotenv
+def _environment() -> dict[str, str]:
+    """The process environment over the values of a `.env` file in the working directory.
 
-    load_dotenv(Path.cwd() / ".env", override=False)
+    The file never overrides a variable that is set, and os.environ is not modified.
+    """
+    from dotenv import dotenv_values
+
+    dotenv = {k: v for k, v in dotenv_values(Path.cwd() / ".env").items() if v is not None}
+    return {**dotenv, **os.environ}
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -99,8 +102,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         if env is None:
-            _load_dotenv()
-            env = dict(os.environ)
+            env = _environment()
         return cls(
             token=env.get("TESTIO_CUSTOMER_API_TOKEN", "").strip() or None,
             base_url=env.get("TESTIO_CUSTOMER_API_BASE_URL", "").strip() or None,

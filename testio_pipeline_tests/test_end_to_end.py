@@ -1,0 +1,79 @@
+"""End to end over real HTTP: the simulator's server on 127.0.0.1 plays the TestIO API, and the
+documented `dagster asset materialize` command fills DuckDB from it with a token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testio_pipeline.warehouse import Warehouse
+
+from .conftest import make_simulator
+from .test_assets import ENTITY_TABLES, truth_ids
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "e2e-secret-token-4f9a8c2d1b7e"
+
+
+def _dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
+    return env
+
+
+@pytest.mark.slow
+def test_dagster_cli_materializes_everything_from_an_http_api(tmp_path):
+    sim = make_simulator("tiny", token=TOKEN)
+    db = tmp_path / "mirror.duckdb"
+    with sim.serve() as server:
+        env = _dagster_env(
+            tmp_path,
+            TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
+            TESTIO_CUSTOMER_API_TOKEN=TOKEN,
+            TESTIO_DUCKDB_PATH=str(db),
+        )
+        dagster = Path(sys.executable).parent / "dagster"
+        done = subprocess.run(
+            [str(dagster), "asset", "materialize", "--select", "*", "-m", "testio_pipeline.definitions"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert sim.stats.snapshot()["by_endpoint"].get("bugs", 0) > 0, "the run really used the HTTP server"
+
+    warehouse = Warehouse(db)
+    truth = truth_ids(sim)
+    for table in ENTITY_TABLES:
+        assert warehouse.ids(table) == truth[table], table
+
+    # The token is in no log line: not on the console, not in the stored event log or compute logs.
+    assert TOKEN not in done.stdout and TOKEN not in done.stderr
+    for path in (tmp_path / "dagster_home").rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), f"token found in {path}"
+    assert TOKEN.encode() not in db.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_token_with_no_reachable_api_is_a_clear_error_not_fake_data(tmp_path):
+    db = tmp_path / "mirror.duckdb"
+    env = _dagster_env(
+        tmp_path,
+        TESTIO_CUSTOMER_API_BASE_URL="http://127.0.0.1:9/customer/v2",
+        TESTIO_CUSTOMER_API_TOKEN=TOKEN,
+        TESTIO_DUCKDB_PATH=str(db),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "testio_pipeline.cli", "run"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode != 0
+    assert "cannot reach the TestIO API" in done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert not db.exists() or Warehouse(db).table_counts()["products"] == 0
