@@ -6,6 +6,8 @@ from typing import Callable
 
 import dagster as dg
 
+from .freshness import SCOPE_METADATA_KEY, scope_label
+from .metadata import entity_metadata
 from .resources import CustomerApiResource, RefreshResource, WarehouseResource
 from .source import SIMULATOR_NOTICE, ApiSource
 from .sync import (
@@ -40,7 +42,14 @@ def _refresh(
     if source.is_simulator:
         context.log.warning(SIMULATOR_NOTICE)
     options = refresh.options(context)
-    result = step(source, warehouse.warehouse(), options)
+    wh = warehouse.warehouse()
+    run_log = refresh.run_log(context, wh)
+    try:
+        result = step(source, wh, options)
+    except Exception as exc:
+        run_log.fail(context.asset_key.to_user_string(), exc)
+        raise
+    run_log.record(result)
     for product_id, error in result.product_errors.items():
         context.log.warning(f"{result.entity}: product {product_id} not refreshed: {error}")
     if result.rejected:
@@ -54,13 +63,15 @@ def _refresh(
         "source": dg.MetadataValue.text(source.label),
         "source_is_simulator": dg.MetadataValue.bool(source.is_simulator),
         "mode": dg.MetadataValue.text(options.mode),
+        SCOPE_METADATA_KEY: dg.MetadataValue.text(scope_label(options.product_ids)),
         "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
     }
     for key, value in result.metadata().items():
         if key == "row_count":
             continue
         metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
-    return dg.MaterializeResult(metadata=metadata)
+    # Column schema, Markdown preview and KPIs (metadata.py); the run's own counts win on a clash.
+    return dg.MaterializeResult(metadata={**entity_metadata(wh, context.asset_key.to_user_string()), **metadata})
 
 
 def _asset(name: str, step: Step, description: str, deps: list[str]):

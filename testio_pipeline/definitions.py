@@ -10,15 +10,16 @@ from .resources import CustomerApiResource, RefreshResource, WarehouseResource
 from .schedules import build_nightly_full_sync
 from .sensors import build_refresh_sensor
 from .settings import Settings
+from .views_assets import VIEW_ASSETS, views_sensor
 
 TTL_POLICY = ttl_policy(Settings.from_env().cache_ttl_seconds)
 full_sync_job, nightly_full_sync = build_nightly_full_sync(TESTIO_ASSETS)
 
 defs = dg.Definitions(
-    assets=TESTIO_ASSETS,
+    assets=[*TESTIO_ASSETS, *VIEW_ASSETS],
     jobs=[full_sync_job],
     schedules=[nightly_full_sync],
-    sensors=[build_refresh_sensor(TESTIO_ASSETS)],
+    sensors=[build_refresh_sensor(TESTIO_ASSETS), views_sensor],
     resources={
         "testio_api": CustomerApiResource(),
         "warehouse": WarehouseResource(),
@@ -30,4 +31,6 @@ defs = dg.Definitions(
     # One TTL for every asset: TESTIO_CACHE_TTL_SECONDS becomes its freshness policy, and
     # the sensor reads the policy (not the setting) through the staleness helper.
     func=lambda spec: spec.replace_attributes(freshness_policy=TTL_POLICY),
+    # The analyst views get none: they are as fresh as the tables they read (see views_assets).
+    selection=TESTIO_ASSETS,
 )

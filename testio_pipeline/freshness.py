@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import dagster as dg
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
@@ -22,6 +22,16 @@ from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
 # before it fails: the margin covers one sensor interval plus one run.
 WARN_MARGIN_FRACTION = 0.1
 MIN_WINDOW_SECONDS = 60  # Dagster rejects freshness windows below a minute
+
+
+# Each materialization records the product scope it covered; a different scope now means
+# the mirror no longer matches what was asked for, whatever its age.
+SCOPE_METADATA_KEY = "product_scope"
+
+
+def scope_label(product_ids: Sequence[int] | None) -> str:
+    """How a product scope is written in metadata, so a change of scope can be noticed."""
+    return "all" if not product_ids else ",".join(str(p) for p in sorted(product_ids))
 
 
 class State(str, Enum):
@@ -46,6 +56,10 @@ class Staleness:
     @property
     def needs_refresh(self) -> bool:
         return self.state.needs_refresh
+
+    def due_by(self, moment: datetime) -> bool:
+        """Will a refresh be due by ``moment``? (Lets one cycle take assets due moments apart.)"""
+        return self.needs_refresh or (self.due_at is not None and self.due_at <= moment)
 
     def describe(self, now: datetime) -> str:
         if self.state is State.NEVER:

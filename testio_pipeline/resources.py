@@ -14,7 +14,8 @@ from .simulator import SimClock, Simulator, SimulatorConfig
 from .simulator.clock import parse_iso
 from .testio import RetryPolicy
 from .source import ApiSource
-from .sync import SyncOptions
+from .run_log import RunLog, trigger_of
+from .sync import SyncOptions, utcnow
 from .warehouse import Warehouse
 
 
@@ -89,7 +90,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class RefreshResource(dg.ConfigurableResource):
-    """Run-wide refresh options: the mode and an optional product scope.
+    """Run-wide refresh options (mode, product scope) and the run's `sync_events` row.
 
     Set per run, e.g. ``--config-json '{"resources": {"refresh": {"config": {"mode": "full"}}}}'``.
     """
@@ -97,6 +98,41 @@ class RefreshResource(dg.ConfigurableResource):
     mode: Literal["incremental", "full"] = "incremental"
     product_ids: list[int] | None = None
 
+    _run_log: RunLog | None = PrivateAttr(default=None)
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.run
+        if run is not None:
+            self._run_log = RunLog(run_id=run.run_id, trigger=trigger_of(run.tags), mode=self.mode)
+        self._instance = context.instance
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # Runs after the last step, whether the run succeeded or failed.
+        if self._run_log is not None:
+            self._run_log.finish()
+
     def options(self, context: dg.AssetExecutionContext) -> SyncOptions:
         scope = tuple(self.product_ids) if self.product_ids else Settings.from_env().product_ids
         return SyncOptions(mode=self.mode, product_ids=scope, run_id=context.run.run_id)
+
+    def run_log(self, context: dg.AssetExecutionContext, warehouse: Warehouse) -> RunLog:
+        """The run's log, its sync_events row opened on first use (inside a pool slot)."""
+        if self._run_log is None:  # direct invocation without a run (e.g. unit tests)
+            self._run_log = RunLog(run_id=context.run.run_id, trigger="cli/ui", mode=self.mode)
+        if self._run_log.warehouse is None:
+            self._close_abandoned(warehouse)
+        self._run_log.begin(warehouse)
+        return self._run_log
+
+    def _close_abandoned(self, warehouse: Warehouse) -> None:
+        """Rows left 'running' by runs that are over (killed, crashed) are closed as failed."""
+        instance = self._instance
+        for run_id in warehouse.running_sync_events():
+            if run_id == self._run_log.run_id:
+                continue
+            record = instance.get_run_by_id(run_id) if instance is not None else None
+            if record is None or record.is_finished:
+                warehouse.finish_sync_event(
+                    run_id, "failed", utcnow(), {}, error="the run ended without closing its sync event (killed?)"
+                )

@@ -9,6 +9,7 @@ the DuckDB file is locked only briefly.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -62,6 +63,12 @@ class EntityResult:
     rejected: list[RejectedRecord] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     fetch_s: float = 0.0
+    # List positions (tests) or single tests' bug lists that failed even after recovery;
+    # they go to problematic_records (entity ``problem_entity``). Open problems of the
+    # ``problems_checked`` products that were not reported again are marked resolved.
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    problems_checked: list[int] = field(default_factory=list)
+    problem_entity: str | None = None
 
     @property
     def api_requests(self) -> int:
@@ -86,11 +93,69 @@ class EntityResult:
             "products_failed": len(self.product_errors),
             "product_errors": {str(k): v for k, v in self.product_errors.items()},
             "records_rejected": len(self.rejected),
+            **_issue_metadata(self),
             "fetch_seconds": round(self.fetch_s, 3),
             "write_seconds": round(self.write.duration_s, 3),
             "write_lock_held_seconds": round(self.write.lock_held_s, 3),
             **self.counts,
         }
+
+
+def _issue_metadata(result: "EntityResult", limit: int = 20) -> dict[str, Any]:
+    """What could not be read, for metadata: counts always, a sample of details when any."""
+    meta: dict[str, Any] = {"problematic_records": len(result.problems)}
+    if result.rejected:
+        meta["rejected_sample"] = {
+            f"{r.entity} {r.record_id or '(no id)'} (product {r.product_id})": r.reason[:300]
+            for r in result.rejected[:limit]
+        }
+    if result.problems:
+        meta["problems"] = {
+            f"product {p['product_id']} {result.problem_entity} {p['range_start']}..{p['range_end']}": {
+                "neighbour_ids": list(p.get("neighbour_ids") or []),
+                "error": str(p.get("error"))[:300],
+            }
+            for p in result.problems[:limit]
+        }
+    return meta
+
+
+def _open_problem_ids(warehouse: Warehouse, entity: str, column: str = "product_id") -> set[int]:
+    """Products (or range starts) with unresolved problematic_records of ``entity``."""
+    rows = warehouse.query(
+        f"SELECT DISTINCT {column} AS v FROM problematic_records WHERE resolved_at IS NULL AND entity = ?",
+        [entity],
+    )
+    return {int(v) for v in rows["v"]}
+
+
+def _records_issues(step: Callable[..., "EntityResult"]) -> Callable[..., "EntityResult"]:
+    """After a step's entity write: store its rejected records and problem positions.
+
+    Each in its own short transaction, after the entity's; a run killed in between loses
+    only these notes, and the next run writes them again.
+    """
+
+    @functools.wraps(step)
+    def wrapper(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
+        result = step(source, warehouse, options)
+        now = options.clock()
+        if result.rejected:
+            warehouse.write_rejected(result.rejected, options.run_id, now)
+        entity = result.problem_entity
+        if entity and (result.problems or _open_problem_ids(warehouse, entity) & set(result.problems_checked)):
+            stats = warehouse.write_problematic(
+                result.problems, options.run_id, now, entity=entity, checked_product_ids=result.problems_checked
+            )
+            result.counts["problems_resolved"] = stats.marked_deleted
+        for problem in result.problems:
+            log.warning(
+                "%s: product %s positions %s..%s unreadable: %s",
+                entity, problem["product_id"], problem["range_start"], problem["range_end"], problem["error"],
+            )
+        return result
+
+    return wrapper
 
 
 async def _per_product(
@@ -133,6 +198,7 @@ def scoped_products(warehouse: Warehouse, options: SyncOptions) -> list[Product]
     return [Product.from_api(raw) for raw in products]
 
 
+@_records_issues
 def sync_products(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     started = time.perf_counter()
 
@@ -154,8 +220,9 @@ def sync_products(source: ApiSource, warehouse: Warehouse, options: SyncOptions)
     write = warehouse.write_products(
         products,
         options.clock(),
-        # The product list is always complete, but with a scope it only speaks for the scope.
-        detect_deletions=options.mode == "full" and options.product_ids is None,
+        # The product list is always complete, but with a scope it only speaks for the scope;
+        # and a product we could not type is still there, so nothing is concluded then.
+        detect_deletions=options.mode == "full" and options.product_ids is None and not parsed.rejected,
     )
     return EntityResult(
         entity="products",
@@ -188,19 +255,25 @@ def _sync_product_lists(
     records = [r for parsed in ok.values() for r in parsed.records]
     rejected = [r for parsed in ok.values() for r in parsed.rejected]
     # These lists are complete whenever the call succeeded, so deletions are safe to detect
-    # in both modes, but only for the products that answered.
-    stats = write(records, options.clock(), complete_product_ids=sorted(ok), detect_deletions=True)
+    # in both modes, but only for the products that answered with records we could all type
+    # (a rejected record is still upstream; its stored row must not be marked deleted).
+    complete = sorted(pid for pid, parsed in ok.items() if not parsed.rejected)
+    for pid, parsed in ok.items():
+        if parsed.rejected:
+            errors[pid] = f"{len(parsed.rejected)} {entity} could not be typed (see rejected_records); deletions not checked"
+    stats = write(records, options.clock(), complete_product_ids=complete, detect_deletions=True)
     return EntityResult(
         entity=entity,
         write=stats,
         api=api,
-        products_complete=sorted(ok),
+        products_complete=complete,
         product_errors=errors,
         rejected=rejected,
         fetch_s=fetch_s,
     )
 
 
+@_records_issues
 def sync_features(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     result = _sync_product_lists(
         "features", source, warehouse, options,
@@ -211,6 +284,7 @@ def sync_features(source: ApiSource, warehouse: Warehouse, options: SyncOptions)
     return result
 
 
+@_records_issues
 def sync_user_stories(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     result = _sync_product_lists(
         "user_stories", source, warehouse, options,
@@ -221,6 +295,7 @@ def sync_user_stories(source: ApiSource, warehouse: Warehouse, options: SyncOpti
     return result
 
 
+@_records_issues
 def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     """Full: every page. Incremental: new tests from the top, plus a re-read of non-final ones."""
     products = scoped_products(warehouse, options)
@@ -228,11 +303,13 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
     known_by_product: dict[int, dict[int, str]] = {}
     for test_id, (product_id, status) in known.items():
         known_by_product.setdefault(product_id, {})[test_id] = status
+    # Products with unreadable list positions get a full listing, so the problem is re-checked.
+    open_problems = _open_problem_ids(warehouse, "exploratory_tests") if options.mode == "incremental" else set()
     started = time.perf_counter()
 
     async def fetch_product(client: CustomerApiClient, product: Product):
         mine = known_by_product.get(product.id, {})
-        if options.mode == "full" or not mine:
+        if options.mode == "full" or not mine or product.id in open_problems:
             listing = await client.list_tests(product.id)
             return listing, []
         # New tests appear on page 1 (newest first): stop at the first page holding a known one.
@@ -252,11 +329,25 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
     tests: list[ExploratoryTest] = []
     rejected: list[RejectedRecord] = []
     complete: list[int] = []
+    problems: list[dict[str, Any]] = []
+    checked: list[int] = []
     for product_id, (listing, reread) in ok.items():
         tests.extend(listing.tests)
         tests.extend(reread)
         rejected.extend(listing.rejected)
-        if options.mode == "full":
+        problems.extend(listing.problems)
+        if listing.reached_end:
+            checked.append(product_id)  # the whole list was walked: absent problems are solved
+        if listing.problems:
+            errors[product_id] = (
+                f"{sum(p['range_end'] - p['range_start'] + 1 for p in listing.problems)} test-list "
+                "positions could not be read (see problematic_records); deletions not checked"
+            )
+        elif listing.rejected:
+            errors[product_id] = (
+                f"{len(listing.rejected)} tests could not be typed (see rejected_records); deletions not checked"
+            )
+        elif options.mode == "full":
             if listing.complete:
                 complete.append(product_id)
             else:
@@ -280,6 +371,9 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
         rejected=rejected,
         counts={"tests_discovered": stats.inserted, "tests_updated": stats.updated},
         fetch_s=fetch_s,
+        problems=problems,
+        problems_checked=sorted(checked),
+        problem_entity="exploratory_tests",
     )
 
 
@@ -291,10 +385,17 @@ async def _reread_test(client: CustomerApiClient, test_id: int) -> ExploratoryTe
         return None
 
 
+@_records_issues
 def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     """Bugs of every test (full), or of tests that are new, not final or changed (incremental)."""
     products = scoped_products(warehouse, options)
     wanted = warehouse.tests_needing_bugs([p.id for p in products], full=options.mode == "full")
+    # Tests whose bug list failed before are asked for again (they may be final already).
+    retry = _open_problem_ids(warehouse, "bugs", "range_start")
+    if retry:
+        for test_id, (product_id, _status) in warehouse.test_states([p.id for p in products]).items():
+            if test_id in retry and test_id not in wanted.get(product_id, []):
+                wanted.setdefault(product_id, []).append(test_id)
     started = time.perf_counter()
 
     async def fetch(client: CustomerApiClient):
@@ -307,12 +408,26 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
     (ok, errors), api = _run(fetch, source)
     fetch_s = time.perf_counter() - started
     bugs, rejected, fetched, complete = [], [], set(), []
+    problems: list[dict[str, Any]] = []
+    split = 0
     for product_id, result in ok.items():
         bugs.extend(result.bugs)
         rejected.extend(result.rejected)
         fetched |= result.fetched_test_ids
+        split += result.batches_split
+        for test_id, error in sorted(result.failed.items()):
+            # One test's bug list that fails on its own: the "position" is the test id.
+            problems.append(
+                {"product_id": product_id, "range_start": test_id, "range_end": test_id,
+                 "neighbour_ids": [], "error": f"bugs of test {test_id}: {error}"}
+            )
         if result.failed:
-            errors[product_id] = f"bugs of {len(result.failed)} tests could not be fetched"
+            errors[product_id] = f"bugs of {len(result.failed)} tests could not be fetched (see problematic_records)"
+        elif result.with_rejects:
+            errors[product_id] = (
+                f"bugs of {len(result.with_rejects)} tests include records that could not be typed "
+                "(see rejected_records); their deletions not checked"
+            )
         else:
             complete.append(product_id)
     # Products with no test needing bugs are up to date too.
@@ -331,8 +446,15 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
         products_complete=sorted(complete),
         product_errors=errors,
         rejected=rejected,
-        counts={"bugs_refreshed": stats.inserted + stats.updated, "tests_with_bugs_fetched": len(fetched)},
+        counts={
+            "bugs_refreshed": stats.inserted + stats.updated,
+            "tests_with_bugs_fetched": len(fetched),
+            "bug_batches_split": split,
+        },
         fetch_s=fetch_s,
+        problems=problems,
+        problems_checked=sorted(ok),
+        problem_entity="bugs",
     )
 
 

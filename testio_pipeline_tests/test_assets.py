@@ -17,14 +17,17 @@ CONTENT_SQL = "SELECT COLUMNS(lambda c: c NOT LIKE '%synced_at') FROM {table} OR
 ENTITY_TABLES = ["products", "features", "user_stories", "tests", "bugs"]
 
 
-def materialize(sim, db_path, *, mode="full", instance=None, selection=None, product_ids=None):
+def materialize(
+    sim, db_path, *, mode="full", instance=None, selection=None, product_ids=None, api=None, raise_on_error=True
+):
+    """Run the assets on ``instance``; by default against an in-process copy of ``sim``'s world."""
     resources = {
-        "testio_api": CustomerApiResource.for_simulator(sim),
+        "testio_api": api or CustomerApiResource.for_simulator(sim),
         "warehouse": WarehouseResource(path=str(db_path)),
         "refresh": RefreshResource(mode=mode, product_ids=product_ids),
     }
     return dg.materialize(
-        TESTIO_ASSETS, resources=resources, instance=instance, selection=selection, raise_on_error=True
+        TESTIO_ASSETS, resources=resources, instance=instance, selection=selection, raise_on_error=raise_on_error
     )
 
 

@@ -139,6 +139,11 @@ class SimResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    # Fault hooks: answer only after this many seconds (a client with a shorter read timeout
+    # times out), or do not answer at all ("close": the connection is dropped; "refuse": the
+    # in-process transport raises a connect error, the HTTP server drops the connection).
+    delay_s: float = 0.0
+    disconnect: str | None = None
 
     def body_bytes(self) -> bytes:
         if isinstance(self.body, (bytes, bytearray)):
@@ -165,6 +170,10 @@ class SimResponse:
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> SimResponse:
     return SimResponse(status, dict(headers or {}), {"error": message})
+
+
+class SimulatedTimeout(Exception):
+    """Raised by ``acall`` when a delayed response would outlast the caller's read timeout."""
 
 
 class RequestStats:
@@ -407,27 +416,57 @@ class Simulator:
         self.stats.record(endpoint, response.status)
         return response
 
-    def call(self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str]) -> SimResponse:
-        """Blocking entry of the HTTP server and the sync transport: limit, latency, handle()."""
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> SimResponse:
+        """Blocking entry of the HTTP server and the sync transport: limit, latency, handle().
+
+        A fault's ``delay_s`` is slept here (the HTTP server's client times out on its own);
+        with ``timeout`` (the in-process transport's read timeout) a longer delay raises
+        SimulatedTimeout after ``timeout`` seconds instead. A response with ``disconnect``
+        is returned as is: the server or transport drops the connection for it.
+        """
         if not self._admit():
             return self._too_many(method, path)
         try:
             if self.config.latency_ms:
                 time.sleep(self.config.latency_ms / 1000.0)
-            return self.handle(method, path, params, headers)
+            response = self.handle(method, path, params, headers)
+            if response.delay_s:
+                if timeout is not None and response.delay_s > timeout:
+                    time.sleep(timeout)
+                    raise SimulatedTimeout(f"no answer within {timeout}s")
+                time.sleep(response.delay_s)
+            return response
         finally:
             self._release()
 
     async def acall(
-        self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        timeout: float | None = None,
     ) -> SimResponse:
-        """Async entry of the in-process transport: limit, latency, handle()."""
+        """Async entry of the in-process transport: limit, latency, handle(), fault delays."""
         if not self._admit():
             return self._too_many(method, path)
         try:
             if self.config.latency_ms:
                 await asyncio.sleep(self.config.latency_ms / 1000.0)
-            return self.handle(method, path, params, headers)
+            response = self.handle(method, path, params, headers)
+            if response.delay_s:
+                if timeout is not None and response.delay_s > timeout:
+                    await asyncio.sleep(timeout)
+                    raise SimulatedTimeout(f"no answer within {timeout}s")
+                await asyncio.sleep(response.delay_s)
+            return response
         finally:
             self._release()
 

@@ -77,6 +77,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _send(self, response: SimResponse) -> None:
+        if response.disconnect:  # a fault: drop the connection without answering
+            self.close_connection = True
+            return
         payload = response.body_bytes()
         self.send_response(response.status)
         for name, value in response.wire_headers().items():

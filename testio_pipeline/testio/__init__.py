@@ -7,6 +7,7 @@ from .errors import (
     TestioAuthError,
     TestioConnectionError,
     TestioNotFoundError,
+    TestioTimeoutError,
     redact,
 )
 from .http import RequestStats, RetryPolicy
@@ -39,6 +40,7 @@ __all__ = [
     "TestioAuthError",
     "TestioConnectionError",
     "TestioNotFoundError",
+    "TestioTimeoutError",
     "UserStory",
     "parse_records",
     "redact",

@@ -15,7 +15,14 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from .errors import MalformedResponseError, TestioApiError
+from .errors import (
+    MalformedResponseError,
+    TestioApiError,
+    TestioAuthError,
+    TestioConnectionError,
+    TestioNotFoundError,
+    TestioTimeoutError,
+)
 from .http import ApiRequester, RequestStats, RetryPolicy
 from .models import (
     Bug,
@@ -34,6 +41,11 @@ R = TypeVar("R", bound=Record)
 
 DEFAULT_PER_PAGE = 25
 DEFAULT_BUG_BATCH = 15  # the id list clients send to /bugs; more risks a 524
+# A test-list page that keeps failing is re-read in smaller windows (TESTIO_API.md quirk 6).
+RECOVERY_PER_PAGE = (10, 5, 2, 1)
+# Attempts per window while recovering (and for a single test's bugs): the range is already
+# known to fail, so each smaller window gets one retry, not the full policy.
+RECOVERY_ATTEMPTS = 2
 
 
 @dataclass
@@ -59,14 +71,29 @@ class TestListing:
     rejected: list[RejectedRecord] = field(default_factory=list)
     pages_fetched: int = 0
     # Why paging stopped: "short_page", "empty_page", "paging_ignored" (the whole list came
-    # in one response), "known_reached" (incremental stop) or "error".
+    # in one response), "known_reached" (incremental stop) or "max_pages".
     stop_reason: str = ""
+    # Positions that failed even one at a time: dicts with product_id, range_start,
+    # range_end (0-based offsets, inclusive), neighbour_ids (ids just before and after), error.
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    pages_recovered: int = 0  # failing pages re-read in smaller windows
     _seen: set[int] = field(default_factory=set, repr=False)
+    _offsets: dict[int, int] = field(default_factory=dict, repr=False)  # offset -> test id
+    _failed: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
+
+    @property
+    def reached_end(self) -> bool:
+        """The listing went to the end of the list (possibly with unreadable positions)."""
+        return self.stop_reason in {"short_page", "empty_page", "paging_ignored"}
 
     @property
     def complete(self) -> bool:
-        """True only when the whole list was read, so absence from it means deletion."""
-        return self.stop_reason in {"short_page", "empty_page", "paging_ignored"}
+        """True only when every record of the list was read and typed, so absence means deletion.
+
+        Unreadable positions or rejected records leave tests unaccounted for: a test stored
+        earlier may be one of them, so it must not be marked deleted.
+        """
+        return self.reached_end and not self.problems and not self.rejected
 
 
 @dataclass
@@ -77,6 +104,10 @@ class BugFetch:
     rejected: list[RejectedRecord] = field(default_factory=list)
     fetched_test_ids: set[int] = field(default_factory=set)
     failed: dict[int, str] = field(default_factory=dict)  # test id -> error
+    # Tests whose bug list was read but held records that could not be typed: their stored
+    # bugs must not be marked deleted, and they are asked for again next cycle.
+    with_rejects: set[int] = field(default_factory=set)
+    batches_split: int = 0
 
 
 def parse_records(model: type[R], items: Any, *, entity: str, **context: Any) -> Parsed:
@@ -123,6 +154,29 @@ def _envelope(data: Any, key: str, path: str) -> Any:
 def _chunks(seq: Sequence[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(seq), size):
         yield list(seq[start : start + size])
+
+
+def _is_window_failure(exc: TestioApiError) -> bool:
+    """A server-side failure of one list window (5xx or timeout, after retries).
+
+    Only these are worth re-reading in smaller windows; a refused token, a vanished product,
+    an unreachable host or a body that is not the documented JSON say nothing about one record.
+    """
+    if isinstance(exc, (TestioAuthError, TestioNotFoundError, TestioConnectionError, MalformedResponseError)):
+        return False
+    return isinstance(exc, TestioTimeoutError) or (exc.status is not None and exc.status >= 500)
+
+
+def _merge_failed(failed: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Join adjacent failing positions into ranges (the first error of a range is kept)."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, error in sorted(failed):
+        if merged and start <= merged[-1][1] + 1:
+            first, last, kept = merged[-1]
+            merged[-1] = (first, max(last, end), kept)
+        else:
+            merged.append((start, end, error))
+    return merged
 
 
 class CustomerApiClient:
@@ -241,16 +295,77 @@ class CustomerApiClient:
 
     # -- exploratory tests -----------------------------------------------------------------
 
-    async def _test_page(self, product_id: int, page: int) -> list[Any]:
+    async def _test_page(
+        self, product_id: int, page: int, per_page: int | None = None, *, attempts: int | None = None
+    ) -> list[Any]:
         path = f"products/{product_id}/exploratory_tests"
         # Always send `page`: without it the API silently returns only the newest 150 tests.
         data = await self._api.get_json(
-            path, endpoint="exploratory_tests", params={"page": page, "per_page": self.per_page}
+            path,
+            endpoint="exploratory_tests",
+            params={"page": page, "per_page": per_page or self.per_page},
+            attempts=attempts,
         )
         items = _envelope(data, "exploratory_tests", path)
         if not isinstance(items, list):
             raise MalformedResponseError(f"GET {path}: 'exploratory_tests' is not a list")
         return items
+
+    async def _page_or_failure(
+        self, product_id: int, page: int, per_page: int, *, attempts: int | None = None
+    ) -> list[Any] | TestioApiError:
+        """A page's items, or the window failure (5xx/timeout) to recover from; other errors raise."""
+        try:
+            return await self._test_page(product_id, page, per_page, attempts=attempts)
+        except TestioApiError as exc:
+            if _is_window_failure(exc):
+                return exc
+            raise
+
+    async def _recover(
+        self, product_id: int, first: int, last: int, error: TestioApiError, *, top: bool = True
+    ) -> tuple[dict[int, Any], list[tuple[int, int, str]], int | None]:
+        """Re-read list positions ``first..last`` (0-based, inclusive) in smaller windows.
+
+        Returns the items found by offset, the positions that failed even one at a time
+        (``(start, end, error)``), and the offset where the list ends if that lies in the
+        range. Window sizes follow RECOVERY_PER_PAGE; the page numbers of each size are
+        chosen so their windows cover the range, and items outside it are ignored.
+        """
+        span = last - first + 1
+        size = next((s for s in RECOVERY_PER_PAGE if s < span), None)
+        if size is None:  # a single position (or the smallest window) that cannot be read
+            return {}, [(first, last, str(error))], None
+        pages = list(range(first // size + 1, last // size + 2))
+        results = await asyncio.gather(
+            *(self._page_or_failure(product_id, n, size, attempts=RECOVERY_ATTEMPTS) for n in pages)
+        )
+        if top and all(isinstance(r, TestioApiError) for r in results):
+            # Not one bad record: every smaller window fails too, so the list is unreadable here.
+            raise error
+        found: dict[int, Any] = {}
+        failed: list[tuple[int, int, str]] = []
+        end: int | None = None
+        for n, result in zip(pages, results):
+            lo = (n - 1) * size
+            a, b = max(lo, first), min(lo + size - 1, last)
+            if isinstance(result, TestioApiError):
+                sub_found, sub_failed, sub_end = await self._recover(product_id, a, b, result, top=False)
+                found.update(sub_found)
+                failed.extend(sub_failed)
+                if sub_end is not None:
+                    end = sub_end if end is None else min(end, sub_end)
+                continue
+            for i, item in enumerate(result[:size]):
+                if a <= lo + i <= b:
+                    found[lo + i] = item
+            if len(result) < size:
+                list_end = lo + len(result)
+                end = list_end if end is None else min(end, list_end)
+        if end is not None:
+            found = {o: item for o, item in found.items() if o < end}
+            failed = [(s, min(e, end - 1), err) for s, e, err in failed if s < end]
+        return found, failed, end
 
     async def list_tests(
         self,
@@ -267,32 +382,51 @@ class CustomerApiClient:
         discovery: new tests appear on page 1).
         """
         listing = TestListing(product_id=product_id)
+        per_page = self.per_page
         window = 1 if stop_when is not None else self.page_prefetch
         page = 1
         while page <= max_pages:
             numbers = list(range(page, min(page + window, max_pages + 1)))
-            pages = await asyncio.gather(*(self._test_page(product_id, n) for n in numbers))
-            for items in pages:
+            results = await asyncio.gather(*(self._page_or_failure(product_id, n, per_page) for n in numbers))
+            for n, result in zip(numbers, results):
                 listing.pages_fetched += 1
-                self._add_tests(listing, items)
-                if len(items) > self.per_page:
-                    listing.stop_reason = "paging_ignored"
-                    return listing
-                if not items:
-                    listing.stop_reason = "empty_page"
-                    return listing
-                if len(items) < self.per_page:
-                    listing.stop_reason = "short_page"
-                    return listing
+                start = (n - 1) * per_page
+                if isinstance(result, TestioApiError):
+                    # A page that keeps failing: read its range in smaller windows instead.
+                    found, failed, end = await self._recover(product_id, start, start + per_page - 1, result)
+                    listing.pages_recovered += 1
+                    listing._failed.extend(failed)
+                    items = [found[o] for o in sorted(found)]
+                    for offset in sorted(found):
+                        self._add_tests(listing, [found[offset]], offset)
+                    if end is not None:
+                        listing.stop_reason = "short_page" if end > start else "empty_page"
+                        return self._finish(listing)
+                else:
+                    items = result
+                    if len(items) > per_page:
+                        self._add_tests(listing, items, 0)
+                        listing.stop_reason = "paging_ignored"
+                        return self._finish(listing)
+                    self._add_tests(listing, items, start)
+                    if not items:
+                        listing.stop_reason = "empty_page"
+                        return self._finish(listing)
+                    if len(items) < per_page:
+                        listing.stop_reason = "short_page"
+                        return self._finish(listing)
                 if stop_when is not None and stop_when(items):
                     listing.stop_reason = "known_reached"
-                    return listing
+                    return self._finish(listing)
             page += len(numbers)
         listing.stop_reason = "max_pages"
-        return listing
+        return self._finish(listing)
 
     @staticmethod
-    def _add_tests(listing: TestListing, items: list[Any]) -> None:
+    def _add_tests(listing: TestListing, items: list[Any], first_offset: int) -> None:
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("id"), int):
+                listing._offsets.setdefault(first_offset + i, item["id"])
         parsed = parse_records(ExploratoryTest, items, entity="tests", product_id=listing.product_id)
         for test in parsed.records:
             # A test can move between pages while we read; keep its first sighting only.
@@ -300,6 +434,22 @@ class CustomerApiClient:
                 listing._seen.add(test.id)
                 listing.tests.append(test)
         listing.rejected.extend(parsed.rejected)
+
+    @staticmethod
+    def _finish(listing: TestListing) -> TestListing:
+        """Turn the positions that could not be read into problems, naming their neighbours."""
+        for start, end, error in _merge_failed(listing._failed):
+            neighbours = [listing._offsets.get(start - 1), listing._offsets.get(end + 1)]
+            listing.problems.append(
+                {
+                    "product_id": listing.product_id,
+                    "range_start": start,
+                    "range_end": end,
+                    "neighbour_ids": [n for n in neighbours if n is not None],
+                    "error": error,
+                }
+            )
+        return listing
 
     async def get_test(self, test_id: int) -> ExploratoryTest:
         path = f"exploratory_tests/{test_id}"
@@ -319,21 +469,30 @@ class CustomerApiClient:
 
     async def _bug_batch(self, batch: list[int], product_id: int | None, result: BugFetch) -> None:
         params = {"filter_test_cycle_ids": ",".join(str(i) for i in batch)}
+        single = len(batch) == 1
         try:
             data = await self._api.get_json(
-                "bugs", endpoint="bugs", params=params, fail_fast=frozenset({524})
+                "bugs",
+                endpoint="bugs",
+                params=params,
+                # A heavy batch is split at once instead of being retried; a single test gets
+                # one retry, since its query cannot be made lighter.
+                fail_fast=frozenset() if single else frozenset({524}),
+                fail_fast_timeouts=not single,
+                attempts=RECOVERY_ATTEMPTS if single else None,
             )
             items = _envelope(data, "bugs", "bugs")
         except TestioApiError as exc:
-            if exc.status == 524 and len(batch) > 1:
+            if not single and (exc.status == 524 or isinstance(exc, TestioTimeoutError)):
                 # Heavy query: halves usually succeed where the whole batch timed out.
+                result.batches_split += 1
                 middle = len(batch) // 2
                 await asyncio.gather(
                     self._bug_batch(batch[:middle], product_id, result),
                     self._bug_batch(batch[middle:], product_id, result),
                 )
                 return
-            if exc.status in (401, 403):
+            if isinstance(exc, (TestioAuthError, TestioConnectionError)):
                 raise
             for test_id in batch:
                 result.failed[test_id] = str(exc)
@@ -343,4 +502,9 @@ class CustomerApiClient:
         wanted = set(batch)
         result.bugs.extend(b for b in parsed.records if b.test_id in wanted)
         result.rejected.extend(parsed.rejected)
-        result.fetched_test_ids.update(batch)
+        for rejected in parsed.rejected:
+            test = rejected.raw.get("test") if isinstance(rejected.raw, dict) else None
+            test_id = test.get("id") if isinstance(test, dict) else None
+            # A bug we could not type may belong to any test of the batch if it names none.
+            result.with_rejects.update([test_id] if test_id in wanted else batch)
+        result.fetched_test_ids.update(wanted - result.with_rejects)

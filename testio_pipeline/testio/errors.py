@@ -30,6 +30,13 @@ class TestioNotFoundError(TestioApiError):
     __test__ = False
 
 
+class TestioTimeoutError(TestioApiError):
+    """The API did not answer within the timeout (after retries, or at once where the caller
+    has a better remedy, e.g. splitting a heavy bug query)."""
+
+    __test__ = False
+
+
 class TestioConnectionError(TestioApiError):
     """The API host could not be reached at all."""
 

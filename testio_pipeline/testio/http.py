@@ -12,8 +12,9 @@ import json
 import logging
 import time
 from collections import Counter
+from urllib.parse import urlencode
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
 import stamina
@@ -24,6 +25,7 @@ from .errors import (
     TestioAuthError,
     TestioConnectionError,
     TestioNotFoundError,
+    TestioTimeoutError,
     redact,
 )
 
@@ -52,6 +54,8 @@ class RequestStats:
     by_endpoint: Counter = field(default_factory=Counter)
     by_status: Counter = field(default_factory=Counter)
     retries: int = 0
+    # Why requests were retried: "429", "500", "524"..., "timeout", "connection".
+    retries_by_reason: Counter = field(default_factory=Counter)
 
     @property
     def requests(self) -> int:
@@ -63,6 +67,7 @@ class RequestStats:
             "retries": self.retries,
             "by_endpoint": dict(self.by_endpoint),
             "by_status": {str(k): v for k, v in self.by_status.items()},
+            "retries_by_reason": dict(self.retries_by_reason),
         }
 
 
@@ -90,20 +95,49 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class MinInterval:
-    """A client-side rate limit: request starts are spaced at least 1/rate apart."""
+    """A client-side rate limit: request starts are spaced at least 1/rate apart.
 
-    def __init__(self, per_second: float):
+    Each caller reserves the next free start time under a lock, then sleeps outside it, so
+    concurrent callers queue up in order without holding the lock while they wait.
+    """
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ):
+        if per_second <= 0:
+            raise ValueError("per_second must be positive")
         self._interval = 1.0 / per_second
-        self._next = 0.0
+        self._next = float("-inf")
+        self._clock = clock
+        self._sleep = sleep
         self._lock = asyncio.Lock()
 
     async def wait(self) -> None:
         async with self._lock:
-            now = time.monotonic()
-            delay = self._next - now
-            self._next = max(now, self._next) + self._interval
-        if delay > 0:
-            await asyncio.sleep(delay)
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            await self._sleep(start - now)
+
+
+def _describe(path: str, params: Mapping[str, Any] | None) -> str:
+    """``path?query`` for messages: which page or batch failed matters when reading an error."""
+    if not params:
+        return path
+    return f"{path}?{urlencode(dict(params), safe=',')}"
+
+
+def _retry_reason(exc: Exception) -> str:
+    if isinstance(exc, _RetryableStatus):
+        return str(exc.status)
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    return "connection"
 
 
 class ApiRequester:
@@ -142,15 +176,20 @@ class ApiRequester:
     def _redact(self, text: str) -> str:
         return redact(text, self._token)
 
-    def _backoff(self, exc: Exception, fail_fast: frozenset[int] = frozenset()) -> bool | float:
-        """stamina backoff hook: True = retry with the exponential schedule, a float = wait that long."""
+    def _backoff(
+        self, exc: Exception, fail_fast: frozenset[int] = frozenset(), fail_fast_timeouts: bool = False
+    ) -> bool | float:
+        """stamina backoff hook: False = give up, True = retry on the exponential schedule
+        (with jitter), a float = wait exactly that long (Retry-After, floored and capped)."""
         if isinstance(exc, _RetryableStatus):
             if exc.status in fail_fast:
                 return False
             if exc.retry_after is not None:
                 return min(max(exc.retry_after, self.retry.retry_after_floor), self.retry.retry_after_cap)
             return True
-        if isinstance(exc, (httpx.TimeoutException, httpx.TransportError)):
+        if isinstance(exc, httpx.TimeoutException):
+            return not fail_fast_timeouts
+        if isinstance(exc, httpx.TransportError):
             return True
         return False
 
@@ -161,36 +200,53 @@ class ApiRequester:
         endpoint: str,
         params: Mapping[str, Any] | None = None,
         fail_fast: frozenset[int] = frozenset(),
+        fail_fast_timeouts: bool = False,
+        attempts: int | None = None,
     ) -> Any:
         """GET ``path`` (relative to the base URL) and return the decoded JSON body.
 
-        Statuses in ``fail_fast`` are not retried: the caller has a better remedy (e.g.
-        splitting a bug batch that timed out with 524).
+        Statuses in ``fail_fast`` (and timeouts, with ``fail_fast_timeouts``) are not retried:
+        the caller has a better remedy (e.g. splitting a bug batch that timed out with 524).
+        ``attempts`` overrides the policy's number of attempts (never more than it).
         """
         policy = self.retry
+        tries = max(1, min(attempts or policy.attempts, policy.attempts))
+        where = _describe(path, params)
+        last_reason: list[str] = []
+
+        def on(exc: Exception) -> bool | float:
+            verdict = self._backoff(exc, fail_fast, fail_fast_timeouts)
+            if verdict is not False:
+                last_reason[:] = [_retry_reason(exc)]
+            return verdict
+
         try:
             async for attempt in stamina.retry_context(
-                on=lambda exc: self._backoff(exc, fail_fast),
-                attempts=policy.attempts,
+                on=on,
+                attempts=tries,
                 timeout=None,
                 wait_initial=policy.wait_initial,
                 wait_max=policy.wait_max,
                 wait_jitter=policy.wait_jitter,
             ):
                 if attempt.num > 1:
+                    reason = last_reason[0] if last_reason else "unknown"
                     self.stats.retries += 1
+                    self.stats.retries_by_reason[reason] += 1
+                    log.info("retrying GET %s (attempt %d of %d, after %s)", path, attempt.num, tries, reason)
                 with attempt:
                     return await self._get_once(path, endpoint=endpoint, params=params)
         except _RetryableStatus as exc:
-            tries = "once" if exc.status in fail_fast else f"after {policy.attempts} attempts"
+            how = "once" if exc.status in fail_fast else f"after {tries} attempts"
             raise TestioApiError(
-                self._redact(f"GET {path} failed {tries}: {exc}"),
+                self._redact(f"GET {where} failed {how}: {exc}"),
                 status=exc.status,
                 endpoint=endpoint,
             ) from None
         except httpx.TimeoutException as exc:
-            raise TestioApiError(
-                self._redact(f"GET {path} timed out after {policy.attempts} attempts ({type(exc).__name__})"),
+            how = "once" if fail_fast_timeouts else f"after {tries} attempts"
+            raise TestioTimeoutError(
+                self._redact(f"GET {where} timed out {how} ({type(exc).__name__})"),
                 endpoint=endpoint,
             ) from None
         except httpx.TransportError as exc:
@@ -204,6 +260,7 @@ class ApiRequester:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _get_once(self, path: str, *, endpoint: str, params: Mapping[str, Any] | None) -> Any:
+        where = _describe(path, params)
         if self._rate is not None:
             await self._rate.wait()
         async with self._semaphore:
@@ -213,20 +270,23 @@ class ApiRequester:
         status = response.status_code
         if status in RETRYABLE_STATUSES:
             raise _RetryableStatus(
-                status, parse_retry_after(response.headers.get("Retry-After")), self._snippet(response)
+                status,
+                parse_retry_after(response.headers.get("Retry-After")),
+                # stamina logs the exception of every scheduled retry: redact it already.
+                self._redact(self._snippet(response)),
             )
         if status in (401, 403):
             raise TestioAuthError(
-                f"the TestIO API refused the token (HTTP {status}) for GET {path}: "
+                f"the TestIO API refused the token (HTTP {status}) for GET {where}: "
                 "check TESTIO_CUSTOMER_API_TOKEN (and TESTIO_CUSTOMER_API_BASE_URL)",
                 status=status,
                 endpoint=endpoint,
             )
         if status == 404:
-            raise TestioNotFoundError(f"GET {path}: not found (HTTP 404)", status=404, endpoint=endpoint)
+            raise TestioNotFoundError(f"GET {where}: not found (HTTP 404)", status=404, endpoint=endpoint)
         if status >= 400:
             raise TestioApiError(
-                self._redact(f"GET {path} failed with HTTP {status}: {self._snippet(response)}"),
+                self._redact(f"GET {where} failed with HTTP {status}: {self._snippet(response)}"),
                 status=status,
                 endpoint=endpoint,
             )
@@ -234,7 +294,7 @@ class ApiRequester:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise MalformedResponseError(
-                self._redact(f"GET {path} returned a body that is not JSON: {self._snippet(response)!r}"),
+                self._redact(f"GET {where} returned a body that is not JSON: {self._snippet(response)!r}"),
                 status=status,
                 endpoint=endpoint,
             ) from None

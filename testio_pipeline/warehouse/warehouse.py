@@ -509,6 +509,10 @@ class Warehouse:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
 
+    def running_sync_events(self) -> list[str]:
+        """Run ids whose sync_events row is still open."""
+        return [r["run_id"] for r in self._rows("SELECT run_id FROM sync_events WHERE status = 'running'")]
+
     def product_ids(self, include_deleted: bool = False) -> list[int]:
         where = "" if include_deleted else "WHERE deleted_at IS NULL"
         return [r["id"] for r in self._rows(f"SELECT id FROM products {where} ORDER BY id")]

@@ -1,0 +1,1 @@
+"""Benchmarks of the sync (``make bench`` runs ``benchmarks/bench_sync.py``)."""

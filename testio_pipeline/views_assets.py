@@ -1,0 +1,88 @@
+"""The analyst views as Dagster assets: `bug_overview`, `test_overview`, `feature_quality`,
+`product_summary` (group `analytics`).
+
+Each asset (re)creates its DuckDB view with its comments and reports a column schema, a
+Markdown preview and numeric KPIs. Lineage comes from the declaration: a view depends on
+the assets that write the tables it reads (and on the views it reads).
+
+The views follow the data on their own: they carry ``AutomationCondition.eager()`` and
+`testio_views_sensor` (running by default) requests them after the entity assets they read
+were refreshed, so their KPIs are recomputed once per refresh cycle and plotted over time.
+They have no freshness policy: a view is as fresh as the tables under it, whose freshness
+the TTL already judges; a second clock on the views would only report the same staleness
+twice (or a false one when just the KPIs lag a cycle).
+"""
+
+import hashlib
+
+import dagster as dg
+
+from .assets import DUCKDB_POOL
+from .metadata import view_metadata
+from .resources import WarehouseResource
+from .warehouse.views import VIEWS, View, create_views
+
+GROUP = "analytics"
+KINDS = {"duckdb", "sql"}
+SENSOR_NAME = "testio_views_sensor"
+
+# Which asset writes each table a view may read.
+TABLE_ASSET = {
+    "products": "products",
+    "sections": "products",
+    "features": "features",
+    "feature_sections": "features",
+    "user_stories": "user_stories",
+    "tests": "tests",
+    "test_features": "tests",
+    "bugs": "bugs",
+}
+
+
+def view_deps(view: View) -> list[str]:
+    """Asset keys a view depends on: the writers of its tables, and the views it reads."""
+    deps: list[str] = []
+    for name in view.reads:
+        key = name if name in VIEWS else TABLE_ASSET[name]
+        if key not in deps:
+            deps.append(key)
+    return deps
+
+
+def _code_version(view: View) -> str:
+    """Changes whenever the view's SQL or its comments change, so the UI flags a redefinition."""
+    return hashlib.sha256("\n".join(view.create_sql()).encode()).hexdigest()[:12]
+
+
+def _view_asset(view: View) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=view.name,
+        description=view.description,
+        deps=view_deps(view),
+        group_name=GROUP,
+        kinds=KINDS,
+        pool=DUCKDB_POOL,  # creating a view writes the catalog: one writer at a time
+        code_version=_code_version(view),
+        automation_condition=dg.AutomationCondition.eager(),
+        metadata={"dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(c.name, c.type, c.description) for c in view.columns]
+        )},
+    )
+    def _the_view(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        wh = warehouse.warehouse()
+        created = create_views(wh, [view.name])
+        context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.path}")
+        return dg.MaterializeResult(metadata=view_metadata(wh, view))
+
+    return _the_view
+
+
+VIEW_ASSETS = [_view_asset(v) for v in VIEWS.values()]
+
+views_sensor = dg.AutomationConditionSensorDefinition(
+    SENSOR_NAME,
+    target=dg.AssetSelection.assets(*VIEW_ASSETS),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Recreates the analyst views (and recomputes their KPIs) after the tables under them were refreshed.",
+)

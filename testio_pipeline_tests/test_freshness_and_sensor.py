@@ -1,0 +1,159 @@
+"""The one staleness helper and the refresh sensor, with an injected clock (no sleeping)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from testio_pipeline.assets import TESTIO_ASSETS
+from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.freshness import State, judge, ttl_policy
+from testio_pipeline.sensors import build_refresh_sensor
+
+from .conftest import make_simulator
+from .test_assets import materialize
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+ALL = ["bugs", "features", "products", "tests", "user_stories"]
+
+
+# -- the helper -----------------------------------------------------------------------------
+
+
+def test_the_helper_at_the_ttl_boundary():
+    policy = ttl_policy(3600)  # warn (= refresh due) at 3240 s, fail (= stale) at 3600 s
+    at = lambda seconds: judge("x", policy, T0, T0 + timedelta(seconds=seconds))  # noqa: E731
+    assert at(0).state is State.FRESH
+    assert at(3239).state is State.FRESH and not at(3239).needs_refresh
+    assert at(3240).state is State.DUE and at(3240).needs_refresh
+    assert at(3599).state is State.DUE
+    assert at(3600).state is State.STALE
+    assert at(0).due_at == T0 + timedelta(seconds=3240)
+    assert at(0).stale_at == T0 + timedelta(seconds=3600)
+    assert judge("x", policy, None, T0).state is State.NEVER
+
+
+def test_a_one_minute_ttl_has_no_warn_window_and_is_due_when_stale():
+    policy = ttl_policy(60)
+    assert policy.warn_window is None
+    assert judge("x", policy, T0, T0 + timedelta(seconds=59)).state is State.FRESH
+    assert judge("x", policy, T0, T0 + timedelta(seconds=60)).state is State.STALE
+    with pytest.raises(ValueError):
+        ttl_policy(59)
+
+
+def test_the_helper_needs_a_policy():
+    with pytest.raises(ValueError, match="freshness policy"):
+        judge("x", None, T0, T0)
+
+
+# -- the sensor -----------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def definitions(sensor, ttl=3600):
+    policy = ttl_policy(ttl)
+    resources = {"testio_api": CustomerApiResource(), "warehouse": WarehouseResource(), "refresh": RefreshResource()}
+    return dg.Definitions(assets=TESTIO_ASSETS, sensors=[sensor], resources=resources).map_resolved_asset_specs(
+        func=lambda spec: spec.replace_attributes(freshness_policy=policy)
+    )
+
+
+def evaluate(sensor, defs, instance):
+    with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+        return sensor(context)
+
+
+def selected(request) -> list[str]:
+    assert isinstance(request, dg.RunRequest), request
+    return sorted(k.to_user_string() for k in request.asset_selection)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def last_materialization(instance) -> datetime:
+    events = instance.get_latest_materialization_events([dg.AssetKey(k) for k in ALL])
+    return max(datetime.fromtimestamp(e.timestamp, tz=timezone.utc) for e in events.values())
+
+
+def test_on_an_empty_instance_the_first_evaluation_requests_the_initial_sync(instance):
+    clock = Clock(T0)
+    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all")
+    request = evaluate(sensor, definitions(sensor), instance)
+    assert selected(request) == ALL
+    assert request.tags["testio/trigger"] == "sensor"
+    clock.now += timedelta(seconds=60)
+    again = evaluate(sensor, definitions(sensor), instance)
+    assert again.run_key != request.run_key, "each cycle has its own run key"
+
+
+def test_after_a_sync_it_skips_until_due_then_requests_one_run_for_everything(instance, tmp_path):
+    materialize(make_simulator("tiny"), tmp_path / "t.duckdb", instance=instance)
+    last = last_materialization(instance)
+    clock = Clock(last)
+    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all", interval_seconds=60)
+    defs = definitions(sensor)
+
+    skip = evaluate(sensor, defs, instance)
+    assert isinstance(skip, dg.SkipReason)
+    assert "next cycle due at" in skip.skip_message
+
+    clock.now = last + timedelta(seconds=3240 - 61)  # before the warn window, beyond one interval
+    assert isinstance(evaluate(sensor, defs, instance), dg.SkipReason)
+
+    clock.now = last + timedelta(seconds=3240)  # in the warn window: still within the TTL
+    assert selected(evaluate(sensor, defs, instance)) == ALL
+
+    clock.now = last + timedelta(seconds=3601)  # past the TTL
+    assert selected(evaluate(sensor, defs, instance)) == ALL
+
+
+def test_it_never_overlaps_a_run_in_progress(instance):
+    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=Clock(T0), current_scope=lambda: "all")
+    run = create_run_for_test(instance, job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED)
+    skip = evaluate(sensor, definitions(sensor), instance)
+    assert isinstance(skip, dg.SkipReason)
+    assert run.run_id[:8] in skip.skip_message and "not overlapping" in skip.skip_message
+
+
+def test_a_product_scope_change_triggers_a_refresh_of_fresh_assets(instance, tmp_path):
+    materialize(make_simulator("tiny"), tmp_path / "t.duckdb", instance=instance)
+    clock = Clock(last_materialization(instance))
+    scope = {"now": "all"}
+    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: scope["now"])
+    defs = definitions(sensor)
+    assert isinstance(evaluate(sensor, defs, instance), dg.SkipReason)
+    scope["now"] = "20001"
+    request = evaluate(sensor, defs, instance)
+    assert selected(request) == ALL
+    assert "product scope changed" in request.tags["testio/cycle_reason"]
+
+
+def test_only_due_assets_and_their_upstream_are_requested(instance, tmp_path):
+    sim = make_simulator("tiny")
+    db = tmp_path / "t.duckdb"
+    materialize(sim, db, instance=instance)
+    first = last_materialization(instance)
+    # Refresh only `features` and `user_stories` again, a little later, so the rest is older.
+    # (Materialization times are the instance's real clock; 2 s outruns the 1 s horizon.)
+    time.sleep(2)
+    materialize(sim, db, instance=instance, selection=["features", "user_stories"])
+    clock = Clock(first + timedelta(seconds=3240))  # the first run's assets are due, the others not
+    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all", interval_seconds=1)
+    request = evaluate(sensor, definitions(sensor), instance)
+    assert selected(request) == ["bugs", "products", "tests"]
