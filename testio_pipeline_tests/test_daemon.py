@@ -1,0 +1,103 @@
+"""The real Dagster daemon drives refresh cycles on its own: TTL 60 s, sensor every few seconds,
+the simulator served over HTTP with its clock moved forward between cycles."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.instance.ref import InstanceRef
+import pytest
+
+from testio_pipeline.warehouse import Warehouse
+
+from .conftest import make_simulator
+
+REPO = Path(__file__).resolve().parents[1]
+DEADLINE_SECONDS = 240
+
+
+def sensor_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    records = instance.get_run_records(dg.RunsFilter(tags={"dagster/sensor_name": "testio_refresh_sensor"}))
+    return sorted((r.dagster_run for r in records), key=lambda r: r.run_id)
+
+
+def wait_for(condition, what: str, deadline: float, daemon: subprocess.Popen, log: Path):
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if daemon.poll() is not None:
+            pytest.fail(f"the daemon exited ({daemon.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
+        time.sleep(1)
+    pytest.fail(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.slow
+def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path):
+    sim = make_simulator("tiny")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    db = tmp_path / "mirror.duckdb"
+    log = tmp_path / "daemon.log"
+    with sim.serve() as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+        env.update(
+            DAGSTER_HOME=str(home),
+            PYTHONPATH=str(REPO),
+            TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
+            TESTIO_CUSTOMER_API_TOKEN=sim.config.token,
+            TESTIO_DUCKDB_PATH=str(db),
+            TESTIO_CACHE_TTL_SECONDS="60",
+            TESTIO_SENSOR_INTERVAL_SECONDS="3",
+        )
+        daemon_bin = Path(sys.executable).parent / "dagster-daemon"
+        with log.open("w") as out:
+            # Its own process group, so one signal stops the daemon and the runs it launched.
+            daemon = subprocess.Popen(
+                [str(daemon_bin), "run", "-m", "testio_pipeline.definitions"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        try:
+            with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+                # Cycle 1: the sensor finds nothing materialized and requests the initial sync.
+                first = wait_for(
+                    lambda: [r for r in sensor_runs(instance) if r.status == dg.DagsterRunStatus.SUCCESS],
+                    "the initial sensor-launched run to succeed", deadline, daemon, log,
+                )[0]
+                failed = [r for r in sensor_runs(instance) if r.status == dg.DagsterRunStatus.FAILURE]
+                assert not failed, f"sensor runs failed: {[r.run_id for r in failed]}"
+                known = Warehouse(db).ids("tests")
+                assert known == {t["id"] for p in sim.truth_products() for t in sim.truth_tests(p["id"])}
+
+                # The world moves on: a day later the simulator has new tests on top.
+                sim.clock.advance(86_400)
+                new = {t["id"] for p in sim.truth_products() for t in sim.truth_tests(p["id"])} - known
+                assert new, "a simulated day adds tests"
+
+                # Cycle 2: after the TTL the sensor requests another run on its own.
+                wait_for(
+                    lambda: [
+                        r for r in sensor_runs(instance)
+                        if r.run_id != first.run_id and r.status == dg.DagsterRunStatus.SUCCESS
+                    ],
+                    "a second sensor-launched run to succeed", deadline, daemon, log,
+                )
+                assert new <= Warehouse(db).ids("tests"), "tests created after cycle 1 are mirrored"
+                events = Warehouse(db).query("SELECT trigger, status FROM sync_events ORDER BY started_at")
+                assert list(events.trigger[:2]) == ["sensor", "sensor"]
+                assert list(events.status[:2]) == ["success", "success"]
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
