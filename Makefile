@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test dev bench install clean
+.PHONY: run test dev bench install clean status
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .dagster_home data
+
+## make status: staleness of each asset and what the next refresh cycle would do
+status: install
+	$(BIN)/python -m testio_pipeline.cli status

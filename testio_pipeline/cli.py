@@ -62,12 +62,47 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """What the next refresh cycle would do: staleness of each asset, from the one helper."""
+    import dagster as dg
+
+    from .definitions import defs
+    from .freshness import judge_assets, policies_of
+    from .sensors import utcnow
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("DAGSTER_HOME is not set: there is no instance to read (the Makefile sets it).", file=sys.stderr)
+        return 2
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.get_all_asset_keys() if graph.get(k).freshness_policy is not None]
+    now = utcnow()
+    with dg.DagsterInstance.get() as instance:
+        judged = judge_assets(instance, policies_of(graph, sorted(keys)), now)
+        in_flight = instance.get_run_records(
+            dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED]), limit=5
+        )
+    print(f"Staleness at {now:%Y-%m-%d %H:%M:%S} UTC (TTL policy of each asset):")
+    for staleness in judged.values():
+        print(f"  {staleness.describe(now)}")
+    due = sorted(name for name, s in judged.items() if s.needs_refresh)
+    if in_flight:
+        print(f"A run is in flight ({in_flight[0].dagster_run.run_id[:8]}): the sensor waits for it.")
+    elif due:
+        print(f"The next sensor evaluation requests one run for: {', '.join(due)} (plus what they need upstream).")
+    else:
+        nxt = min(judged.values(), key=lambda s: s.due_at)
+        print(f"Nothing is due; the next cycle starts at {nxt.due_at:%H:%M:%S} UTC ({nxt.asset}).")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testio-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="sync all five assets into DuckDB, then print a summary")
     run.add_argument("--mode", choices=["incremental", "full"], default="full")
     run.set_defaults(func=_run)
+    status = sub.add_parser("status", help="staleness of each asset and what the next cycle would do")
+    status.set_defaults(func=_status)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
