@@ -58,7 +58,8 @@ class CustomerApiResource(dg.ConfigurableResource):
         if overrides.get("anchor"):
             overrides["anchor"] = parse_iso(overrides["anchor"])
         preset = self.simulator_preset or settings.simulator_preset
-        clock = SimClock(parse_iso(self.simulator_now)) if self.simulator_now else None
+        frozen_at = self.simulator_now or settings.simulator_now
+        clock = SimClock(parse_iso(frozen_at)) if frozen_at else None
         return Simulator(SimulatorConfig.preset(preset, **overrides), clock=clock)
 
     def source(self) -> ApiSource:

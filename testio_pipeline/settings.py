@@ -81,6 +81,8 @@ class Settings:
     request_timeout_seconds: float = 60.0
     cache_ttl_seconds: int = DEFAULT_TTL_SECONDS
     simulator_preset: str = "demo"
+    # Freezes the built-in simulator's clock (ISO time): a reproducible demo world.
+    simulator_now: str | None = None
 
     @property
     def uses_simulator(self) -> bool:
@@ -117,4 +119,5 @@ class Settings:
                 env, "TESTIO_CACHE_TTL_SECONDS", DEFAULT_TTL_SECONDS, minimum=MIN_TTL_SECONDS
             ),
             simulator_preset=env.get("TESTIO_SIMULATOR_PRESET", "").strip() or "demo",
+            simulator_now=env.get("TESTIO_SIMULATOR_NOW", "").strip() or None,
         ).validate()

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from .settings import Settings
 from .testio import CustomerApiClient, RetryPolicy
-from .simulator import SIMULATOR_BASE_URL, Simulator, SimulatorConfig
+from .simulator import SIMULATOR_BASE_URL, SimClock, Simulator, SimulatorConfig
+from .simulator.clock import parse_iso
 
 SIMULATOR_NOTICE = (
     "USING THE BUILT-IN TESTIO SIMULATOR (fake, deterministic demo data): "
@@ -31,7 +32,8 @@ class ApiSource:
     @classmethod
     def from_settings(cls, settings: Settings, simulator: Simulator | None = None) -> "ApiSource":
         if simulator is None and settings.uses_simulator:
-            simulator = Simulator(SimulatorConfig.preset(settings.simulator_preset))
+            clock = SimClock(parse_iso(settings.simulator_now)) if settings.simulator_now else None
+            simulator = Simulator(SimulatorConfig.preset(settings.simulator_preset), clock=clock)
         return cls(settings=settings, simulator=simulator)
 
     @property

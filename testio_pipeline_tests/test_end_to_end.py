@@ -77,3 +77,29 @@ def test_a_token_with_no_reachable_api_is_a_clear_error_not_fake_data(tmp_path):
     assert "cannot reach the TestIO API" in done.stderr
     assert TOKEN not in done.stdout + done.stderr
     assert not db.exists() or Warehouse(db).table_counts()["products"] == 0
+
+
+@pytest.mark.slow
+def test_make_runs_command_mirrors_the_demo_world_exactly(tmp_path):
+    """`make run` = `python -m testio_pipeline.cli run`: the demo world, in full, into DuckDB."""
+    frozen = "2026-11-20T15:30:00+00:00"
+    env = _dagster_env(tmp_path, TESTIO_SIMULATOR_NOW=frozen)
+    done = subprocess.run(
+        [sys.executable, "-m", "testio_pipeline.cli", "run"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "built-in TestIO simulator" in done.stdout
+    db = tmp_path / "data" / "testio.duckdb"
+    assert db.exists()
+    from testio_pipeline.simulator import SimClock, Simulator, SimulatorConfig  # noqa: PLC0415
+    from testio_pipeline.simulator.clock import parse_iso  # noqa: PLC0415
+
+    sim = Simulator(SimulatorConfig.preset("demo"), clock=SimClock(parse_iso(frozen)))
+    truth = truth_ids(sim)
+    warehouse = Warehouse(db)
+    for table in ENTITY_TABLES:
+        assert warehouse.ids(table) == truth[table], table
+    for table, count in warehouse.table_counts().items():
+        if table in truth:
+            assert f"{table}" in done.stdout and str(count) in done.stdout
