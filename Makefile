@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test dev bench install clean status
+.PHONY: run test dev bench install clean status browser docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ run: install
 	$(BIN)/python -m testio_pipeline.cli run
 
 ## make test: the whole test suite (slow tests included); .ci/run calls exactly this
-test: install
+test: install browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 ## make dev: the Dagster UI on 127.0.0.1:3000 with the workspace loaded
@@ -40,6 +40,14 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .dagster_home data
+
+## make browser: Debian's chromium for the UI test (Playwright drives it; no browser download)
+browser:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+## make docs: regenerate the README's data dictionary from the schema and view declarations
+docs: install
+	$(BIN)/python -m testio_pipeline.docs
 
 ## make status: staleness of each asset and what the next refresh cycle would do
 status: install

@@ -13,6 +13,7 @@ import re
 import resource
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -64,18 +65,20 @@ class RssWatch:
         self,
         interval_s: float = 0.05,
         abort_mib: float | None = None,
-        on_abort: Callable[[], None] | None = None,
+        on_abort: Callable[[float], None] | None = None,
     ):
         self.interval_s = interval_s
         self.abort_mib = abort_mib
-        self.on_abort = on_abort  # e.g. stop the simulator subprocess before exiting
+        self.on_abort = on_abort  # called with the seconds since start(), before exiting
         self.peak_mib = 0.0
         self.label = ""
+        self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, label: str = "") -> "RssWatch":
         self.label = label
+        self._started = time.monotonic()
         self.peak_mib = current_rss_mib()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
@@ -95,7 +98,7 @@ class RssWatch:
                 )
                 if self.on_abort is not None:
                     try:
-                        self.on_abort()
+                        self.on_abort(time.monotonic() - self._started)
                     except Exception:  # noqa: BLE001 - exiting anyway
                         pass
                 os._exit(3)

@@ -12,11 +12,13 @@ comparison (``--server thread``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,6 +49,9 @@ class ThreadServer:
 
     def reset_stats(self) -> None:
         self.simulator.stats.reset()
+
+    def cpu_s(self) -> float | None:
+        return None  # the server's CPU is part of this process's
 
     def close(self) -> None:
         self._server.close()
@@ -130,6 +135,14 @@ class SubprocessServer:
 
     def reset_stats(self) -> None:
         self._admin.post("/_sim/stats/reset").raise_for_status()
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds the server process has used so far (Linux /proc; None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
     def close(self) -> None:
         if getattr(self, "_admin", None) is not None:

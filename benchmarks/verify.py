@@ -84,12 +84,14 @@ class Report:
 
     checked: dict[str, int] = field(default_factory=dict)  # entity -> rows compared
     problems: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)  # likely causes of the problems
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
-    def compare(self, entity: str, truth: dict[Any, Any], stored: dict[Any, Any]) -> None:
+    def compare(self, entity: str, truth: dict[Any, Any], stored: dict[Any, Any]) -> list[Any]:
+        """Record the differences; returns the keys whose fields differ."""
         self.checked[entity] = self.checked.get(entity, 0) + len(truth)
         missing = [k for k in truth if k not in stored]
         extra = [k for k in stored if k not in truth]
@@ -103,6 +105,7 @@ class Report:
         if differ:
             examples = [f"{k}: api={truth[k]!r} db={stored[k]!r}" for k in sorted(differ)[:MAX_EXAMPLES]]
             self.problems.append(f"{entity}: {len(differ)} rows differ, e.g. " + "; ".join(examples))
+        return differ
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Iterable[Any] | None = None) -> list[tuple]:
@@ -148,6 +151,7 @@ def verify(db_path: str | Path, sim: Simulator, truth: Truth) -> Report:
         # Tests and bugs product by product; then a global count catches rows of unknown products.
         stored_tests = stored_bugs = 0
         expected_bugs = 0
+        stale_bug_tests: dict[int, int] = {}  # test id -> bugs whose fields differ
         for p in products.values():
             rows = _rows(
                 con,
@@ -164,7 +168,9 @@ def verify(db_path: str | Path, sim: Simulator, truth: Truth) -> Report:
                 con, "SELECT id, test_id, status FROM bugs WHERE deleted_at IS NULL AND product_id = ?", [p.id]
             )
             stored_bugs += len(rows)
-            report.compare("bugs", bugs, {r[0]: (r[1], r[2]) for r in rows})
+            for bug_id in report.compare("bugs", bugs, {r[0]: (r[1], r[2]) for r in rows}):
+                test_id = bugs[bug_id][0]
+                stale_bug_tests[test_id] = stale_bug_tests.get(test_id, 0) + 1
         total_tests, total_bugs = _rows(
             con,
             """SELECT (SELECT count(*) FROM tests WHERE deleted_at IS NULL),
@@ -175,6 +181,18 @@ def verify(db_path: str | Path, sim: Simulator, truth: Truth) -> Report:
         if total_bugs != stored_bugs:
             report.problems.append(f"bugs: {total_bugs - stored_bugs} rows belong to no product the API lists")
         report.checked["bugs"] = expected_bugs
+        if stale_bug_tests:
+            final = _rows(
+                con,
+                "SELECT id FROM tests WHERE list_contains(?, id) AND status IN ('archived', 'cancelled')",
+                [sorted(stale_bug_tests)],
+            )
+            on_final = sum(stale_bug_tests[r[0]] for r in final)
+            report.hints.append(
+                f"{on_final} of the {sum(stale_bug_tests.values())} differing bugs belong to tests the warehouse "
+                "holds as final (archived/cancelled): an incremental cycle does not re-read the bugs of final "
+                "tests, so a bug decided after its test was archived stays stale until a full sync"
+            )
     finally:
         con.close()
     return report

@@ -54,6 +54,14 @@ def _refresh(
         context.log.warning(f"{result.entity}: product {product_id} not refreshed: {error}")
     if result.rejected:
         context.log.warning(f"{result.entity}: {len(result.rejected)} records could not be typed")
+    # -- issue 4: what could not be read is stored by the step (rejected_records,
+    # problematic_records) and counted in metadata; say so in the run log too.
+    for problem in result.problems:
+        context.log.warning(
+            f"{result.entity}: product {problem['product_id']} positions "
+            f"{problem['range_start']}..{problem['range_end']} unreadable (problematic_records): {problem['error']}"
+        )
+    # -- end issue 4
     context.log.info(
         f"{result.entity}: {result.write.inserted} inserted, {result.write.updated} updated, "
         f"{result.write.unchanged} unchanged, {result.api_requests} API requests"

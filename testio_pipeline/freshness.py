@@ -116,6 +116,29 @@ def judge(
     return Staleness(asset, state, last_materialized_at, due_at, stale_at)
 
 
+def cycle_window_seconds(staleness: Staleness) -> float:
+    """How far ahead one cycle looks for assets about to fall due: 10 % of the TTL, at
+    least 30 s (but under half the TTL). Assets written by one run fall due seconds apart;
+    without this window they would trickle into one run each."""
+    ttl = (staleness.stale_at - staleness.last_materialized_at).total_seconds()
+    return max(0.1 * ttl, min(30.0, ttl / 2))
+
+
+def cycle_members(judged: Mapping[str, Staleness], now: datetime, interval_seconds: float) -> set[str]:
+    """The assets one refresh cycle takes (upstream dependencies not included).
+
+    Those that need a refresh now or before the next evaluation; and, when there are
+    any, every asset falling due within the cycle window after that.
+    """
+    next_evaluation = now + timedelta(seconds=interval_seconds)
+    due = {name for name, s in judged.items() if s.due_by(next_evaluation)}
+    if not due:
+        return set()
+    windows = [cycle_window_seconds(s) for s in judged.values() if s.state is not State.NEVER]
+    horizon = next_evaluation + timedelta(seconds=max(windows, default=0.0))
+    return due | {name for name, s in judged.items() if s.due_by(horizon)}
+
+
 def judge_assets(
     instance: dg.DagsterInstance,
     policies: Mapping[dg.AssetKey, dg.FreshnessPolicy | None],

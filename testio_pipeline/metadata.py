@@ -17,7 +17,7 @@ import dagster as dg
 
 from .warehouse import TABLES, Warehouse
 from .warehouse.schema import Column
-from .warehouse.views import View
+from .warehouse.views import View, describe_type
 
 PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 40
@@ -85,9 +85,9 @@ ENTITY_READOUTS: dict[str, dict[str, str]] = {
 
 
 def column_schema(columns: Sequence[Column]) -> dg.TableSchema:
-    """A Dagster table schema from declared columns (type + analyst description)."""
+    """A Dagster table schema from declared columns (type as DESCRIBE prints it + analyst description)."""
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=c.name, type=c.type, description=c.description) for c in columns]
+        columns=[dg.TableColumn(name=c.name, type=describe_type(c.type), description=c.description) for c in columns]
     )
 
 

@@ -8,12 +8,12 @@ plus everything upstream of them.
 
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable, Sequence
 
 import dagster as dg
 
-from .freshness import SCOPE_METADATA_KEY, Staleness, judge_assets, policies_of, scope_label
+from .freshness import SCOPE_METADATA_KEY, Staleness, cycle_members, judge_assets, policies_of, scope_label
 
 SENSOR_NAME = "testio_refresh_sensor"
 DEFAULT_INTERVAL_SECONDS = 60
@@ -87,10 +87,7 @@ def build_refresh_sensor(
             return dg.SkipReason(f"a refresh run is already {run.status.value.lower()} ({run.run_id[:8]}); not overlapping it")
         asset_graph = context.repository_def.asset_graph
         judged = judge_assets(context.instance, policies_of(asset_graph, keys), now)
-        # Assets of one run finish seconds apart; take all that fall due before the next
-        # evaluation into this cycle instead of trickling them into separate runs.
-        horizon = now + timedelta(seconds=interval)
-        due = {name for name, s in judged.items() if s.due_by(horizon)}
+        due = cycle_members(judged, now, interval)
         rescoped = _scope_changed(context.instance, keys, scope_of())
         due |= {key.to_user_string() for key in rescoped}
         if not due:

@@ -24,6 +24,7 @@ from .testio import (
     Parsed,
     Product,
     RejectedRecord,
+    TestioApiError,
     TestioAuthError,
     TestioConnectionError,
     TestioNotFoundError,
@@ -69,6 +70,7 @@ class EntityResult:
     problems: list[dict[str, Any]] = field(default_factory=list)
     problems_checked: list[int] = field(default_factory=list)
     problem_entity: str | None = None
+    problems_open_before: list[int] = field(default_factory=list)  # products with open problems
 
     @property
     def api_requests(self) -> int:
@@ -120,13 +122,16 @@ def _issue_metadata(result: "EntityResult", limit: int = 20) -> dict[str, Any]:
     return meta
 
 
-def _open_problem_ids(warehouse: Warehouse, entity: str, column: str = "product_id") -> set[int]:
-    """Products (or range starts) with unresolved problematic_records of ``entity``."""
+def _open_problems(warehouse: Warehouse, entity: str) -> dict[int, set[int]]:
+    """Product id -> range starts of the unresolved problematic_records of ``entity``."""
     rows = warehouse.query(
-        f"SELECT DISTINCT {column} AS v FROM problematic_records WHERE resolved_at IS NULL AND entity = ?",
+        "SELECT product_id, range_start FROM problematic_records WHERE resolved_at IS NULL AND entity = ?",
         [entity],
     )
-    return {int(v) for v in rows["v"]}
+    found: dict[int, set[int]] = {}
+    for product_id, start in rows.itertuples(index=False):
+        found.setdefault(int(product_id), set()).add(int(start))
+    return found
 
 
 def _records_issues(step: Callable[..., "EntityResult"]) -> Callable[..., "EntityResult"]:
@@ -143,7 +148,7 @@ def _records_issues(step: Callable[..., "EntityResult"]) -> Callable[..., "Entit
         if result.rejected:
             warehouse.write_rejected(result.rejected, options.run_id, now)
         entity = result.problem_entity
-        if entity and (result.problems or _open_problem_ids(warehouse, entity) & set(result.problems_checked)):
+        if entity and (result.problems or set(result.problems_open_before) & set(result.problems_checked)):
             stats = warehouse.write_problematic(
                 result.problems, options.run_id, now, entity=entity, checked_product_ids=result.problems_checked
             )
@@ -304,7 +309,7 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
     for test_id, (product_id, status) in known.items():
         known_by_product.setdefault(product_id, {})[test_id] = status
     # Products with unreadable list positions get a full listing, so the problem is re-checked.
-    open_problems = _open_problem_ids(warehouse, "exploratory_tests") if options.mode == "incremental" else set()
+    open_problems = _open_problems(warehouse, "exploratory_tests")
     started = time.perf_counter()
 
     async def fetch_product(client: CustomerApiClient, product: Product):
@@ -318,7 +323,7 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
         )
         seen = {t.id for t in listing.tests}
         stale = [tid for tid, status in mine.items() if tid not in seen and status not in FINAL_TEST_STATUSES]
-        reread = await asyncio.gather(*(_reread_test(client, tid) for tid in stale))
+        reread = await asyncio.gather(*(_reread_test(client, tid, listing.reread_failed) for tid in stale))
         return listing, [t for t in reread if t is not None]
 
     async def fetch(client: CustomerApiClient):
@@ -338,7 +343,12 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
         problems.extend(listing.problems)
         if listing.reached_end:
             checked.append(product_id)  # the whole list was walked: absent problems are solved
-        if listing.problems:
+        if listing.reread_failed:
+            errors[product_id] = (
+                f"{len(listing.reread_failed)} known tests could not be re-read, e.g. "
+                + next(iter(listing.reread_failed.values()))[:200]
+            )
+        elif listing.problems:
             errors[product_id] = (
                 f"{sum(p['range_end'] - p['range_start'] + 1 for p in listing.problems)} test-list "
                 "positions could not be read (see problematic_records); deletions not checked"
@@ -374,14 +384,22 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
         problems=problems,
         problems_checked=sorted(checked),
         problem_entity="exploratory_tests",
+        problems_open_before=sorted(open_problems),
     )
 
 
-async def _reread_test(client: CustomerApiClient, test_id: int) -> ExploratoryTest | None:
+async def _reread_test(client: CustomerApiClient, test_id: int, failed: dict[int, str]) -> ExploratoryTest | None:
     try:
         return await client.get_test(test_id)
     except TestioNotFoundError:
         # Gone upstream; a full sync's complete listing marks it deleted.
+        return None
+    except FATAL_ERRORS:
+        raise
+    except (TestioApiError, ValueError) as exc:
+        # One test that cannot be read (5xx after retries, timeout, a body we cannot type):
+        # its stored row stays as it was, and the rest of the product still syncs.
+        failed[test_id] = f"{type(exc).__name__}: {exc}"
         return None
 
 
@@ -391,7 +409,8 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
     products = scoped_products(warehouse, options)
     wanted = warehouse.tests_needing_bugs([p.id for p in products], full=options.mode == "full")
     # Tests whose bug list failed before are asked for again (they may be final already).
-    retry = _open_problem_ids(warehouse, "bugs", "range_start")
+    open_problems = _open_problems(warehouse, "bugs")
+    retry = {test_id for starts in open_problems.values() for test_id in starts}
     if retry:
         for test_id, (product_id, _status) in warehouse.test_states([p.id for p in products]).items():
             if test_id in retry and test_id not in wanted.get(product_id, []):
@@ -455,6 +474,7 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
         problems=problems,
         problems_checked=sorted(ok),
         problem_entity="bugs",
+        problems_open_before=sorted(open_problems),
     )
 
 

@@ -18,8 +18,9 @@ import hashlib
 import dagster as dg
 
 from .assets import DUCKDB_POOL
-from .metadata import view_metadata
+from .metadata import column_schema, view_metadata
 from .resources import WarehouseResource
+from .sensors import TRIGGER_TAG
 from .warehouse.views import VIEWS, View, create_views
 
 GROUP = "analytics"
@@ -64,9 +65,7 @@ def _view_asset(view: View) -> dg.AssetsDefinition:
         pool=DUCKDB_POOL,  # creating a view writes the catalog: one writer at a time
         code_version=_code_version(view),
         automation_condition=dg.AutomationCondition.eager(),
-        metadata={"dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(c.name, c.type, c.description) for c in view.columns]
-        )},
+        metadata={"dagster/column_schema": column_schema(view.columns)},  # shown before any run
     )
     def _the_view(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.warehouse()
@@ -84,5 +83,7 @@ views_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.assets(*VIEW_ASSETS),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
+    # Like the refresh runs: at most one tagged run at a time (dagster.yaml's run queue limit).
+    run_tags={TRIGGER_TAG: "views"},
     description="Recreates the analyst views (and recomputes their KPIs) after the tables under them were refreshed.",
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -11,7 +10,7 @@ from dagster._core.test_utils import create_run_for_test
 
 from testio_pipeline.assets import TESTIO_ASSETS
 from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
-from testio_pipeline.freshness import State, judge, ttl_policy
+from testio_pipeline.freshness import State, cycle_members, judge, ttl_policy
 from testio_pipeline.sensors import build_refresh_sensor
 
 from .conftest import make_simulator
@@ -91,6 +90,16 @@ def last_materialization(instance) -> datetime:
     return max(datetime.fromtimestamp(e.timestamp, tz=timezone.utc) for e in events.values())
 
 
+def last_materialization_of(instance, names) -> datetime:
+    events = instance.get_latest_materialization_events([dg.AssetKey(k) for k in names])
+    return max(datetime.fromtimestamp(e.timestamp, tz=timezone.utc) for e in events.values() if e)
+
+
+def first_materialization(instance) -> datetime:
+    events = instance.get_latest_materialization_events([dg.AssetKey(k) for k in ALL])
+    return min(datetime.fromtimestamp(e.timestamp, tz=timezone.utc) for e in events.values())
+
+
 def test_on_an_empty_instance_the_first_evaluation_requests_the_initial_sync(instance):
     clock = Clock(T0)
     sensor = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all")
@@ -113,7 +122,10 @@ def test_after_a_sync_it_skips_until_due_then_requests_one_run_for_everything(in
     assert isinstance(skip, dg.SkipReason)
     assert "next cycle due at" in skip.skip_message
 
-    clock.now = last + timedelta(seconds=3240 - 61)  # before the warn window, beyond one interval
+    # Before anyone's warn window by more than one interval (the run took a moment, so
+    # the first asset it wrote is the first to fall due).
+    first = first_materialization(instance)
+    clock.now = first + timedelta(seconds=3240 - 61)
     assert isinstance(evaluate(sensor, defs, instance), dg.SkipReason)
 
     clock.now = last + timedelta(seconds=3240)  # in the warn window: still within the TTL
@@ -145,15 +157,33 @@ def test_a_product_scope_change_triggers_a_refresh_of_fresh_assets(instance, tmp
 
 
 def test_only_due_assets_and_their_upstream_are_requested(instance, tmp_path):
-    sim = make_simulator("tiny")
-    db = tmp_path / "t.duckdb"
-    materialize(sim, db, instance=instance)
-    first = last_materialization(instance)
-    # Refresh only `features` and `user_stories` again, a little later, so the rest is older.
-    # (Materialization times are the instance's real clock; 2 s outruns the 1 s horizon.)
-    time.sleep(2)
-    materialize(sim, db, instance=instance, selection=["features", "user_stories"])
-    clock = Clock(first + timedelta(seconds=3240))  # the first run's assets are due, the others not
-    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all", interval_seconds=1)
+    # Everything but `bugs` is materialized: bugs is due (never written), the others fresh.
+    materialize(make_simulator("tiny"), tmp_path / "t.duckdb", instance=instance,
+                selection=["products", "features", "user_stories", "tests"])
+    clock = Clock(last_materialization_of(instance, ["products", "features", "user_stories", "tests"]))
+    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all", interval_seconds=60)
     request = evaluate(sensor, definitions(sensor), instance)
-    assert selected(request) == ["bugs", "products", "tests"]
+    assert selected(request) == ["bugs", "products", "tests"], "bugs plus what it needs upstream"
+
+
+def test_one_cycle_takes_assets_falling_due_moments_apart_but_not_fresh_ones():
+    policy = ttl_policy(3600)  # window: 360 s
+    now = T0 + timedelta(seconds=3240)
+    judged = {
+        "products": judge("products", policy, T0, now),  # due now
+        "tests": judge("tests", policy, T0 + timedelta(seconds=20), now),  # due in 20 s
+        "bugs": judge("bugs", policy, T0 + timedelta(seconds=300), now),  # due in 5 min
+        "features": judge("features", policy, T0 + timedelta(seconds=3000), now),  # due in 50 min
+    }
+    assert cycle_members(judged, now, interval_seconds=5) == {"products", "tests", "bugs"}
+    # Nothing due yet (earliest in 20 s, the next evaluation in 5 s): no cycle at all.
+    earlier = {name: judge(name, policy, s.last_materialized_at, now - timedelta(seconds=25)) for name, s in judged.items()}
+    assert cycle_members(earlier, now - timedelta(seconds=25), interval_seconds=5) == set()
+    # A one-minute TTL still takes a whole run's worth of assets in one cycle.
+    short = ttl_policy(60)
+    at = T0 + timedelta(seconds=60)
+    judged = {"a": judge("a", short, T0, at), "b": judge("b", short, T0 + timedelta(seconds=8), at)}
+    assert cycle_members(judged, at, interval_seconds=3) == {"a", "b"}
+    just_after = T0 + timedelta(seconds=9)
+    rejudged = {name: judge(name, short, s.last_materialized_at, just_after) for name, s in judged.items()}
+    assert cycle_members(rejudged, just_after, interval_seconds=3) == set()

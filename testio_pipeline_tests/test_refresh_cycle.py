@@ -9,6 +9,7 @@ import pytest
 
 from testio_pipeline.resources import CustomerApiResource
 from testio_pipeline.simulator import SimResponse
+from testio_pipeline.simulator.faults import poison_offsets
 from testio_pipeline.source import ApiSource
 from testio_pipeline.settings import Settings
 from testio_pipeline.sync import SyncOptions, run_cycle
@@ -131,15 +132,10 @@ def test_full_mode_marks_vanished_tests_deleted_but_never_after_an_incomplete_li
     cycle(sim, warehouse, "incremental")
     assert victim in warehouse.ids("tests")
 
-    # A full listing that fails part-way (page 2 of that product answers 500 forever)
-    # is incomplete: nothing may be marked deleted.
-    def break_page_two(request):
-        if request.endpoint == "exploratory_tests" and request.params.get("page") == "2":
-            return SimResponse(500, {}, {"error": "boom"})
-        return None
-
+    # A full listing with a position that fails forever (every window holding offset 30
+    # answers 500, even alone) is incomplete: nothing may be marked deleted.
     sim.clear_faults()
-    sim.add_fault(break_page_two)
+    sim.add_fault(poison_offsets(sim, product_id, [30]))
     sim.add_fault(hide)
     results = cycle(sim, warehouse, "full")
     assert victim in warehouse.ids("tests")

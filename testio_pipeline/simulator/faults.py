@@ -180,11 +180,11 @@ def poison_where(
             offsets = {t["id"]: i for i, t in enumerate(sim.truth_tests(item["product"]["id"], request.now))}
             if bad(offsets.get(item["id"], -1), item):
                 return json_error(status, "Internal Server Error")
-            return normal
+            return None
         start = _list_window(request)
         if any(bad(start + i, item) for i, item in enumerate(normal.body["exploratory_tests"])):
             return json_error(status, "Internal Server Error")
-        return normal
+        return None  # a healthy window: let other faults (or the normal answer) have it
 
     return fault
 
@@ -317,8 +317,11 @@ def corrupt_records(
 
     plan = {record_id: as_list(m) for record_id, m in changes.items()}
 
+    def hit(record: Any) -> bool:
+        return isinstance(record, dict) and record.get("id") in plan
+
     def apply(record: Any) -> Any:
-        if isinstance(record, dict) and record.get("id") in plan:
+        if hit(record):
             record = copy.deepcopy(record)
             for mutate in plan[record["id"]]:
                 mutate(record)
@@ -331,6 +334,9 @@ def corrupt_records(
             return None
         body = dict(normal.body)
         value = body.get(key)
+        records = value if isinstance(value, list) else [value]
+        if not any(hit(r) for r in records):
+            return None  # nothing to corrupt here: let other faults have the request
         body[key] = [apply(item) for item in value] if isinstance(value, list) else apply(value)
         return SimResponse(200, dict(normal.headers), body)
 

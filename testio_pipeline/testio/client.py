@@ -77,6 +77,8 @@ class TestListing:
     # range_end (0-based offsets, inclusive), neighbour_ids (ids just before and after), error.
     problems: list[dict[str, Any]] = field(default_factory=list)
     pages_recovered: int = 0  # failing pages re-read in smaller windows
+    # Known tests re-read one by one (incremental mode) that could not be read: id -> error.
+    reread_failed: dict[int, str] = field(default_factory=dict)
     _seen: set[int] = field(default_factory=set, repr=False)
     _offsets: dict[int, int] = field(default_factory=dict, repr=False)  # offset -> test id
     _failed: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
@@ -198,8 +200,9 @@ class CustomerApiClient:
     ):
         self.per_page = per_page
         self.bug_batch_size = bug_batch_size
-        # Pages fetched ahead in parallel while the list length is unknown.
+        # Pages fetched ahead in parallel while the list length is unknown (at most; see list_tests).
         self.page_prefetch = page_prefetch or max(1, min(4, max_concurrent))
+        self._pages_pending = 0  # test-list pages asked for and not yet answered, all products
         self._api = ApiRequester(
             base_url,
             token,
@@ -376,18 +379,27 @@ class CustomerApiClient:
     ) -> TestListing:
         """Page through a product's tests, newest first.
 
-        Without ``stop_when`` every page is read, fetching ``page_prefetch`` pages at a time
-        because the list length is unknown. With it, pages are read one by one and paging
+        Without ``stop_when`` every page is read, fetching up to ``page_prefetch`` pages at a
+        time because the list length is unknown, as far as the in-flight cap is not already
+        kept busy by other lists' pages. With it, pages are read one by one and paging
         stops after the first page for which ``stop_when(raw_items)`` is true (incremental
         discovery: new tests appear on page 1).
         """
         listing = TestListing(product_id=product_id)
         per_page = self.per_page
-        window = 1 if stop_when is not None else self.page_prefetch
         page = 1
         while page <= max_pages:
+            # Speculative pages (past the one surely needed) only fill idle in-flight slots:
+            # while other products' pages keep the cap busy, a page past the end of this list
+            # would be a wasted request that delays theirs.
+            idle = self._api.max_concurrent - self._pages_pending
+            window = 1 if stop_when is not None else max(1, min(self.page_prefetch, idle))
             numbers = list(range(page, min(page + window, max_pages + 1)))
-            results = await asyncio.gather(*(self._page_or_failure(product_id, n, per_page) for n in numbers))
+            self._pages_pending += len(numbers)
+            try:
+                results = await asyncio.gather(*(self._page_or_failure(product_id, n, per_page) for n in numbers))
+            finally:
+                self._pages_pending -= len(numbers)
             for n, result in zip(numbers, results):
                 listing.pages_fetched += 1
                 start = (n - 1) * per_page

@@ -8,7 +8,6 @@ came and flagged by the ``*_known`` properties rather than rejected.
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any
 
@@ -33,22 +32,28 @@ CREDENTIAL_KEYS = frozenset({"username", "password", "access"})
 
 
 def strip_credentials(obj: Any) -> Any:
-    """Return a deep copy of ``obj`` with credentials removed from every ``test_environment``."""
-    obj = copy.deepcopy(obj)
-    _strip_in_place(obj)
-    return obj
+    """``obj`` without credentials in any ``test_environment``; the input is never modified.
 
-
-def _strip_in_place(obj: Any) -> None:
+    Only the containers on the way to a credential are copied: most API objects (bugs,
+    features) hold none and come back as they are, which keeps parsing cheap.
+    """
     if isinstance(obj, dict):
+        changed: dict[str, Any] | None = None
         for key, value in obj.items():
-            if key == "test_environment" and isinstance(value, dict):
-                for secret in CREDENTIAL_KEYS & value.keys():
-                    del value[secret]
-            _strip_in_place(value)
-    elif isinstance(obj, list):
-        for item in obj:
-            _strip_in_place(item)
+            if key == "test_environment" and isinstance(value, dict) and CREDENTIAL_KEYS & value.keys():
+                clean = {k: v for k, v in value.items() if k not in CREDENTIAL_KEYS}
+                clean = strip_credentials(clean)
+            else:
+                clean = strip_credentials(value)
+            if clean is not value:
+                if changed is None:
+                    changed = dict(obj)
+                changed[key] = clean
+        return obj if changed is None else changed
+    if isinstance(obj, list):
+        items = [strip_credentials(item) for item in obj]
+        return obj if all(a is b for a, b in zip(items, obj)) else items
+    return obj
 
 
 class Record(BaseModel):

@@ -29,17 +29,30 @@ from .schema import Column, sql_literal
 # The readable bug statuses, in the order they are counted.
 BUG_STATUS_LABELS = ("open", "accepted", "auto-accepted", "rejected")
 # Test statuses as the API reports them (tests.status), counted per product.
+# In lifecycle order: initialized → customer_finalized (set up by the customer) → waiting →
+# running → locked (testing over, bugs still reviewed) → archived; or cancelled.
 TEST_STATUS_COLUMNS = (
     "initialized",
+    "customer_finalized",
     "waiting",
     "running",
     "locked",
-    "customer_finalized",
     "archived",
     "cancelled",
 )
 # A feature counts as "tested" by a test that has started.
-STARTED_TEST_STATUSES = ("running", "locked", "customer_finalized", "archived")
+STARTED_TEST_STATUSES = ("running", "locked", "archived")
+
+
+# Declared type → the spelling DESCRIBE uses (views declare theirs in that spelling already).
+_TYPE_SPELLING = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
+
+
+def describe_type(declared: str) -> str:
+    """A declared column type as DuckDB's DESCRIBE prints it (lists keep their ``[]``)."""
+    if declared.endswith("[]"):
+        return describe_type(declared[:-2]) + "[]"
+    return _TYPE_SPELLING.get(declared, declared)
 
 
 @dataclass(frozen=True)
@@ -250,7 +263,7 @@ WHERE t.deleted_at IS NULL
         _c("product_name", "VARCHAR", "Name of that product."),
         _c("section_id", "BIGINT", "Section the test covers (sections.id); empty for products without sections."),
         _c("section_name", "VARCHAR", "Name of that section."),
-        _c("status", "VARCHAR", "Test status as the API reports it: initialized, waiting, running, locked, customer_finalized, archived or cancelled."),
+        _c("status", "VARCHAR", "Test status as the API reports it: initialized, customer_finalized, waiting, running, locked (all can still change), archived or cancelled (final)."),
         _c("is_final", "BOOLEAN", "True once the test is archived or cancelled (it will not change any more)."),
         _c("testing_type", "VARCHAR", "Kind of test: coverage, focused, rapid, usability or external; empty for a test-case test."),
         _c("review_status", "VARCHAR", "TestIO's review status of the test."),
@@ -332,14 +345,14 @@ WHERE f.deleted_at IS NULL
         _c("product_name", "VARCHAR", "Name of that product."),
         _c("user_stories", "BIGINT", "User stories matched to this feature."),
         _c("tests_covering", "BIGINT", "Tests (not deleted) that included this feature."),
-        _c("last_tested_at", "TIMESTAMP WITH TIME ZONE", "Start of the most recent test that covered the feature and has started (running, locked, customer_finalized or archived); empty if none."),
+        _c("last_tested_at", "TIMESTAMP WITH TIME ZONE", "Start of the most recent test that covered the feature and has started (running, locked or archived); empty if none."),
         *_bug_count_columns("on this feature"),
         _c("acceptance_rate", "DOUBLE", _ACCEPTANCE_DOC),
         _c("last_bug_reported_at", "TIMESTAMP WITH TIME ZONE", "When the most recent bug on this feature was reported (UTC)."),
     ),
     reads=("features", "products", "test_features", "tests", "user_stories", "bug_overview"),
     order_by="critical_bugs DESC, bugs DESC, feature_id",
-    preview=("feature_title", "product_name", "tests_covering", "bugs", "critical_bugs", "open_bugs", "acceptance_rate", "last_tested_at"),
+    preview=("feature_title", "product_name", "tests_covering", "bugs", "critical_bugs", "open_bugs", "acceptance_rate"),
     kpis="""
 SELECT
     count(*) AS features,

@@ -554,15 +554,22 @@ class Warehouse:
     def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:
         """Product id → test ids whose bugs a refresh must read.
 
-        Full: every non-deleted test. Incremental: tests never bug-synced, not final, or
-        changed since their bugs were last read (e.g. one that just moved to archived).
+        Full: every non-deleted test. Incremental: tests never bug-synced, not final,
+        changed since their bugs were last read (e.g. one that just moved to archived), or
+        holding bugs still awaiting a decision ('forwarded'): customers accept and reject
+        bugs after a test is over, so a final test's bugs can still change.
         """
-        sql = "SELECT product_id, list(id ORDER BY id) FROM tests WHERE deleted_at IS NULL AND list_contains($ids, product_id)"
+        sql = (
+            "SELECT product_id, list(id ORDER BY id) FROM tests t "
+            "WHERE deleted_at IS NULL AND list_contains($ids, product_id)"
+        )
         if not full:
             finals = ", ".join(f"'{s}'" for s in sorted(FINAL_TEST_STATUSES))
             sql += (
                 f" AND (bugs_synced_at IS NULL OR status NOT IN ({finals})"
-                " OR synced_at > bugs_synced_at)"
+                " OR synced_at > bugs_synced_at"
+                " OR EXISTS (SELECT 1 FROM bugs b WHERE b.test_id = t.id"
+                " AND b.status = 'forwarded' AND b.deleted_at IS NULL))"
             )
         with self._read() as con:
             rows = con.execute(sql + " GROUP BY product_id", {"ids": sorted(set(product_ids))}).fetchall()

@@ -1,0 +1,64 @@
+"""Ask the warehouse a question without installing anything else.
+
+    python -m testio_pipeline.query "SELECT * FROM product_summary"
+    python -m testio_pipeline.query --file question.sql
+    python -m testio_pipeline.query --list          # tables and views, with what they hold
+
+Read-only: it never blocks a running sync for longer than the query, and waits (bounded) while
+a sync holds the file for its short write. The file is TESTIO_DUCKDB_PATH (default
+data/testio.duckdb) unless --db is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .settings import Settings, SettingsError
+from .warehouse import Warehouse
+
+LIST_SQL = """
+SELECT 'view' AS kind, view_name AS name, comment AS description
+FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'
+UNION ALL
+SELECT 'table', table_name, comment FROM duckdb_tables() WHERE schema_name = 'main'
+ORDER BY kind DESC, name
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testio_pipeline.query", description=__doc__.splitlines()[0])
+    parser.add_argument("sql", nargs="?", help="the query to run")
+    parser.add_argument("--file", type=Path, help="read the query from this file")
+    parser.add_argument("--list", action="store_true", help="list the tables and views")
+    parser.add_argument("--db", help="the DuckDB file (default: TESTIO_DUCKDB_PATH or data/testio.duckdb)")
+    parser.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
+    args = parser.parse_args(argv)
+    if args.list:
+        sql = LIST_SQL
+    elif args.file:
+        sql = args.file.read_text(encoding="utf-8")
+    elif args.sql:
+        sql = args.sql
+    else:
+        parser.error("give a query, --file or --list")
+    try:
+        path = args.db or Settings.from_env().duckdb_path
+    except SettingsError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return 2
+    if not Path(path).exists():
+        print(f"{path} does not exist yet: run `make run` (or a sync) first.", file=sys.stderr)
+        return 2
+    frame = Warehouse(path).query(sql.strip().rstrip(";"))
+    with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", None,
+                           "display.width", 200, "display.max_colwidth", 60):
+        print(frame.to_string(index=False, max_rows=args.max_rows) if len(frame) else "(no rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""Crashes and concurrent use of the DuckDB file.
+
+- A sync killed with SIGKILL (inside a write, or at random moments) leaves the file exactly
+  as it was before some write or after it, and the next run completes normally.
+- Two syncs started at once (a `dagster asset materialize` and a `make run`-style CLI run on
+  one Dagster instance with the project's dagster.yaml) both succeed, their writes one after
+  the other, and the data is right.
+- An analyst's read-only connection during a sync either succeeds or gets a clear,
+  retryable lock error for at most one write; retrying (as Warehouse.query does) succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from testio_pipeline.settings import Settings
+from testio_pipeline.source import ApiSource
+from testio_pipeline.sync import SYNC_STEPS, SyncOptions, run_cycle
+from testio_pipeline.warehouse import TABLES, Warehouse
+
+from .conftest import ANCHOR, FAST_RETRY, NOW, make_simulator
+from .test_assets import ENTITY_TABLES, truth_ids
+
+REPO = Path(__file__).resolve().parents[1]
+# One worker runs them all (make test: --dist loadgroup), so the module fixture is built once
+# and the process-heavy tests do not compete with each other for the CPU.
+pytestmark = pytest.mark.xdist_group("atomicity")
+# Bigger than tiny, so writes take long enough to be hit by a random kill.
+WORLD = {"products": 2, "tests_per_product": 100, "bugs_per_test": 6}
+LATER = NOW + timedelta(days=3)  # the world moved on: new tests, status changes, new bugs
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def sync_in_process(db: Path, now, **world) -> None:
+    sim = make_simulator("tiny", now=now, **world)
+    source = ApiSource.from_settings(Settings(), simulator=sim)
+    source.retry = FAST_RETRY
+    run_cycle(source, Warehouse(db), SyncOptions(mode="full", clock=lambda: now))
+
+
+def state(db: Path) -> dict[str, list[tuple]]:
+    """Every row of every table (bookkeeping of migrations aside), in a stable order."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in TABLES
+            if t != "schema_migrations"
+        }
+    finally:
+        con.close()
+
+
+def reference_states(before: Path, workdir: Path, now, **world) -> list[dict]:
+    """The file's state before the sync and after each step, from a sync on a copy."""
+    copy = workdir / "reference.duckdb"
+    shutil.copy(before, copy)
+    sim = make_simulator("tiny", now=now, **world)
+    source = ApiSource.from_settings(Settings(), simulator=sim)
+    source.retry = FAST_RETRY
+    options = SyncOptions(mode="full", clock=lambda: now)
+    states = [state(copy)]
+    for step in SYNC_STEPS.values():
+        step(source, Warehouse(copy), options)
+        states.append(state(copy))
+    return states
+
+
+def worker(db: Path, now, **extra) -> subprocess.Popen:
+    spec = {"db": str(db), "now": now.isoformat(), "sim": {"anchor": ANCHOR.isoformat(), **WORLD}, **extra}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "testio_pipeline_tests.sync_worker", json.dumps(spec)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
+    """Read the worker's stdout until a line starting with ``marker``; returns the lines read."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"worker ended before {marker!r}: {lines} {proc.stderr.read()[-2000:]}")
+        lines.append(line.strip())
+        if line.startswith(marker):
+            return lines
+    raise AssertionError(f"no {marker!r} within {timeout}s: {lines}")
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def before_and_reference(tmp_path_factory):
+    """A warehouse synced at NOW, and the states a full sync at LATER passes through."""
+    workdir = tmp_path_factory.mktemp("atomicity")
+    before = workdir / "before.duckdb"
+    sync_in_process(before, NOW, **WORLD)
+    references = reference_states(before, workdir, LATER, **WORLD)
+    assert references[0] != references[-1] and references[3] != references[4]
+    return before, references
+
+
+def matching_step(current: dict, references: list[dict]) -> int:
+    """Which reference state (0 = before the sync, k = after step k) the file is in.
+
+    A step that changes nothing (e.g. products on a quiet day) repeats the previous state;
+    the first match is returned.
+    """
+    for k, reference in enumerate(references):
+        if current == reference:
+            return k
+    diffs = {t: (len(current[t]), len(references[0][t]), len(references[-1][t])) for t in current}
+    raise AssertionError(f"the file holds a state no write produced (rows now/before/after): {diffs}")
+
+
+# --- kill -9 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_sync_killed_inside_a_write_leaves_the_state_before_that_write(tmp_path, before_and_reference):
+    before, references = before_and_reference
+    db = tmp_path / "t.duckdb"
+    shutil.copy(before, db)
+    proc = worker(db, LATER, pause_in_write=["tests", 60])
+    lines = wait_for(proc, "IN_WRITE tests")
+    kill(proc)
+    assert "STEP_DONE user_stories" in lines
+    # Three steps committed; the tests write (upserted, not committed) is gone entirely.
+    assert state(db) == references[3]
+    # The next run completes normally and ends exactly where an uninterrupted one does.
+    sync_in_process(db, LATER, **WORLD)
+    assert state(db) == references[-1]
+    warehouse = Warehouse(db)
+    truth = truth_ids(make_simulator("tiny", now=LATER, **WORLD))
+    for table in ENTITY_TABLES:
+        assert warehouse.ids(table) == truth[table], table
+
+
+@pytest.mark.slow
+def test_syncs_killed_at_random_moments_always_leave_a_state_some_write_produced(tmp_path, before_and_reference):
+    before, references = before_and_reference
+    # How long a whole sync takes in a worker, from START to DONE.
+    db = tmp_path / "timing.duckdb"
+    shutil.copy(before, db)
+    proc = worker(db, LATER)
+    wait_for(proc, "START")
+    started = time.monotonic()
+    wait_for(proc, "DONE")
+    duration = time.monotonic() - started
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert state(db) == references[-1]
+
+    rng = random.Random(4)
+    kills = 4
+    for attempt in range(kills):
+        db = tmp_path / f"kill{attempt}.duckdb"
+        shutil.copy(before, db)
+        proc = worker(db, LATER)
+        wait_for(proc, "START")
+        # One random moment in each quarter of the sync, so the kills spread over its steps.
+        time.sleep(duration * (attempt + rng.random()) / kills)
+        kill(proc)
+        step = matching_step(state(db), references)
+        sync_in_process(db, LATER, **WORLD)
+        assert state(db) == references[-1], f"the run after a kill at step {step} completes the mirror"
+
+
+# --- readers during a sync -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_readers_during_a_sync_succeed_or_get_a_clear_retryable_lock_error(tmp_path, before_and_reference):
+    before, references = before_and_reference
+    db = tmp_path / "t.duckdb"
+    shutil.copy(before, db)
+    proc = worker(db, LATER, pause_after_step=["tests", 1.5], pause_in_write=["bugs", 2.0])
+    try:
+        # Between two writes no lock is held: a read-only connection opens and sees the
+        # committed tests of this sync.
+        wait_for(proc, "STEP_DONE tests")
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            tests_now = con.execute("SELECT count(*) FROM tests WHERE deleted_at IS NULL").fetchone()[0]
+        finally:
+            con.close()
+        assert tests_now == len(truth_ids(make_simulator("tiny", now=LATER, **WORLD))["tests"])
+
+        # During a write the file is locked: opening it fails at once with an IOException
+        # naming the lock, which is the documented "retry shortly" signal.
+        wait_for(proc, "IN_WRITE bugs")
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(db), read_only=True)
+
+        # Retrying with backoff (what Warehouse.query does) succeeds once that write commits,
+        # and sees the write whole.
+        started = time.monotonic()
+        bugs = Warehouse(db, lock_timeout=30).query("SELECT count(*) AS n FROM bugs WHERE deleted_at IS NULL").n[0]
+        waited = time.monotonic() - started
+        assert bugs == len(truth_ids(make_simulator("tiny", now=LATER, **WORLD))["bugs"])
+        assert waited < 10, "a reader waits for one write at most"
+        wait_for(proc, "DONE")
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            kill(proc)
+    assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+def test_a_sync_waits_for_a_reader_holding_the_file_then_completes(tmp_path, before_and_reference):
+    before, references = before_and_reference
+    db = tmp_path / "t.duckdb"
+    shutil.copy(before, db)
+    reader = duckdb.connect(str(db), read_only=True)  # an analyst's open session
+    proc = worker(db, LATER, lock_timeout=30)
+    try:
+        wait_for(proc, "START")
+        time.sleep(1.0)
+        assert proc.poll() is None
+        reader.close()  # the session ends: the sync takes the lock and proceeds
+        wait_for(proc, "DONE", timeout=60)
+        proc.wait(timeout=30)
+    finally:
+        reader.close()
+        if proc.poll() is None:
+            kill(proc)
+    assert proc.wait(timeout=30) == 0
+    assert state(db) == references[-1]
+
+
+# --- two syncs at once -----------------------------------------------------------------------
+
+
+def _dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
+    return env
+
+
+def _write_windows(instance: dg.DagsterInstance) -> list[tuple[str, str, float, float]]:
+    """(run id, step, start, end) of every asset step that writes DuckDB, from the event log."""
+    windows = []
+    writers = {"products", "features", "user_stories", "tests", "bugs"}
+    for run in instance.get_runs():
+        starts: dict[str, float] = {}
+        for event in instance.all_logs(run.run_id):
+            if not event.is_dagster_event or event.step_key not in writers:
+                continue
+            kind = event.dagster_event.event_type_value
+            if kind == "STEP_START":
+                starts[event.step_key] = event.timestamp
+            elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+                windows.append((run.run_id, event.step_key, starts[event.step_key], event.timestamp))
+    return windows
+
+
+@pytest.mark.slow
+def test_two_syncs_started_at_once_both_succeed_one_write_at_a_time(tmp_path):
+    token = "concurrent-secret-token-7d1e"
+    sim = make_simulator("tiny", token=token, latency_ms=5)
+    db = tmp_path / "mirror.duckdb"
+    with sim.serve() as server:
+        env = _dagster_env(
+            tmp_path,
+            TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
+            TESTIO_CUSTOMER_API_TOKEN=token,
+            TESTIO_DUCKDB_PATH=str(db),
+        )
+        # Create the instance's storage once, so the two runs do not race to create it.
+        subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"],
+                       cwd=REPO, env=env, check=True, timeout=120)
+        dagster = Path(sys.executable).parent / "dagster"
+        commands = [
+            [str(dagster), "asset", "materialize", "--select", "*", "-m", "testio_pipeline.definitions"],
+            [sys.executable, "-m", "testio_pipeline.cli", "run", "--mode", "full"],
+        ]
+        procs = [
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for cmd in commands
+        ]
+        outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+        assert token not in out + err
+
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert len(runs) == 2 and all(r.is_success for r in runs)
+            windows = sorted(_write_windows(instance), key=lambda w: w[2])
+    finally:
+        del os.environ["DAGSTER_HOME"]
+    assert len(windows) == 10, windows
+    # The pool (limit 1, op granularity) let one writing step run at a time across both runs.
+    for (run_a, step_a, _, end_a), (run_b, step_b, start_b, _) in zip(windows, windows[1:]):
+        assert start_b >= end_a - 0.05, f"{run_a[:8]}:{step_a} overlapped {run_b[:8]}:{step_b}"
+    assert {w[0] for w in windows} == {r.run_id for r in runs}
+
+    warehouse = Warehouse(db)
+    truth = truth_ids(sim)
+    for table in ENTITY_TABLES:
+        assert warehouse.ids(table) == truth[table], table
+    counts = warehouse.query("SELECT count(*) - count(DISTINCT id) AS dupes FROM bugs").dupes[0]
+    assert counts == 0
