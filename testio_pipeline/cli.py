@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -56,7 +55,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\nSync finished (run {result.run_id}, mode {args.mode}). Rows per table:")
     for table, count in counts.items():
         print(f"  {table:<14} {count:>8}")
-    print(f"\nQuery it, e.g.: duckdb -readonly {settings.duckdb_path}")
+    print(
+        "\nQuery it: .venv/bin/python -m testio_pipeline.query \"SELECT * FROM product_summary\"  "
+        f"(or any DuckDB client: duckdb -readonly {settings.duckdb_path}). For example:"
+    )
     print(EXAMPLE_QUERY + ";")
     print(warehouse.query(EXAMPLE_QUERY).to_string(index=False))
     return 0

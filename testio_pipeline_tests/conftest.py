@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from testio_pipeline.simulator import SIMULATOR_BASE_URL, SimClock, Simulator, SimulatorConfig
 from testio_pipeline.testio import CustomerApiClient, RetryPolicy
+
+REPO = Path(__file__).resolve().parents[1]
 
 # A fixed moment, so every test sees the same world.
 ANCHOR = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -40,3 +43,14 @@ def sim() -> Simulator:
 def client_for(sim: Simulator, **options) -> CustomerApiClient:
     options.setdefault("retry", FAST_RETRY)
     return CustomerApiClient(SIMULATOR_BASE_URL, sim.config.token, transport=sim.transport(), **options)
+
+
+def dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for a Dagster subprocess: a fresh DAGSTER_HOME holding the project's
+    dagster.yaml, no TESTIO_* or DAGSTER_* settings of the developer's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TESTIO_", "DAGSTER_"))}
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
+    return env

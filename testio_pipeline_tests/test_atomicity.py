@@ -31,10 +31,9 @@ from testio_pipeline.source import ApiSource
 from testio_pipeline.sync import SYNC_STEPS, SyncOptions, run_cycle
 from testio_pipeline.warehouse import TABLES, Warehouse
 
-from .conftest import ANCHOR, FAST_RETRY, NOW, make_simulator
+from .conftest import ANCHOR, FAST_RETRY, NOW, REPO, dagster_env, make_simulator
 from .test_assets import ENTITY_TABLES, truth_ids
 
-REPO = Path(__file__).resolve().parents[1]
 # One worker runs them all (make test: --dist loadgroup), so the module fixture is built once
 # and the process-heavy tests do not compete with each other for the CPU.
 pytestmark = pytest.mark.xdist_group("atomicity")
@@ -256,15 +255,6 @@ def test_a_sync_waits_for_a_reader_holding_the_file_then_completes(tmp_path, bef
 # --- two syncs at once -----------------------------------------------------------------------
 
 
-def _dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-    home = tmp_path / "dagster_home"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
-    return env
-
-
 def _write_windows(instance: dg.DagsterInstance) -> list[tuple[str, str, float, float]]:
     """(run id, step, start, end) of every asset step that writes DuckDB, from the event log."""
     windows = []
@@ -288,7 +278,7 @@ def test_two_syncs_started_at_once_both_succeed_one_write_at_a_time(tmp_path):
     sim = make_simulator("tiny", token=token, latency_ms=5)
     db = tmp_path / "mirror.duckdb"
     with sim.serve() as server:
-        env = _dagster_env(
+        env = dagster_env(
             tmp_path,
             TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
             TESTIO_CUSTOMER_API_TOKEN=token,

@@ -16,9 +16,8 @@ import pytest
 
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import make_simulator
+from .conftest import REPO, dagster_env, make_simulator
 
-REPO = Path(__file__).resolve().parents[1]
 DEADLINE_SECONDS = 240
 
 
@@ -43,16 +42,11 @@ def wait_for(condition, what: str, deadline: float, daemon: subprocess.Popen, lo
 @pytest.mark.slow
 def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path):
     sim = make_simulator("tiny")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     db = tmp_path / "mirror.duckdb"
     log = tmp_path / "daemon.log"
     with sim.serve() as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-        env.update(
-            DAGSTER_HOME=str(home),
-            PYTHONPATH=str(REPO),
+        env = dagster_env(
+            tmp_path,
             TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
             TESTIO_CUSTOMER_API_TOKEN=sim.config.token,
             TESTIO_DUCKDB_PATH=str(db),
@@ -68,7 +62,7 @@ def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path):
             )
         deadline = time.monotonic() + DEADLINE_SECONDS
         try:
-            with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+            with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
                 # Cycle 1: the sensor finds nothing materialized and requests the initial sync.
                 wait_for(
                     lambda: [r for r in sensor_runs(instance) if r.status == dg.DagsterRunStatus.SUCCESS],

@@ -3,7 +3,6 @@ documented `dagster asset materialize` command fills DuckDB from it with a token
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,20 +11,10 @@ import pytest
 
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import make_simulator
+from .conftest import REPO, dagster_env, make_simulator
 from .test_assets import ENTITY_TABLES, truth_ids
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "e2e-secret-token-4f9a8c2d1b7e"
-
-
-def _dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESTIO_")}
-    home = tmp_path / "dagster_home"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
-    return env
 
 
 @pytest.mark.slow
@@ -33,7 +22,7 @@ def test_dagster_cli_materializes_everything_from_an_http_api(tmp_path):
     sim = make_simulator("tiny", token=TOKEN)
     db = tmp_path / "mirror.duckdb"
     with sim.serve() as server:
-        env = _dagster_env(
+        env = dagster_env(
             tmp_path,
             TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
             TESTIO_CUSTOMER_API_TOKEN=TOKEN,
@@ -63,7 +52,7 @@ def test_dagster_cli_materializes_everything_from_an_http_api(tmp_path):
 @pytest.mark.slow
 def test_a_token_with_no_reachable_api_is_a_clear_error_not_fake_data(tmp_path):
     db = tmp_path / "mirror.duckdb"
-    env = _dagster_env(
+    env = dagster_env(
         tmp_path,
         TESTIO_CUSTOMER_API_BASE_URL="http://127.0.0.1:9/customer/v2",
         TESTIO_CUSTOMER_API_TOKEN=TOKEN,
@@ -83,7 +72,7 @@ def test_a_token_with_no_reachable_api_is_a_clear_error_not_fake_data(tmp_path):
 def test_make_runs_command_mirrors_the_demo_world_exactly(tmp_path):
     """`make run` = `python -m testio_pipeline.cli run`: the demo world, in full, into DuckDB."""
     frozen = "2026-11-20T15:30:00+00:00"
-    env = _dagster_env(tmp_path, TESTIO_SIMULATOR_NOW=frozen)
+    env = dagster_env(tmp_path, TESTIO_SIMULATOR_NOW=frozen)
     done = subprocess.run(
         [sys.executable, "-m", "testio_pipeline.cli", "run"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,

@@ -16,7 +16,7 @@ from testio_pipeline.sync import SyncOptions, run_cycle
 from testio_pipeline.testio import FINAL_TEST_STATUSES
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import FAST_RETRY, NOW, make_simulator
+from .conftest import FAST_RETRY, make_simulator
 from .test_assets import ENTITY_TABLES, materialize, truth_ids
 
 

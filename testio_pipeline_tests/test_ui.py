@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO, dagster_env
 SHOTS = REPO / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -68,19 +68,13 @@ def _free_port() -> int:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TESTIO_", "DAGSTER_"))}
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    env.update(
-        DAGSTER_HOME=str(home),
-        PYTHONPATH=str(REPO),
+    return dagster_env(
+        tmp_path,
         TESTIO_DUCKDB_PATH=str(tmp_path / "testio.duckdb"),
         TESTIO_SIMULATOR_PRESET="tiny",
         # Judge freshness every few seconds instead of every 30 s, so the UI reports it soon.
         FRESHNESS_DAEMON_INTERVAL_SECONDS="3",
     )
-    return env
 
 
 def _graphql(base: str, query: str) -> dict:

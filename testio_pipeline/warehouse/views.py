@@ -200,7 +200,7 @@ WHERE b.deleted_at IS NULL
     reads=("bugs", "products", "tests", "features", "test_features"),
     order_by="reported_at DESC, bug_id",
     preview=("bug_id", "product_name", "feature_title", "severity", "status", "reported_at", "title"),
-    kpis=f"""
+    kpis="""
 SELECT
     count(*) AS bugs,
     count(*) FILTER (WHERE status = 'open') AS open_bugs,
