@@ -3,7 +3,10 @@
 Plain Python shared by the Dagster assets, the CLI and the benchmark, so they all run the
 same code path. Fetching is async and concurrent across products (one in-flight cap in
 the client); writing is one short warehouse transaction per entity, after the fetch, so
-the DuckDB file is locked only briefly.
+the DuckDB file is locked only briefly. Tests and bugs, the large lists, are not held in
+memory until then: each product's tests and each bug batch are framed into a per-run stage
+(Parquet files next to the warehouse, ``Warehouse.stage``) as they arrive, and the write
+merges the stage.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Awaitable, Callable, Literal
 
 from .source import ApiSource
 from .testio import (
+    BugFetch,
     CustomerApiClient,
     FINAL_TEST_STATUSES,
     ExploratoryTest,
@@ -30,6 +34,7 @@ from .testio import (
     TestioNotFoundError,
 )
 from .warehouse import Warehouse, WriteStats
+from .warehouse.staging import Stage
 
 log = logging.getLogger("testio_pipeline.sync")
 
@@ -166,10 +171,23 @@ def _records_issues(step: Callable[..., "EntityResult"]) -> Callable[..., "Entit
 async def _per_product(
     products: list[Product],
     fetch: Callable[[Product], Awaitable[Any]],
+    *,
+    limit: int | None = None,
 ) -> tuple[dict[int, Any], dict[int, str]]:
-    """Run ``fetch`` for every product concurrently; one product's failure is not the run's."""
+    """Run ``fetch`` for every product concurrently; one product's failure is not the run's.
+
+    ``limit`` caps how many products are in progress at once (their records are held until
+    the product is done); the client's in-flight cap still decides the request concurrency.
+    """
+    gate = asyncio.Semaphore(limit) if limit else None
 
     async def guarded(product: Product) -> tuple[int, Any, str | None]:
+        if gate is not None:
+            async with gate:
+                return await attempt(product)
+        return await attempt(product)
+
+    async def attempt(product: Product) -> tuple[int, Any, str | None]:
         try:
             return product.id, await fetch(product), None
         except FATAL_ERRORS:
@@ -303,42 +321,61 @@ def sync_user_stories(source: ApiSource, warehouse: Warehouse, options: SyncOpti
 @_records_issues
 def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     """Full: every page. Incremental: new tests from the top, plus a re-read of non-final ones."""
-    products = scoped_products(warehouse, options)
-    known = warehouse.test_states([p.id for p in products]) if options.mode == "incremental" else {}
+    with warehouse.reading():  # the reads before the fetch share one connection
+        products = scoped_products(warehouse, options)
+        known = warehouse.test_states([p.id for p in products]) if options.mode == "incremental" else {}
+        # Products with unreadable list positions get a full listing, so the problem is re-checked.
+        open_problems = _open_problems(warehouse, "exploratory_tests")
     known_by_product: dict[int, dict[int, str]] = {}
     for test_id, (product_id, status) in known.items():
         known_by_product.setdefault(product_id, {})[test_id] = status
-    # Products with unreadable list positions get a full listing, so the problem is re-checked.
-    open_problems = _open_problems(warehouse, "exploratory_tests")
+    with warehouse.stage("tests") as staged:
+        return _fetch_and_write_tests(source, warehouse, options, products, known_by_product, open_problems, staged)
+
+
+def _fetch_and_write_tests(
+    source: ApiSource,
+    warehouse: Warehouse,
+    options: SyncOptions,
+    products: list[Product],
+    known_by_product: dict[int, dict[int, str]],
+    open_problems: dict[int, set[int]],
+    staged: Stage,
+) -> EntityResult:
     started = time.perf_counter()
 
     async def fetch_product(client: CustomerApiClient, product: Product):
         mine = known_by_product.get(product.id, {})
         if options.mode == "full" or not mine or product.id in open_problems:
             listing = await client.list_tests(product.id)
-            return listing, []
-        # New tests appear on page 1 (newest first): stop at the first page holding a known one.
-        listing = await client.list_tests(
-            product.id, stop_when=lambda items: any(isinstance(i, dict) and i.get("id") in mine for i in items)
-        )
-        seen = {t.id for t in listing.tests}
-        stale = [tid for tid, status in mine.items() if tid not in seen and status not in FINAL_TEST_STATUSES]
-        reread = await asyncio.gather(*(_reread_test(client, tid, listing.reread_failed) for tid in stale))
-        return listing, [t for t in reread if t is not None]
+            reread: list[ExploratoryTest | None] = []
+        else:
+            # New tests appear on page 1 (newest first): stop at the first page holding a known one.
+            listing = await client.list_tests(
+                product.id, stop_when=lambda items: any(isinstance(i, dict) and i.get("id") in mine for i in items)
+            )
+            seen = {t.id for t in listing.tests}
+            stale = [tid for tid, status in mine.items() if tid not in seen and status not in FINAL_TEST_STATUSES]
+            reread = await asyncio.gather(*(_reread_test(client, tid, listing.reread_failed) for tid in stale))
+        # The product is done: frame its tests into the stage and drop the records.
+        staged.add(listing.tests)
+        staged.add(t for t in reread if t is not None)
+        listing.tests = []
+        return listing
 
     async def fetch(client: CustomerApiClient):
-        return await _per_product(products, lambda p: fetch_product(client, p))
+        # Products in progress hold their tests until done: a few per in-flight slot keep the
+        # cap busy without holding every product's list at once.
+        limit = 2 * max(1, source.settings.max_concurrent_requests)
+        return await _per_product(products, lambda p: fetch_product(client, p), limit=limit)
 
     (ok, errors), api = _run(fetch, source)
     fetch_s = time.perf_counter() - started
-    tests: list[ExploratoryTest] = []
     rejected: list[RejectedRecord] = []
     complete: list[int] = []
     problems: list[dict[str, Any]] = []
     checked: list[int] = []
-    for product_id, (listing, reread) in ok.items():
-        tests.extend(listing.tests)
-        tests.extend(reread)
+    for product_id, listing in ok.items():
         rejected.extend(listing.rejected)
         problems.extend(listing.problems)
         if listing.reached_end:
@@ -367,7 +404,7 @@ def sync_tests(source: ApiSource, warehouse: Warehouse, options: SyncOptions) ->
             # as a complete refresh of that product's tests.
             complete.append(product_id)
     stats = warehouse.write_tests(
-        tests,
+        staged,
         options.clock(),
         complete_product_ids=sorted(complete),
         detect_deletions=options.mode == "full",
@@ -406,31 +443,69 @@ async def _reread_test(client: CustomerApiClient, test_id: int, failed: dict[int
 @_records_issues
 def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     """Bugs of every test (full), or of tests that are new, not final or changed (incremental)."""
-    products = scoped_products(warehouse, options)
-    wanted = warehouse.tests_needing_bugs([p.id for p in products], full=options.mode == "full")
-    # Tests whose bug list failed before are asked for again (they may be final already).
-    open_problems = _open_problems(warehouse, "bugs")
-    retry = {test_id for starts in open_problems.values() for test_id in starts}
-    if retry:
-        for test_id, (product_id, _status) in warehouse.test_states([p.id for p in products]).items():
-            if test_id in retry and test_id not in wanted.get(product_id, []):
-                wanted.setdefault(product_id, []).append(test_id)
+    with warehouse.reading():  # the reads before the fetch share one connection
+        products = scoped_products(warehouse, options)
+        wanted = warehouse.tests_needing_bugs([p.id for p in products], full=options.mode == "full")
+        # Tests whose bug list failed before are asked for again (they may be final already).
+        open_problems = _open_problems(warehouse, "bugs")
+        retry = {test_id for starts in open_problems.values() for test_id in starts}
+        if retry:
+            for test_id, (product_id, _status) in warehouse.test_states([p.id for p in products]).items():
+                if test_id in retry and test_id not in wanted.get(product_id, []):
+                    wanted.setdefault(product_id, []).append(test_id)
+    with warehouse.stage("bugs") as staged:
+        return _fetch_and_write_bugs(source, warehouse, options, products, wanted, open_problems, staged)
+
+
+async def _list_bugs_staged(
+    client: CustomerApiClient, test_ids: list[int], product_id: int, staged: Stage
+) -> BugFetch:
+    """``client.list_bugs`` one batch at a time, each batch's bugs framed into the stage at once.
+
+    The batches are the client's own (sorted ids, ``bug_batch_size`` each), so the requests
+    are the same; only the bug records no longer wait for the product's last batch.
+    """
+    ids = sorted(set(test_ids))
+    size = max(1, client.bug_batch_size)
+    total = BugFetch()
+
+    async def one(batch: list[int]) -> None:
+        part = await client.list_bugs(batch, product_id=product_id)
+        staged.add(part.bugs)
+        total.rejected.extend(part.rejected)
+        total.fetched_test_ids |= part.fetched_test_ids
+        total.failed.update(part.failed)
+        total.with_rejects |= part.with_rejects
+        total.batches_split += part.batches_split
+
+    await asyncio.gather(*(one(ids[i : i + size]) for i in range(0, len(ids), size)))
+    return total
+
+
+def _fetch_and_write_bugs(
+    source: ApiSource,
+    warehouse: Warehouse,
+    options: SyncOptions,
+    products: list[Product],
+    wanted: dict[int, list[int]],
+    open_problems: dict[int, set[int]],
+    staged: Stage,
+) -> EntityResult:
     started = time.perf_counter()
 
     async def fetch(client: CustomerApiClient):
         by_product = {p.id: p for p in products}
         return await _per_product(
             [by_product[pid] for pid in wanted if pid in by_product],
-            lambda p: client.list_bugs(wanted[p.id], product_id=p.id),
+            lambda p: _list_bugs_staged(client, wanted[p.id], p.id, staged),
         )
 
     (ok, errors), api = _run(fetch, source)
     fetch_s = time.perf_counter() - started
-    bugs, rejected, fetched, complete = [], [], set(), []
+    rejected, fetched, complete = [], set(), []
     problems: list[dict[str, Any]] = []
     split = 0
     for product_id, result in ok.items():
-        bugs.extend(result.bugs)
         rejected.extend(result.rejected)
         fetched |= result.fetched_test_ids
         split += result.batches_split
@@ -452,7 +527,7 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
     # Products with no test needing bugs are up to date too.
     complete.extend(p.id for p in products if p.id not in wanted and p.id not in errors)
     stats = warehouse.write_bugs(
-        bugs,
+        staged,
         options.clock(),
         fetched_test_ids=fetched,
         complete_product_ids=sorted(complete),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -325,9 +326,14 @@ def test_credentials_never_stored(wh):
     creds = dict(zip(("username", "password", "access"), SECRETS))
     t = exploratory_test(7, 1, env={"id": 5, "title": "Staging", "url": "https://staging.example", **creds})
     # Simulate a record built without the model's stripping: the write path must still strip.
-    t.raw["test_environment"].update(creds)
+    raw = t.raw
+    raw["test_environment"].update(creds)
+    t = t.model_copy(update={"raw_json": json.dumps(raw).encode()})
     b = bug(1, 7)
-    b.raw["test"]["test_environment"] = dict(creds)
+    raw = b.raw
+    raw["test"]["test_environment"] = dict(creds)
+    b = b.model_copy(update={"raw_json": json.dumps(raw).encode()})
+    assert all(secret.encode() in t.raw_json for secret in SECRETS)
     wh.write_products([product(1)], T0)
     wh.write_tests([t], T0, complete_product_ids={1})
     wh.write_bugs([b], T0, fetched_test_ids={7})

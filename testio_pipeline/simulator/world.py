@@ -824,6 +824,14 @@ class World:
             bug_id = BUG_ID_BASE + spec.slot * self._bug_slot + j
             decided_at = reported + review_delay if decision is not None else None
             export_at = decided_at + export_delay if exported and decided_at is not None else None
+            # A final test's bugs are settled: review and export happen by the time the test
+            # is archived (or cancelled) at the latest, never after (as on the real platform,
+            # where archiving closes the review). A bug still undecided then stays forwarded.
+            final_at = spec.cancel if spec.cancel is not None else spec.archive
+            if decided_at is not None and decided_at > final_at:
+                decided_at = final_at
+            if export_at is not None and export_at > final_at:
+                export_at = final_at
             drafts.append(
                 _BugDraft(
                     id=bug_id,

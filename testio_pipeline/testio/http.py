@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
-import json
 import logging
 import ssl
 import time
@@ -301,7 +300,7 @@ class ApiRequester:
             )
         try:
             return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):
             raise MalformedResponseError(
                 self._redact(f"GET {where} returned a body that is not JSON: {self._snippet(response)!r}"),
                 status=status,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -17,6 +18,8 @@ from testio_pipeline.testio.models import (
     Product,
     RejectedRecord,
     UserStory,
+    CREDENTIAL_KEYS,
+    raw_text,
     strip_credentials,
 )
 
@@ -25,20 +28,18 @@ from .schema import TABLES
 R = TypeVar("R")
 
 _CREDENTIAL_MARKER = b'"test_environment"'
+_CREDENTIAL_KEY_MARKERS = tuple(f'"{key}"'.encode() for key in sorted(CREDENTIAL_KEYS))
+
+# The object as compact JSON text without credentials (records carry theirs as ``raw_json``).
+raw_json = raw_text
 
 
-def raw_json(obj: Any) -> bytes:
-    """The object as compact JSON text (UTF-8), with test-environment credentials removed.
-
-    Keys keep the API's order: pydantic-core's Rust serializer is ~5x faster than
-    ``json.dumps(sort_keys=True)`` and dominates the cost of a 100k-bug write. The API sends
-    keys in a stable order, so equal content still gives equal text (and an equal hash).
-    """
-    text = to_json(obj, inf_nan_mode="null", fallback=str)
-    # Defence in depth: only objects that contain a test_environment pay for the deep copy.
-    if _CREDENTIAL_MARKER in text:
-        text = to_json(strip_credentials(obj), inf_nan_mode="null", fallback=str)
-    return text
+def _stored_text(text: bytes) -> bytes:
+    """A record's JSON text as stored: serialised once while parsing, credentials stripped again
+    here as defence in depth (only texts holding a test_environment key pay for it)."""
+    if _CREDENTIAL_MARKER not in text or not any(key in text for key in _CREDENTIAL_KEY_MARKERS):
+        return text
+    return to_json(strip_credentials(json.loads(text)), inf_nan_mode="null", fallback=str)
 
 
 def content_hash(raw_text: bytes, derived: str = "") -> str:
@@ -56,7 +57,7 @@ def _frame(table: str, columns: dict[str, Sequence[Any]]) -> pa.Table:
 
 
 def _raw_and_hash(records: Sequence[Any], derived: Sequence[str] | None = None) -> dict[str, list[Any]]:
-    raws = [raw_json(r.raw) for r in records]
+    raws = [_stored_text(r.raw_json) for r in records]  # serialised once, while parsing
     if derived is None:
         hashes = [content_hash(t) for t in raws]
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from testio_pipeline.testio.models import (
 )
 
 from . import frames, upsert
+from .staging import Stage
 from .schema import (
     ENTITY_TABLES,
     LATEST_VERSION,
@@ -117,11 +119,13 @@ class _Unit:
 class Warehouse:
     """The DuckDB mirror of the TestIO data. Every method opens and closes its own connection."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = 60.0):
+    def __init__(self, path: str | Path, lock_timeout: float = 60.0, merge_memory_limit: str = "384MB"):
         self.path = Path(path)
+        self.merge_memory_limit = merge_memory_limit
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock_timeout = lock_timeout
         self._ready = False
+        self._shared_read: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
     # --- connections -----------------------------------------------------------------------
 
@@ -149,11 +153,18 @@ class Warehouse:
         return con
 
     @contextmanager
-    def _unit(self, read_only: bool) -> Iterator[_Unit]:
+    def _unit(self, read_only: bool, stage: Stage | None = None) -> Iterator[_Unit]:
+        if stage is not None:
+            stage.seal()  # the last batch is framed before the file is locked
         con = self._connect(read_only)
         unit = _Unit(con)
         opened = time.perf_counter()
         try:
+            if stage is not None:
+                # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
+                # it buffer the whole stage; under this limit it spills to its temp directory.
+                upsert.run(con, f"SET memory_limit = '{self.merge_memory_limit}'")
+                upsert.run(con, "SET preserve_insertion_order = false")
             if read_only:
                 yield unit
             else:
@@ -172,17 +183,74 @@ class Warehouse:
             unit.held_s = time.perf_counter() - opened
 
     @contextmanager
-    def _write(self) -> Iterator[_Unit]:
+    def _write(self, stage: Stage | None = None) -> Iterator[_Unit]:
         self._ensure_ready()
-        with self._unit(read_only=False) as unit:
+        with self._unit(read_only=False, stage=stage) as unit:
             yield unit
+
+    @staticmethod
+    def _sources(
+        con: duckdb.DuckDBPyConnection,
+        data: Sequence[Any] | Stage,
+        make_frames: Any,
+        names: Sequence[str],
+    ) -> list[str]:
+        """Name the rows to write as ``names``: Arrow frames of a record list, or views over the
+        files of a stage. Everything after this is the same SQL."""
+        if isinstance(data, Stage):
+            return data.sources(con, names)
+        tables = make_frames(data)
+        for name, table in zip(names, tables if isinstance(tables, tuple) else (tables,)):
+            con.register(name, table)
+        return list(names)
+
+    # --- staging ---------------------------------------------------------------------------
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where stages live: next to the warehouse file (same disk), in a hidden directory."""
+        return self.path.parent / f".{self.path.name}.staging"
+
+    @contextmanager
+    def stage(self, entity: str, *, batch_rows: int = 5000) -> Iterator[Stage]:
+        """A per-run staging store for ``entity`` (tests, bugs), removed on exit.
+
+        Fill it while fetching (``stage.add(records)``), then pass it to ``write_tests`` /
+        ``write_bugs`` in place of the record list: the write merges it in one transaction.
+        """
+        staged = Stage(entity, self.staging_dir, batch_rows=batch_rows)
+        try:
+            yield staged
+        finally:
+            staged.discard()
 
     @contextmanager
     def _read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         # Read-only, so analysts' read-only sessions on the same file do not block us (or we them).
+        shared = self._shared_read
+        if shared is not None and shared[0] == threading.get_ident():
+            yield shared[1]
+            return
         self._ensure_ready()
         with self._unit(read_only=True) as unit:
             yield unit.con
+
+    @contextmanager
+    def reading(self) -> Iterator["Warehouse"]:
+        """Let the reads inside the block share one read-only connection (one open, one close).
+
+        Only reads of the calling thread share it; writes open their own connection as always,
+        so do not write inside the block (the file would be open in both modes at once).
+        """
+        if self._shared_read is not None:
+            yield self
+            return
+        with self._read() as con:
+            self._shared_read = (threading.get_ident(), con)
+            try:
+                yield self
+            finally:
+                self._shared_read = None
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -340,7 +408,7 @@ class Warehouse:
 
     def write_tests(
         self,
-        tests: Sequence[ExploratoryTest],
+        tests: Sequence[ExploratoryTest] | Stage,
         synced_at: datetime,
         *,
         complete_product_ids: Collection[int],
@@ -349,12 +417,11 @@ class Warehouse:
         """Upsert tests; each written test's test_features are replaced."""
         started = time.perf_counter()
         ts = _utc(synced_at)
-        test_frame, tf_frame = frames.tests_frame(tests)
         complete = set(complete_product_ids)
-        with self._write() as unit:
+        staged = tests if isinstance(tests, Stage) else None
+        with self._write(staged) as unit:
             con = unit.con
-            con.register("_tests", test_frame)
-            con.register("_test_features", tf_frame)
+            self._sources(con, tests, frames.tests_frame, ("_tests", "_test_features"))
             counts = upsert.upsert(
                 con, "tests", "_tests", ts,
                 delete_scope=Scope("product_id", complete) if detect_deletions else None,
@@ -372,7 +439,7 @@ class Warehouse:
 
     def write_bugs(
         self,
-        bugs: Sequence[Bug],
+        bugs: Sequence[Bug] | Stage,
         synced_at: datetime,
         *,
         fetched_test_ids: Collection[int],
@@ -382,11 +449,11 @@ class Warehouse:
         """Upsert bugs; deletions only among the bugs of tests whose bugs were fetched completely."""
         started = time.perf_counter()
         ts = _utc(synced_at)
-        bug_frame = frames.bugs_frame(bugs)
         fetched = set(fetched_test_ids)
-        with self._write() as unit:
+        staged = bugs if isinstance(bugs, Stage) else None
+        with self._write(staged) as unit:
             con = unit.con
-            con.register("_bugs", bug_frame)
+            self._sources(con, bugs, frames.bugs_frame, ("_bugs",))
             counts = upsert.upsert(
                 con, "bugs", "_bugs", ts,
                 delete_scope=Scope("test_id", fetched) if detect_deletions else None,
@@ -554,10 +621,10 @@ class Warehouse:
     def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:
         """Product id → test ids whose bugs a refresh must read.
 
-        Full: every non-deleted test. Incremental: tests never bug-synced, not final,
-        changed since their bugs were last read (e.g. one that just moved to archived), or
-        holding bugs still awaiting a decision ('forwarded'): customers accept and reject
-        bugs after a test is over, so a final test's bugs can still change.
+        Full: every non-deleted test. Incremental: tests never bug-synced, not final, or
+        changed since their bugs were last read — so a test that just became archived or
+        cancelled has its bugs read once more, when its review is closed. A final test's bugs
+        are settled after that; the nightly full sync catches any late change.
         """
         sql = (
             "SELECT product_id, list(id ORDER BY id) FROM tests t "
@@ -567,9 +634,7 @@ class Warehouse:
             finals = ", ".join(f"'{s}'" for s in sorted(FINAL_TEST_STATUSES))
             sql += (
                 f" AND (bugs_synced_at IS NULL OR status NOT IN ({finals})"
-                " OR synced_at > bugs_synced_at"
-                " OR EXISTS (SELECT 1 FROM bugs b WHERE b.test_id = t.id"
-                " AND b.status = 'forwarded' AND b.deleted_at IS NULL))"
+                " OR synced_at > bugs_synced_at)"
             )
         with self._read() as con:
             rows = con.execute(sql + " GROUP BY product_id", {"ids": sorted(set(product_ids))}).fetchall()

@@ -1,0 +1,171 @@
+"""Stage, then merge: records are framed into Parquet files while fetched, merged in one write."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from testio_pipeline import sync as sync_module
+from testio_pipeline.testio import TestioConnectionError
+from testio_pipeline.testio.client import CustomerApiClient
+from testio_pipeline.testio.models import Bug, ExploratoryTest
+from testio_pipeline.warehouse import Warehouse
+from testio_pipeline.warehouse.staging import STAGE_PREFIX, Stage
+
+from .conftest import make_simulator
+from .test_refresh_cycle import assert_mirror_matches, cycle
+from .test_warehouse import bug, exploratory_test, product
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def leftovers(warehouse: Warehouse) -> list[str]:
+    d = warehouse.staging_dir
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def table(warehouse: Warehouse, name: str, cols: str) -> list[tuple]:
+    return [tuple(r) for r in warehouse.query(f"SELECT {cols} FROM {name} ORDER BY ALL").itertuples(index=False)]
+
+
+def test_a_stage_writes_what_the_record_list_writes(tmp_path):
+    tests = [exploratory_test(i, 1, status="running" if i % 2 else "archived") for i in range(1, 12)]
+    bugs = [bug(100 + i, 1 + i % 11) for i in range(40)]
+    direct, staged = Warehouse(tmp_path / "direct.duckdb"), Warehouse(tmp_path / "staged.duckdb")
+    for wh in (direct, staged):
+        wh.write_products([product(1)], T0)
+    d_tests = direct.write_tests(tests, T0, complete_product_ids={1}, detect_deletions=True)
+    d_bugs = direct.write_bugs(bugs, T0, fetched_test_ids=range(1, 12), detect_deletions=True)
+    with staged.stage("tests", batch_rows=4) as stage:
+        for i in range(0, len(tests), 3):
+            stage.add(tests[i : i + 3])
+        assert stage.pending < 4 and len(list((stage.dir / "tests").glob("*.parquet"))) > 2
+        s_tests = staged.write_tests(stage, T0, complete_product_ids={1}, detect_deletions=True)
+    with staged.stage("bugs", batch_rows=7) as stage:
+        stage.add(bugs)
+        s_bugs = staged.write_bugs(stage, T0, fetched_test_ids=range(1, 12), detect_deletions=True)
+        stage_dir = stage.dir
+    assert not stage_dir.exists() and leftovers(staged) == []
+    for a, b in ((d_tests, s_tests), (d_bugs, s_bugs)):
+        assert (a.inserted, a.updated, a.unchanged, a.total_rows, a.extra) == (
+            b.inserted, b.updated, b.unchanged, b.total_rows, b.extra
+        )
+    for name, cols in (
+        ("tests", "id, product_id, status, title, content_hash, raw::VARCHAR"),
+        ("test_features", "id, test_id, feature_id"),
+        ("bugs", "id, test_id, product_id, status, content_hash, raw::VARCHAR"),
+    ):
+        assert table(direct, name, cols) == table(staged, name, cols), name
+
+
+def test_a_key_staged_twice_keeps_its_last_record_and_children(tmp_path):
+    wh = Warehouse(tmp_path / "t.duckdb")
+    wh.write_products([product(1)], T0)
+    first = exploratory_test(7, 1, status="running")
+    last = exploratory_test(7, 1, status="archived")
+    with wh.stage("tests", batch_rows=1) as stage:
+        stage.add([first, exploratory_test(8, 1)])
+        stage.add([last])
+        stats = wh.write_tests(stage, T0, complete_product_ids={1})
+    assert stats.inserted == 2
+    assert table(wh, "tests", "id, status") == [(7, "archived"), (8, "running")]
+    expected = Warehouse(tmp_path / "expected.duckdb")
+    expected.write_products([product(1)], T0)
+    expected.write_tests([exploratory_test(8, 1), last], T0, complete_product_ids={1})
+    children = table(wh, "test_features", "id, test_id, feature_id")
+    assert children == table(expected, "test_features", "id, test_id, feature_id")
+    assert len(children) == len(set(children)) > 0  # no child row twice
+
+
+def test_an_empty_stage_still_marks_deletions(tmp_path):
+    wh = Warehouse(tmp_path / "t.duckdb")
+    wh.write_products([product(1)], T0)
+    wh.write_bugs([bug(1, 7)], T0, fetched_test_ids={7})
+    with wh.stage("bugs") as stage:
+        stats = wh.write_bugs(stage, T0, fetched_test_ids={7}, detect_deletions=True)
+    assert (stats.inserted, stats.marked_deleted, stats.total_rows) == (0, 1, 0)
+
+
+def test_a_sync_frames_records_as_they_come_and_removes_its_stage(tmp_path, monkeypatch):
+    sim = make_simulator("tiny", tests_per_product=60)
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    batch_rows = 25
+    seen: dict[str, dict] = {}
+    real_stage = Warehouse.stage
+
+    def small_stage(self, entity, **kwargs):
+        return real_stage(self, entity, batch_rows=batch_rows)
+
+    def spy(write, entity, model):
+        def wrapper(self, data, *args, **kwargs):
+            # At the merge, the fetched records are gone: only the last unframed batch is alive.
+            gc.collect()
+            seen[entity] = {
+                "stage": isinstance(data, Stage),
+                "files": len(list((data.dir / entity).glob("*.parquet"))),
+                "framed": data.records_added,
+                "alive": sum(1 for o in gc.get_objects() if type(o) is model),
+            }
+            return write(self, data, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(Warehouse, "stage", small_stage)
+    monkeypatch.setattr(Warehouse, "write_tests", spy(Warehouse.write_tests, "tests", ExploratoryTest))
+    monkeypatch.setattr(Warehouse, "write_bugs", spy(Warehouse.write_bugs, "bugs", Bug))
+    cycle(sim, warehouse, "full")
+    assert_mirror_matches(sim, warehouse)
+    assert warehouse.table_counts()["bugs"] > 4 * batch_rows
+    for entity, found in seen.items():
+        assert found["stage"] and found["files"] >= 3, (entity, found)  # batch 0 (empty) + 2 or more
+        assert found["framed"] >= found["files"] - 2 and found["alive"] < batch_rows, (entity, found)
+    assert leftovers(warehouse) == []
+
+
+def test_a_failed_fetch_leaves_the_data_and_no_stage(tmp_path, monkeypatch):
+    sim = make_simulator("tiny", tests_per_product=60)
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    cycle(sim, warehouse, "full")
+    before = table(warehouse, "bugs", "id, status, synced_at")
+    sim.clock.advance(24 * 3600)
+    real = CustomerApiClient.list_bugs
+    calls = {"n": 0}
+
+    async def failing(self, test_ids, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:  # some batches are staged already
+            raise TestioConnectionError("network gone")
+        return await real(self, test_ids, **kwargs)
+
+    monkeypatch.setattr(CustomerApiClient, "list_bugs", failing)
+    with pytest.raises(TestioConnectionError):
+        cycle(sim, warehouse, "full")
+    assert table(warehouse, "bugs", "id, status, synced_at") == before
+    assert leftovers(warehouse) == []
+
+
+def test_a_killed_runs_stage_is_swept_and_does_not_break_the_next(tmp_path):
+    sim = make_simulator("tiny")
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    # A process that staged bugs and died (its pid no longer runs).
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = warehouse.staging_dir / f"{STAGE_PREFIX}{dead.pid}-bugs-x"
+    (stale / "bugs").mkdir(parents=True)
+    (stale / "bugs" / "000001.parquet").write_bytes(b"not parquet at all")
+    mine = warehouse.staging_dir / f"{STAGE_PREFIX}{os.getpid()}-bugs-y"  # a live process's: kept
+    mine.mkdir()
+    cycle(sim, warehouse, "full")
+    assert_mirror_matches(sim, warehouse)
+    assert leftovers(warehouse) == [mine.name]
+
+
+def test_staging_is_only_for_the_large_entities(tmp_path):
+    with pytest.raises(ValueError, match="no staging"):
+        Stage("features", tmp_path)
+    assert set(sync_module.__dict__) >= {"_list_bugs_staged"}
