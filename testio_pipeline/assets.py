@@ -50,22 +50,7 @@ def _refresh(
         run_log.fail(context.asset_key.to_user_string(), exc)
         raise
     run_log.record(result)
-    for product_id, error in result.product_errors.items():
-        context.log.warning(f"{result.entity}: product {product_id} not refreshed: {error}")
-    if result.rejected:
-        context.log.warning(f"{result.entity}: {len(result.rejected)} records could not be typed")
-    # -- issue 4: what could not be read is stored by the step (rejected_records,
-    # problematic_records) and counted in metadata; say so in the run log too.
-    for problem in result.problems:
-        context.log.warning(
-            f"{result.entity}: product {problem['product_id']} positions "
-            f"{problem['range_start']}..{problem['range_end']} unreadable (problematic_records): {problem['error']}"
-        )
-    # -- end issue 4
-    context.log.info(
-        f"{result.entity}: {result.write.inserted} inserted, {result.write.updated} updated, "
-        f"{result.write.unchanged} unchanged, {result.api_requests} API requests"
-    )
+    _log_outcome(context, result)
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(result.write.total_rows),
         "source": dg.MetadataValue.text(source.label),
@@ -75,11 +60,27 @@ def _refresh(
         "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
     }
     for key, value in result.metadata().items():
-        if key == "row_count":
-            continue
-        metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
+        if key != "row_count":
+            metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
     # Column schema, Markdown preview and KPIs (metadata.py); the run's own counts win on a clash.
     return dg.MaterializeResult(metadata={**entity_metadata(wh, context.asset_key.to_user_string()), **metadata})
+
+
+def _log_outcome(context: dg.AssetExecutionContext, result: EntityResult) -> None:
+    """What was refreshed, and everything that was not, in the run log."""
+    for product_id, error in result.product_errors.items():
+        context.log.warning(f"{result.entity}: product {product_id} not refreshed: {error}")
+    if result.rejected:
+        context.log.warning(f"{result.entity}: {len(result.rejected)} records could not be typed (rejected_records)")
+    for problem in result.problems:
+        context.log.warning(
+            f"{result.entity}: product {problem['product_id']} positions "
+            f"{problem['range_start']}..{problem['range_end']} unreadable (problematic_records): {problem['error']}"
+        )
+    context.log.info(
+        f"{result.entity}: {result.write.inserted} inserted, {result.write.updated} updated, "
+        f"{result.write.unchanged} unchanged, {result.api_requests} API requests"
+    )
 
 
 def _asset(name: str, step: Step, description: str, deps: list[str]):

@@ -169,3 +169,18 @@ def test_staging_is_only_for_the_large_entities(tmp_path):
     with pytest.raises(ValueError, match="no staging"):
         Stage("features", tmp_path)
     assert set(sync_module.__dict__) >= {"_list_bugs_staged"}
+
+
+def test_a_merge_that_cannot_fit_the_memory_cap_runs_again_without_it(tmp_path, caplog):
+    # Rewriting rows under a primary-key index cannot spill to disk: with a cap far too small,
+    # the capped attempt fails, rolls back, and the uncapped one completes the same write.
+    warehouse = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="2MB")
+    warehouse.write_products([product(1)], T0)
+    warehouse.write_tests([exploratory_test(i, 1) for i in range(1, 201)], T0, complete_product_ids={1})
+    bugs = [bug(10_000 + i, 1 + i % 200) for i in range(20_000)]
+    with warehouse.stage("bugs", batch_rows=5_000) as stage:
+        stage.add(bugs)
+        stats = warehouse.write_bugs(stage, T0, fetched_test_ids=range(1, 201))
+    assert stats.inserted == 20_000
+    assert warehouse.table_counts()["bugs"] == 20_000
+    assert "retrying without the cap" in caplog.text

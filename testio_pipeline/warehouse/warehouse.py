@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import duckdb
 import pandas as pd
@@ -41,6 +41,7 @@ from .schema import (
 )
 from .upsert import Scope
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -153,7 +154,9 @@ class Warehouse:
         return con
 
     @contextmanager
-    def _unit(self, read_only: bool, stage: Stage | None = None) -> Iterator[_Unit]:
+    def _unit(
+        self, read_only: bool, stage: Stage | None = None, memory_limit: str | None = None
+    ) -> Iterator[_Unit]:
         if stage is not None:
             stage.seal()  # the last batch is framed before the file is locked
         con = self._connect(read_only)
@@ -161,10 +164,11 @@ class Warehouse:
         opened = time.perf_counter()
         try:
             if stage is not None:
+                upsert.run(con, "SET preserve_insertion_order = false")
+            if memory_limit is not None:
                 # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
                 # it buffer the whole stage; under this limit it spills to its temp directory.
-                upsert.run(con, f"SET memory_limit = '{self.merge_memory_limit}'")
-                upsert.run(con, "SET preserve_insertion_order = false")
+                upsert.run(con, f"SET memory_limit = '{memory_limit}'")
             if read_only:
                 yield unit
             else:
@@ -183,10 +187,27 @@ class Warehouse:
             unit.held_s = time.perf_counter() - opened
 
     @contextmanager
-    def _write(self, stage: Stage | None = None) -> Iterator[_Unit]:
+    def _write(self, stage: Stage | None = None, memory_limit: str | None = None) -> Iterator[_Unit]:
         self._ensure_ready()
-        with self._unit(read_only=False, stage=stage) as unit:
+        with self._unit(read_only=False, stage=stage, memory_limit=memory_limit) as unit:
             yield unit
+
+    def _merge(self, stage: Stage | None, body: Callable[[duckdb.DuckDBPyConnection], T]) -> tuple[T, _Unit]:
+        """Run ``body`` in one write transaction. A staged merge runs under the memory cap
+        first; some operations (e.g. rewriting rows under a large primary-key index) cannot
+        spill, so if DuckDB runs out of memory the transaction (rolled back) runs once more
+        without the cap: a finished sync matters more than the memory goal."""
+        limits = [self.merge_memory_limit, None] if stage is not None and self.merge_memory_limit else [None]
+        for attempt, limit in enumerate(limits, start=1):
+            try:
+                with self._write(stage, memory_limit=limit) as unit:
+                    value = body(unit.con)
+                return value, unit
+            except duckdb.OutOfMemoryException:
+                if attempt == len(limits):
+                    raise
+                log.warning("merge into %s ran out of memory under %s; retrying without the cap", self.path, limit)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _sources(
@@ -419,8 +440,8 @@ class Warehouse:
         ts = _utc(synced_at)
         complete = set(complete_product_ids)
         staged = tests if isinstance(tests, Stage) else None
-        with self._write(staged) as unit:
-            con = unit.con
+
+        def body(con: duckdb.DuckDBPyConnection):
             self._sources(con, tests, frames.tests_frame, ("_tests", "_test_features"))
             counts = upsert.upsert(
                 con, "tests", "_tests", ts,
@@ -430,6 +451,9 @@ class Warehouse:
                 con, "test_features", "_test_features", "test_id IN (SELECT id FROM _tests)"
             )
             marked = upsert.mark_synced(con, "products", "tests_synced_at", complete, ts)
+            return counts, removed, added, marked
+
+        (counts, removed, added, marked), unit = self._merge(staged, body)
         extra = {
             "test_features_removed": removed,
             "test_features_added": added,
@@ -451,8 +475,8 @@ class Warehouse:
         ts = _utc(synced_at)
         fetched = set(fetched_test_ids)
         staged = bugs if isinstance(bugs, Stage) else None
-        with self._write(staged) as unit:
-            con = unit.con
+
+        def body(con: duckdb.DuckDBPyConnection):
             self._sources(con, bugs, frames.bugs_frame, ("_bugs",))
             counts = upsert.upsert(
                 con, "bugs", "_bugs", ts,
@@ -460,6 +484,9 @@ class Warehouse:
             )
             tests_marked = upsert.mark_synced(con, "tests", "bugs_synced_at", fetched, ts)
             products_marked = upsert.mark_synced(con, "products", "bugs_synced_at", set(complete_product_ids), ts)
+            return counts, tests_marked, products_marked
+
+        (counts, tests_marked, products_marked), unit = self._merge(staged, body)
         extra = {"tests_marked_synced": tests_marked, "products_marked_synced": products_marked}
         return self._stats("bugs", counts, started, unit, extra)
 
