@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from testio_pipeline.testio.models import BUG_SEVERITIES
+from testio_pipeline.testio.models import BUG_SEVERITIES, TEST_STATUSES
 
 from . import upsert
 from .schema import Column, sql_literal
@@ -31,15 +31,7 @@ BUG_STATUS_LABELS = ("open", "accepted", "auto-accepted", "rejected")
 # Test statuses as the API reports them (tests.status), counted per product.
 # In lifecycle order: initialized → customer_finalized (set up by the customer) → waiting →
 # running → locked (testing over, bugs still reviewed) → archived; or cancelled.
-TEST_STATUS_COLUMNS = (
-    "initialized",
-    "customer_finalized",
-    "waiting",
-    "running",
-    "locked",
-    "archived",
-    "cancelled",
-)
+TEST_STATUS_COLUMNS = TEST_STATUSES
 # A feature counts as "tested" by a test that has started.
 STARTED_TEST_STATUSES = ("running", "locked", "archived")
 
