@@ -41,12 +41,14 @@ TABLE_ASSET = {
 
 
 def view_deps(view: View) -> list[str]:
-    """Asset keys a view depends on: the writers of its tables, and the views it reads."""
+    """Asset keys a view depends on: the views it reads, and the writers of every table it
+    reads directly or through those views. Naming the writers directly lets the eager
+    condition see a refresh run still in progress and wait for it, instead of rebuilding a
+    view between two steps of that run."""
     deps: list[str] = []
     for name in view.reads:
-        key = name if name in VIEWS else TABLE_ASSET[name]
-        if key not in deps:
-            deps.append(key)
+        keys = [name, *view_deps(VIEWS[name])] if name in VIEWS else [TABLE_ASSET[name]]
+        deps.extend(key for key in keys if key not in deps)
     return deps
 
 

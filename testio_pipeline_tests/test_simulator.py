@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testio_pipeline.simulator import server as server_module
 from testio_pipeline.simulator import (
     PRESETS,
     SIMULATOR_BASE_URL,
@@ -471,15 +472,17 @@ def test_too_many_requests_in_flight_get_429_with_retry_after():
     assert all(r.headers["retry-after"] == "1" for r in limited if r.status_code == 429)
 
 
-def test_bench_bug_batch_is_cheap():
+def test_a_bench_bug_batch_holds_exactly_the_bugs_of_its_tests():
+    # How cheap this is is measured by the benchmark (make bench), not asserted here.
     sim = make_sim("bench")
     pid = sim.truth_products()[3]["id"]
     ids = [t["id"] for t in get_json(sim, f"products/{pid}/exploratory_tests", page=2)["exploratory_tests"]][:15]
-    started = time.process_time()
     response = get(sim, "bugs", filter_test_cycle_ids=",".join(map(str, ids)))
-    response.body_bytes()
-    assert response.status == 200 and len(response.json()["bugs"]) > 15
-    assert time.process_time() - started < 0.05
+    assert response.status == 200
+    served = response.json()["bugs"]
+    assert len(served) > 15 and {b["test"]["id"] for b in served} <= set(ids)
+    expected = [b for b in sim.truth_bugs(pid) if b["test"]["id"] in set(ids)]
+    assert sorted(b["id"] for b in served) == sorted(b["id"] for b in expected)
 
 
 # -- the HTTP server and the CLI -------------------------------------------------------------
@@ -510,11 +513,9 @@ def test_http_server_end_to_end():
             stats = client.get(f"{server.url}/_sim/stats").json()
             assert stats["by_endpoint"]["products"] == 2 and stats["by_status"]["401"] == 1
 
-            # Keep-alive responses must not stall on Nagle + delayed ACK (~40 ms each).
-            started = time.perf_counter()
-            for _ in range(10):
-                client.get(f"products/{pid}")
-            assert time.perf_counter() - started < 0.25
+            # Keep-alive responses must not stall on Nagle + delayed ACK (~40 ms each; the
+            # benchmark measures it): the server sets TCP_NODELAY on every connection.
+            assert server_module._Handler.disable_nagle_algorithm is True
 
 
 def test_http_server_enforces_the_in_flight_limit():
