@@ -54,3 +54,14 @@ def dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
     return env
+
+
+def api_env(tmp_path: Path, sim: Simulator, server, db: Path, **extra: str) -> dict[str, str]:
+    """``dagster_env`` for a pipeline that reads ``sim`` over its HTTP ``server`` into ``db``."""
+    return dagster_env(
+        tmp_path,
+        TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
+        TESTIO_CUSTOMER_API_TOKEN=sim.config.token,
+        TESTIO_DUCKDB_PATH=str(db),
+        **extra,
+    )

@@ -31,7 +31,7 @@ from testio_pipeline.source import ApiSource
 from testio_pipeline.sync import SYNC_STEPS, SyncOptions, run_cycle
 from testio_pipeline.warehouse import TABLES, Warehouse
 
-from .conftest import ANCHOR, FAST_RETRY, NOW, REPO, dagster_env, make_simulator
+from .conftest import ANCHOR, FAST_RETRY, NOW, REPO, api_env, make_simulator
 from .test_assets import ENTITY_TABLES, truth_ids
 
 # One worker runs them all (make test: --dist loadgroup), so the module fixture is built once
@@ -274,16 +274,11 @@ def _write_windows(instance: dg.DagsterInstance) -> list[tuple[str, str, float, 
 
 @pytest.mark.slow
 def test_two_syncs_started_at_once_both_succeed_one_write_at_a_time(tmp_path):
-    token = "concurrent-secret-token-7d1e"
+    token = "fake-concurrent-token"
     sim = make_simulator("tiny", token=token, latency_ms=5)
     db = tmp_path / "mirror.duckdb"
     with sim.serve() as server:
-        env = dagster_env(
-            tmp_path,
-            TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
-            TESTIO_CUSTOMER_API_TOKEN=token,
-            TESTIO_DUCKDB_PATH=str(db),
-        )
+        env = api_env(tmp_path, sim, server, db)
         # Create the instance's storage once, so the two runs do not race to create it.
         subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"],
                        cwd=REPO, env=env, check=True, timeout=120)

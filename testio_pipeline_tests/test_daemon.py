@@ -16,7 +16,7 @@ import pytest
 
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import REPO, dagster_env, make_simulator
+from .conftest import REPO, api_env, make_simulator
 
 DEADLINE_SECONDS = 240
 
@@ -45,11 +45,8 @@ def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path):
     db = tmp_path / "mirror.duckdb"
     log = tmp_path / "daemon.log"
     with sim.serve() as server:
-        env = dagster_env(
-            tmp_path,
-            TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
-            TESTIO_CUSTOMER_API_TOKEN=sim.config.token,
-            TESTIO_DUCKDB_PATH=str(db),
+        env = api_env(
+            tmp_path, sim, server, db,
             TESTIO_CACHE_TTL_SECONDS="60",
             TESTIO_SENSOR_INTERVAL_SECONDS="3",
         )

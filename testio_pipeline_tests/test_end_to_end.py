@@ -11,7 +11,7 @@ import pytest
 
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import REPO, dagster_env, make_simulator
+from .conftest import REPO, api_env, dagster_env, make_simulator
 from .test_assets import ENTITY_TABLES, truth_ids
 
 TOKEN = "e2e-secret-token-4f9a8c2d1b7e"
@@ -22,12 +22,7 @@ def test_dagster_cli_materializes_everything_from_an_http_api(tmp_path):
     sim = make_simulator("tiny", token=TOKEN)
     db = tmp_path / "mirror.duckdb"
     with sim.serve() as server:
-        env = dagster_env(
-            tmp_path,
-            TESTIO_CUSTOMER_API_BASE_URL=server.base_url,
-            TESTIO_CUSTOMER_API_TOKEN=TOKEN,
-            TESTIO_DUCKDB_PATH=str(db),
-        )
+        env = api_env(tmp_path, sim, server, db)
         dagster = Path(sys.executable).parent / "dagster"
         done = subprocess.run(
             [str(dagster), "asset", "materialize", "--select", "*", "-m", "testio_pipeline.definitions"],
