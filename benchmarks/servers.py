@@ -35,6 +35,7 @@ class ThreadServer:
 
     def __init__(self, config: SimulatorConfig, now: datetime):
         self.simulator = Simulator(config, clock=SimClock(now))
+        self.simulator.warm()
         self._server = self.simulator.serve()
         self.base_url = self._server.base_url
         self.token = config.token
@@ -76,7 +77,7 @@ def cli_args(preset: str, config: SimulatorConfig, now: datetime) -> list[str]:
         "max_bug_test_ids": "--max-bug-test-ids",
     }
     base = SimulatorConfig.preset(preset)
-    args = ["serve", "--host", "127.0.0.1", "--port", "0", "--preset", preset, "--now", now.isoformat()]
+    args = ["serve", "--host", "127.0.0.1", "--port", "0", "--preset", preset, "--now", now.isoformat(), "--warm"]
     for field in dataclasses.fields(SimulatorConfig):
         value, default = getattr(config, field.name), getattr(base, field.name)
         if field.name == "anchor":

@@ -135,8 +135,8 @@ def test_rejects_and_unreadable_positions_of_the_run_are_reported_without_blocki
 def test_a_credential_leak_fails_a_blocking_check_and_stops_the_downstream_asset(tmp_path, instance, monkeypatch, serve):
     # Simulate a regression in credential stripping (both the model layer and the writer's
     # defence in depth): the blocking check must catch it before bugs are synced.
-    monkeypatch.setattr(models, "strip_credentials", lambda obj: obj)
-    monkeypatch.setattr(frames, "strip_credentials", lambda obj: obj)
+    monkeypatch.setattr(models, "strip_credentials", lambda obj, **_: obj)
+    monkeypatch.setattr(frames, "strip_credentials", lambda obj, **_: obj)
     monkeypatch.setattr(frames, "_CREDENTIAL_MARKER", b"\x00never\x00")
     serve(make_simulator("tiny"))
     result = materialize(tmp_path / "t.duckdb", instance)

@@ -10,6 +10,7 @@ materialization and check metadata, exception messages, and the DuckDB file.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from testio_pipeline.checks import TESTIO_CHECKS
 from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import SimRequest, faults, json_error
 from testio_pipeline.testio import TestioApiError, redact, strip_credentials
+from testio_pipeline.testio.models import _clean_and_text
 from testio_pipeline.warehouse import Warehouse
 
 from .conftest import make_simulator
@@ -168,6 +170,24 @@ def test_redaction_covers_the_token_and_any_authorization_header():
     assert TOKEN not in cleaned and "abc.def" not in cleaned
     assert cleaned.count("***") == 3
     assert str(TestioApiError(redact(f"boom {TOKEN}", TOKEN))) == "boom ***"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"id": 1, "title": "top-level environment only", "test_environment": {"id": 9, "username": "u", "password": "p", "access": "a"}},
+        {"id": 2, "test_environment": {"id": 9, "password": "p"}, "features": [{"test_environment": {"access": "a2", "id": 3}}]},
+        {"id": 3, "test_environment": {"id": 9, "inner": {"test_environment": {"username": "u3"}}}},
+        {"id": 4, "requirements": [{"test_environment": {"password": "p4"}}]},
+    ],
+)
+def test_parsing_strips_every_credential_whatever_the_shape(record):
+    """The parser's shortcut for one top-level environment must match the full walk."""
+    clean, text = _clean_and_text(record)
+    assert clean == strip_credentials(record)
+    assert json.loads(text) == clean
+    for secret in (b'"u"', b'"p"', b'"a"', b'"a2"', b'"u3"', b'"p4"'):
+        assert secret not in text
 
 
 def test_credentials_are_stripped_everywhere_in_a_record_but_nothing_else_is():

@@ -121,6 +121,33 @@ def test_same_config_and_clock_give_identical_json():
     assert snapshot(make_sim("demo")) == snapshot(make_sim("demo"))
 
 
+def test_a_warmed_world_answers_exactly_like_a_cold_one():
+    warm = make_sim("demo")
+    assert warm.warm() > 0
+    assert snapshot(warm) == snapshot(make_sim("demo"))
+    cold = make_sim("demo")
+    for sim in (warm, cold):  # cached parts are static: answers still follow the clock
+        sim.clock.advance(3 * 86400)
+    assert snapshot(warm) == snapshot(cold)
+
+
+def test_the_latency_includes_the_time_the_server_spends_answering():
+    sim = make_sim("tiny", latency_ms=80)
+    original = sim.handle
+
+    def slow_handle(*args, **kwargs):
+        time.sleep(0.05)  # 50 ms of server work, inside the 80 ms latency
+        return original(*args, **kwargs)
+
+    sim.handle = slow_handle  # type: ignore[method-assign]
+    started = time.monotonic()
+    response = sim.call("GET", "/customer/v2/products", {}, AUTH)
+    elapsed = time.monotonic() - started
+    assert response.status == 200
+    assert 0.08 <= elapsed < 0.13, f"answered after {elapsed:.3f} s; latency 0.08 s already covers the work"
+    assert json.loads(response.body_bytes()) == response.body  # rendered once, the same JSON
+
+
 def test_different_seed_gives_a_different_world():
     assert snapshot(make_sim("tiny")) != snapshot(make_sim("tiny", seed=43))
 

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ignore-paging", action="store_true", default=None, help="quirk 4: ignore page/per_page")
     serve.add_argument("--max-bug-test-ids", type=int, help="quirk 7: more test ids per bug query -> 524")
     serve.add_argument("--max-in-flight", type=int, help="quirk 8: more concurrent requests -> 429")
+    serve.add_argument(
+        "--warm", action="store_true", help="build the cached test and bug data before listening (benchmarks)"
+    )
     return parser
 
 
@@ -53,6 +56,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 def serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     simulator = Simulator(config, SimClock(args.now))
+    if args.warm:
+        simulator.warm()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

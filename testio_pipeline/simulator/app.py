@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from pydantic_core import to_json
+
 from .clock import SimClock, as_utc, midnight_utc
 from .config import API_PREFIX, SimulatorConfig
 from .world import ProductInfo, World
@@ -144,15 +146,26 @@ class SimResponse:
     # in-process transport raises a connect error, the HTTP server drops the connection).
     delay_s: float = 0.0
     disconnect: str | None = None
+    _rendered: bytes | None = field(default=None, repr=False, compare=False)
+
+    def render(self) -> "SimResponse":
+        """Serialise the body now (once), so the work can happen inside the request's latency."""
+        if self._rendered is None:
+            self._rendered = self.body_bytes()
+        return self
 
     def body_bytes(self) -> bytes:
+        if self._rendered is not None:
+            return self._rendered
         if isinstance(self.body, (bytes, bytearray)):
             return bytes(self.body)
         if self.body is None:
             return b""
         if isinstance(self.body, str):
             return self.body.encode()
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+        # pydantic-core's Rust serializer: same compact UTF-8 JSON as json.dumps(separators=
+        # (",", ":"), ensure_ascii=False), ~5x faster, so the server costs the machine less.
+        return to_json(self.body, inf_nan_mode="null")
 
     def wire_headers(self) -> dict[str, str]:
         """Headers to send, with a JSON content type unless the response chose its own."""
@@ -434,9 +447,14 @@ class Simulator:
         if not self._admit():
             return self._too_many(method, path)
         try:
-            if self.config.latency_ms:
-                time.sleep(self.config.latency_ms / 1000.0)
-            response = self.handle(method, path, params, headers)
+            # The latency is the time from request to answer, the server's own work included
+            # (as with a real API): answer and serialise first, then sleep what is left. Sleeping
+            # first would add every request's CPU time, serialised by the GIL, to its latency.
+            deadline = time.monotonic() + self.config.latency_ms / 1000.0
+            response = self.handle(method, path, params, headers).render()
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
             if response.delay_s:
                 if timeout is not None and response.delay_s > timeout:
                     time.sleep(timeout)
@@ -458,9 +476,11 @@ class Simulator:
         if not self._admit():
             return self._too_many(method, path)
         try:
-            if self.config.latency_ms:
-                await asyncio.sleep(self.config.latency_ms / 1000.0)
-            response = self.handle(method, path, params, headers)
+            deadline = time.monotonic() + self.config.latency_ms / 1000.0  # as in call()
+            response = self.handle(method, path, params, headers).render()
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
             if response.delay_s:
                 if timeout is not None and response.delay_s > timeout:
                     await asyncio.sleep(timeout)
@@ -475,6 +495,10 @@ class Simulator:
         from .transport import SimulatorTransport
 
         return SimulatorTransport(self)
+
+    def warm(self) -> int:
+        """Pre-build the world's cached parts at ``clock.now()`` (see ``World.warm``)."""
+        return self.world.warm(self.clock.now().timestamp())
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> "SimulatorServer":
         """Start a real HTTP server in a daemon thread; close it (or use ``with``) when done."""

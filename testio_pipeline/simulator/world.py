@@ -41,6 +41,7 @@ BUG_ID_BASE = 10_000_000
 
 ATTACHMENT_URL = "https://attachments.testio.example/bugs"
 BUG_DRAFT_BUDGET = 40_000  # bugs whose static parts stay cached
+TEST_CORE_BUDGET = 20_000  # tests whose static parts (title, features) stay cached
 
 def _rng(*parts: object) -> Random:
     """A generator seeded by a stable string key (never by ``hash()``)."""
@@ -294,6 +295,7 @@ class World:
         # "bench" world, so repeated syncs are cheap, while the "large" one stays near 60 MB.
         tests_cached = max(512, BUG_DRAFT_BUDGET // max(1, config.bugs_per_test))
         self._bug_drafts = functools.lru_cache(maxsize=tests_cached)(self._make_bug_drafts)
+        self._test_core = functools.lru_cache(maxsize=TEST_CORE_BUDGET)(self._make_test_core)
         self._history_days = max(21.0, 1.5 * config.tests_per_product / max(config.new_tests_per_day, 1.0))
 
     # .. products ...........................................................................
@@ -674,7 +676,7 @@ class World:
 
     # .. test objects ...........................................................................
 
-    def _test_core(self, spec: TestSpec) -> _TestCore:
+    def _make_test_core(self, spec: TestSpec) -> _TestCore:
         p = self.products[spec.product_index]
         rng = _rng(self.config.seed, "test", spec.id)
         section_id = p.sections[spec.section_index].id if spec.section_index >= 0 else None
@@ -767,6 +769,23 @@ class World:
         return out
 
     # .. bugs .................................................................................
+
+    def warm(self, ts: float) -> int:
+        """Build the cached static parts of the tests (and their bugs) visible at ``ts``, up to
+        the cache budgets, so that first requests cost what repeated ones do. A benchmark
+        warms its server before measuring: the simulator stands in for a remote API whose data
+        already exists, and generating it must not compete with the sync for this machine's
+        CPU. Returns the number of tests warmed."""
+        warmed = bugs = 0
+        for p in self.products:
+            for spec in self.tests(p, ts):
+                if warmed >= TEST_CORE_BUDGET or bugs + spec.n_bugs > BUG_DRAFT_BUDGET:
+                    return warmed
+                self._test_core(spec)
+                if spec.n_bugs:
+                    bugs += len(self._bug_drafts(spec))
+                warmed += 1
+        return warmed
 
     def bugs(self, specs: Iterable[TestSpec], ts: float) -> list[dict[str, Any]]:
         """Bugs of these tests visible at ``ts``, in the order of the tests, then by id."""

@@ -33,12 +33,17 @@ TESTING_TYPES = ("coverage", "focused", "rapid", "usability", "external")
 CREDENTIAL_KEYS = frozenset({"username", "password", "access"})
 
 
-def strip_credentials(obj: Any) -> Any:
+def strip_credentials(obj: Any, *, only_at_top: bool = False) -> Any:
     """``obj`` without credentials in any ``test_environment``; the input is never modified.
 
     Only the containers on the way to a credential are copied: most API objects (bugs,
-    features) hold none and come back as they are, which keeps parsing cheap.
+    features) hold none and come back as they are, which keeps parsing cheap. With
+    ``only_at_top`` the caller knows ``obj``'s own ``test_environment`` is the only one (its
+    JSON text names one), so the rest of the tree is not walked.
     """
+    if only_at_top and isinstance(obj, dict) and isinstance(obj.get("test_environment"), dict):
+        env = obj["test_environment"]
+        return {**obj, "test_environment": {k: v for k, v in env.items() if k not in CREDENTIAL_KEYS}}
     if isinstance(obj, dict):
         changed: dict[str, Any] | None = None
         for key, value in obj.items():
@@ -85,7 +90,8 @@ def _clean_and_text(data: Any) -> tuple[dict[str, Any], bytes]:
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     text = to_json(data, inf_nan_mode="null", fallback=str)
     if _CREDENTIAL_MARKER in text and any(key in text for key in _CREDENTIAL_KEY_MARKERS):
-        data = strip_credentials(data)
+        # The usual shape (a test): the text names one environment, the object's own.
+        data = strip_credentials(data, only_at_top=text.count(_CREDENTIAL_MARKER) == 1)
         text = to_json(data, inf_nan_mode="null", fallback=str)
     return data, text
 
