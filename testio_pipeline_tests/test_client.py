@@ -167,3 +167,44 @@ def test_the_in_flight_cap_holds():
 
     _, stats = run(_with_client(sim, many, max_concurrent=3))
     assert stats.by_status.get(429, 0) == 0
+
+
+def test_every_request_is_counted_as_sent_whatever_happened_to_it():
+    """Over real HTTP the requester tracks requests not yet on the wire (so answers are parsed
+    only after the next requests went out); dropped connections and errors must not leak."""
+    from testio_pipeline.simulator import faults
+
+    sim = make_simulator("tiny", latency_ms=5, tests_per_product=150)
+    sim.add_fault(faults.disconnects(times=3, endpoint="bugs"))
+    sim.add_fault(faults.server_errors(times=3, endpoint="exploratory_tests"))
+    product_ids = [p["id"] for p in sim.truth_products()]
+
+    async def go():
+        async with CustomerApiClient(server.base_url, sim.config.token, retry=FAST_RETRY, max_concurrent=3) as client:
+            listings = await asyncio.gather(*(client.list_tests(pid) for pid in product_ids))
+            test_ids = [t.id for listing in listings for t in listing.tests]
+            fetched = await client.list_bugs(test_ids)
+            return client._api, test_ids, fetched
+
+    from testio_pipeline.testio.http import ApiRequester
+
+    unsent_at_answer: list[int] = []
+    real_yield = ApiRequester._yield_to_senders
+
+    async def spy(self, *args, **kwargs):
+        unsent_at_answer.append(self._unsent)
+        return await real_yield(self, *args, **kwargs)
+
+    ApiRequester._yield_to_senders = spy  # type: ignore[method-assign]
+    try:
+        with sim.serve() as server:
+            requester, test_ids, fetched = run(go())
+    finally:
+        ApiRequester._yield_to_senders = real_yield  # type: ignore[method-assign]
+    assert requester._track_sending and requester._unsent == 0
+    # When an answer arrives, the other requests in flight went out long ago: they are not
+    # "unsent" (if sends were never noticed, about max_concurrent - 1 would be counted here).
+    assert len(unsent_at_answer) > 20 and sum(unsent_at_answer) / len(unsent_at_answer) < 1
+    assert fetched.fetched_test_ids == set(test_ids) and not fetched.failed
+    assert sorted(b.id for b in fetched.bugs) == sorted(b["id"] for pid in product_ids for b in sim.truth_bugs(pid))
+

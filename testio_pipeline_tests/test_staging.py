@@ -44,7 +44,8 @@ def test_a_stage_writes_what_the_record_list_writes(tmp_path):
     with staged.stage("tests", batch_rows=4) as stage:
         for i in range(0, len(tests), 3):
             stage.add(tests[i : i + 3])
-        assert stage.pending < 4 and len(list((stage.dir / "tests").glob("*.parquet"))) > 2
+        assert stage.pending < 4 and stage.wait_written() > 2
+        assert len(list((stage.dir / "tests").glob("*.parquet"))) == stage.wait_written()
         s_tests = staged.write_tests(stage, T0, complete_product_ids={1}, detect_deletions=True)
     with staged.stage("bugs", batch_rows=7) as stage:
         stage.add(bugs)
@@ -105,6 +106,7 @@ def test_a_sync_frames_records_as_they_come_and_removes_its_stage(tmp_path, monk
         def wrapper(self, data, *args, **kwargs):
             # At the merge, the fetched records are gone: only the last unframed batch is alive.
             gc.collect()
+            data.wait_written()  # the writer thread may still be on the last full batch
             seen[entity] = {
                 "stage": isinstance(data, Stage),
                 "files": len(list((data.dir / entity).glob("*.parquet"))),
@@ -184,3 +186,27 @@ def test_a_merge_that_cannot_fit_the_memory_cap_runs_again_without_it(tmp_path, 
     assert stats.inserted == 20_000
     assert warehouse.table_counts()["bugs"] == 20_000
     assert "retrying without the cap" in caplog.text
+
+
+def test_a_stage_that_cannot_write_fails_the_write_and_leaves_the_data(tmp_path, monkeypatch):
+    """Files are written by the stage's writer thread; its error reaches the step's write."""
+    from testio_pipeline.warehouse import staging
+
+    wh = Warehouse(tmp_path / "t.duckdb")
+    wh.write_products([product(1)], T0)
+    wh.write_bugs([bug(1, 7)], T0, fetched_test_ids={7})
+    real_write = staging.pq.write_table
+
+    def disk_full(table, where, **kwargs):
+        if not str(where).endswith("000000.parquet"):  # the stage's empty first file still works
+            raise OSError(28, "No space left on device")
+        return real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(staging.pq, "write_table", disk_full)
+    with wh.stage("bugs", batch_rows=2) as stage:
+        stage.add([bug(i, 7) for i in range(2, 6)])  # handed to the writer, which fails
+        with pytest.raises(OSError, match="No space left"):
+            wh.write_bugs(stage, T0, fetched_test_ids={7}, detect_deletions=True)
+        stage_dir = stage.dir
+    assert not stage_dir.exists()
+    assert table(wh, "bugs", "id, deleted_at IS NULL") == [(1, True)]

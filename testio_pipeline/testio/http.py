@@ -168,6 +168,11 @@ class ApiRequester:
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self.max_concurrent = max_concurrent
+        # Requests holding an in-flight slot whose bytes are not on the wire yet (see
+        # _yield_to_senders); httpcore's trace events say when a request is sent, a custom
+        # transport (the in-process simulator) sends none, so only the network path tracks.
+        self._unsent = 0
+        self._track_sending = transport is None
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
             headers={"Authorization": f"Token {token}", "Accept": "application/json"},
@@ -273,8 +278,9 @@ class ApiRequester:
             await self._rate.wait()
         async with self._semaphore:
             self.stats.by_endpoint[endpoint] += 1
-            response = await self._http.get(path, params=params)
+            response = await self._send(path, params)
             self.stats.by_status[response.status_code] += 1
+        await self._yield_to_senders()
         status = response.status_code
         if status in RETRYABLE_STATUSES:
             raise _RetryableStatus(
@@ -306,6 +312,40 @@ class ApiRequester:
                 status=status,
                 endpoint=endpoint,
             ) from None
+
+    async def _send(self, path: str, params: Mapping[str, Any] | None) -> httpx.Response:
+        if not self._track_sending:
+            return await self._http.get(path, params=params)
+        sent = False
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            nonlocal sent
+            if event == "http11.send_request_body.complete" and not sent:
+                sent = True
+                self._unsent -= 1
+
+        self._unsent += 1
+        try:
+            return await self._http.get(path, params=params, extensions={"trace": trace})
+        finally:
+            if not sent:
+                self._unsent -= 1
+
+    async def _yield_to_senders(self, max_turns: int = 32) -> None:
+        """Let the requests woken by the slot just freed reach the wire before this answer is
+        decoded and parsed.
+
+        Answers tend to land together; each takes milliseconds of CPU to parse, while a woken
+        request needs several event-loop turns (pool, locks, socket) before it is sent. Parsing
+        first would hold every new request back until all the answers are parsed, so requests
+        would go out in synchronised rounds of latency + parsing instead of keeping the
+        in-flight cap busy (measured: 76 ms per 50 ms request at the benchmark's default scale).
+        """
+        await asyncio.sleep(0)  # the woken waiter takes its slot
+        turns = 0
+        while self._unsent > 0 and turns < max_turns:
+            await asyncio.sleep(0)
+            turns += 1
 
     @staticmethod
     def _snippet(response: httpx.Response, limit: int = 200) -> str:

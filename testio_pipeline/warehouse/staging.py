@@ -1,12 +1,15 @@
 """Per-run staging: records are framed while they are fetched and parked outside the warehouse.
 
-A sync step hands every parsed batch to a :class:`Stage`; the stage buffers at most
-``batch_rows`` records, turns them into the same Arrow frames a direct write would use
-(``frames.*_frame``) and writes those as Parquet files into a temporary directory of its
-own, so the Python records can be dropped at once and memory stays bounded however large
-the fetch is. At the end of the step the warehouse opens its file once and runs the same
-set-based upsert on views over the staged files (``Warehouse.write_*`` accept a stage
-wherever they accept a list of records), in one transaction; then the directory is removed.
+A sync step hands every parsed batch to a :class:`Stage`, which frames it at once into the
+same Arrow columns a direct write would use (``frames.*_frame``), so the Python records can
+be dropped right away and the framing CPU is spread evenly over the fetch. Every
+``batch_rows`` framed rows become one Parquet file per table in a temporary directory of the
+stage's own, written by the stage's writer thread (the Parquet encoding does not hold the
+GIL, so the fetch's event loop keeps sending requests meanwhile). Memory stays bounded
+however large the fetch is. At the end of the step the warehouse opens its file once and
+runs the same set-based upsert on views over the staged files (``Warehouse.write_*`` accept
+a stage wherever they accept a list of records), in one transaction; then the directory is
+removed. ``seal`` waits for the writer and raises what it raised.
 Parquet rather than a staging DuckDB file: pyarrow writes a batch ~8x faster than a DuckDB
 INSERT (measured on 28k bugs: 0.04 s vs 0.32 s), and DuckDB scans it as fast.
 
@@ -23,6 +26,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +103,20 @@ class Stage:
         directory.mkdir(parents=True, exist_ok=True)
         sweep_stale(directory)
         self.dir = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-{entity}-", dir=directory))
-        self._pending: list[Any] = []
-        self._batches = 0
+        self._framed: list[tuple[pa.Table, ...]] = []  # framed, not yet handed to the writer
+        self._framed_rows = 0
+        self._seq = 0  # one per add(): the later sighting of a repeated key wins
+        self._files = 0
         self._open = True
         self.records_added = 0
         self.rows_staged = 0  # rows of the entity's own table written to the stage
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: list[Future[int]] = []
         try:
             for name in self.tables:
                 (self.dir / name).mkdir()
-            # An empty batch 0 fixes every table's columns, so even an empty stage can be read.
-            self._write_batch(self._frame([]))
+            # An empty file 0 fixes every table's columns, so even an empty stage can be read.
+            self.rows_staged += self._write_file([self._with_seq(self._frame([]))], self._next_file())
         except BaseException:
             self.discard()
             raise
@@ -116,40 +124,71 @@ class Stage:
     # --- filling ---------------------------------------------------------------------------
 
     def add(self, records: Iterable[Any]) -> None:
-        """Take records; every ``batch_rows`` of them are framed and written to the stage."""
+        """Frame the records now (a little CPU per call, spread over the fetch); every
+        ``batch_rows`` framed rows are written to the stage as one Parquet file per table."""
         if not self._open:
             raise RuntimeError(f"stage {self.dir} is sealed or discarded")
-        self._pending.extend(records)
-        if len(self._pending) >= self.batch_rows:
+        records = list(records)
+        if not records:
+            return
+        self.records_added += len(records)
+        tables = self._with_seq(self._frame(records))
+        del records
+        self._framed.append(tables)
+        self._framed_rows += tables[0].num_rows
+        if self._framed_rows >= self.batch_rows:
             self.flush()
 
     def flush(self) -> None:
-        """Frame the pending records and write them out as one Parquet file per table."""
-        if not self._pending or not self._open:
-            return
-        records, self._pending = self._pending, []
-        self.records_added += len(records)
-        tables = self._frame(records)
-        del records
-        self._write_batch(tables)
+        """Hand the framed rows to the writer thread (one Parquet file per table).
 
-    def _write_batch(self, tables: Sequence[pa.Table]) -> None:
-        seq = self._batches
-        self._batches += 1
-        for name, table in zip(self.tables, tables):
-            table = table.append_column(SEQ, pa.array([seq] * table.num_rows, type=pa.int32()))
-            pq.write_table(table, self.dir / name / f"{seq:06d}.parquet", compression="snappy")
-        self.rows_staged += tables[0].num_rows
+        At most one earlier file may still be in the writer, so memory stays bounded; waiting
+        for it is rare (fetching a batch takes far longer than writing one).
+        """
+        if not self._framed or not self._open:
+            return
+        parts, self._framed, self._framed_rows = self._framed, [], 0
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stage-{self.entity}")
+        self._writing.append(self._writer.submit(self._write_file, parts, self._next_file()))
+        self._collect(keep=1)
+
+    def _with_seq(self, tables: Sequence[pa.Table]) -> tuple[pa.Table, ...]:
+        seq = self._seq
+        self._seq += 1
+        return tuple(t.append_column(SEQ, pa.array([seq] * t.num_rows, type=pa.int32())) for t in tables)
+
+    def _next_file(self) -> int:
+        number = self._files
+        self._files += 1
+        return number
+
+    def _write_file(self, parts: list[tuple[pa.Table, ...]], number: int) -> int:
+        """Write one file per table (the Parquet encoding does not hold the GIL)."""
+        for i, name in enumerate(self.tables):
+            table = pa.concat_tables([part[i] for part in parts])
+            pq.write_table(table, self.dir / name / f"{number:06d}.parquet", compression="snappy")
+        return sum(part[0].num_rows for part in parts)
+
+    def _collect(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` files are still being written; re-raise a writer error."""
+        while len(self._writing) > keep:
+            self.rows_staged += self._writing.pop(0).result()
+
+    def wait_written(self) -> int:
+        """Wait for the writer; returns how many files each table has on disk."""
+        self._collect()
+        return self._files
 
     @property
     def pending(self) -> int:
-        """Records held in memory, not yet framed."""
-        return len(self._pending)
+        """Framed rows held in memory, not yet handed to the writer (fewer than ``batch_rows``)."""
+        return self._framed_rows
 
     @property
     def size(self) -> int:
-        """Records taken so far (framed or pending; repeats counted)."""
-        return self.records_added + len(self._pending)
+        """Records taken so far (repeats counted)."""
+        return self.records_added
 
     # --- handing over ----------------------------------------------------------------------
 
@@ -158,8 +197,15 @@ class Stage:
         if not self.dir.exists():
             raise RuntimeError(f"stage {self.dir} was discarded")
         self.flush()
+        self._collect()
+        self._stop_writer()
         self._open = False
         return self.dir
+
+    def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True, cancel_futures=True)
+            self._writer = None
 
     def _scan(self, table: str) -> str:
         return f"read_parquet({_sql_literal(self.dir / table / '*.parquet')})"
@@ -190,9 +236,11 @@ class Stage:
         return list(names)
 
     def discard(self) -> None:
-        """Delete the stage (idempotent)."""
-        self._pending = []
+        """Delete the stage (idempotent); a file still being written is waited for first."""
+        self._framed, self._framed_rows = [], 0
         self._open = False
+        self._stop_writer()
+        self._writing = []
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "Stage":
