@@ -502,8 +502,12 @@ def verdicts(info: dict[str, Any]) -> list[str]:
             f"[{'MET' if peak < 1024 else 'NOT MET'}] peak RSS {peak:.0f} MiB < 1024 MiB at scale {info['scale']}"
             + ("" if info["scale"] == "large" else " (the issue asks this of --scale large)")
         )
-    verified = all(p["verification"]["ok"] for p in phases.values()) and len(phases) == 3
-    out.append(f"[{'MET' if verified else 'NOT MET'}] DuckDB matched the simulator's truth after every phase")
+    verified = all(p["verification"]["ok"] for p in phases.values())
+    ran = "".join(sorted(phases))
+    if verified and ran != "abc":
+        out.append(f"[PARTLY] DuckDB matched the simulator's truth after phases {ran} (run all three for the verdict)")
+    else:
+        out.append(f"[{'MET' if verified else 'NOT MET'}] DuckDB matched the simulator's truth after every phase")
     return out
 
 

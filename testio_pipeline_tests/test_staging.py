@@ -210,3 +210,22 @@ def test_a_stage_that_cannot_write_fails_the_write_and_leaves_the_data(tmp_path,
         stage_dir = stage.dir
     assert not stage_dir.exists()
     assert table(wh, "bugs", "id, deleted_at IS NULL") == [(1, True)]
+
+
+def test_a_step_freezes_the_existing_heap_only_while_it_runs(tmp_path, monkeypatch):
+    """The collector skips objects from before a step (a speed measure) and gets them back after."""
+    seen: list[int] = []
+    real = sync_module.scoped_products
+
+    def spying(warehouse, options):  # called inside the steps after products
+        seen.append(gc.get_freeze_count())
+        return real(warehouse, options)
+
+    monkeypatch.setattr(sync_module, "scoped_products", spying)
+    thresholds = gc.get_threshold()
+    sim = make_simulator("tiny")
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    cycle(sim, warehouse, "full")
+    assert_mirror_matches(sim, warehouse)
+    assert len(seen) == 4 and min(seen) > 0, seen  # features, user stories, tests, bugs
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
