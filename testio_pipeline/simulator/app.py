@@ -447,19 +447,10 @@ class Simulator:
         if not self._admit():
             return self._too_many(method, path)
         try:
-            # The latency is the time from request to answer, the server's own work included
-            # (as with a real API): answer and serialise first, then sleep what is left. Sleeping
-            # first would add every request's CPU time, serialised by the GIL, to its latency.
-            deadline = time.monotonic() + self.config.latency_ms / 1000.0
-            response = self.handle(method, path, params, headers).render()
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                time.sleep(remaining)
-            if response.delay_s:
-                if timeout is not None and response.delay_s > timeout:
-                    time.sleep(timeout)
-                    raise SimulatedTimeout(f"no answer within {timeout}s")
-                time.sleep(response.delay_s)
+            response, wait, timed_out = self._answer(method, path, params, headers, timeout)
+            time.sleep(wait)
+            if timed_out:
+                raise SimulatedTimeout(f"no answer within {timeout}s")
             return response
         finally:
             self._release()
@@ -476,19 +467,36 @@ class Simulator:
         if not self._admit():
             return self._too_many(method, path)
         try:
-            deadline = time.monotonic() + self.config.latency_ms / 1000.0  # as in call()
-            response = self.handle(method, path, params, headers).render()
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                await asyncio.sleep(remaining)
-            if response.delay_s:
-                if timeout is not None and response.delay_s > timeout:
-                    await asyncio.sleep(timeout)
-                    raise SimulatedTimeout(f"no answer within {timeout}s")
-                await asyncio.sleep(response.delay_s)
+            response, wait, timed_out = self._answer(method, path, params, headers, timeout)
+            await asyncio.sleep(wait)
+            if timed_out:
+                raise SimulatedTimeout(f"no answer within {timeout}s")
             return response
         finally:
             self._release()
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        timeout: float | None,
+    ) -> tuple[SimResponse, float, bool]:
+        """The answer (serialised), how long to wait before giving it, and whether the
+        client's read ``timeout`` runs out first (a fault's delay longer than it).
+
+        The latency is the time from request to answer, the server's own work included (as
+        with a real API): the answer is built first and only what is left of the latency is
+        waited. Waiting first would add every request's CPU time, serialised by the GIL, to
+        its latency.
+        """
+        deadline = time.monotonic() + self.config.latency_ms / 1000.0
+        response = self.handle(method, path, params, headers).render()
+        wait = max(0.0, deadline - time.monotonic())
+        if response.delay_s and timeout is not None and response.delay_s > timeout:
+            return response, wait + timeout, True
+        return response, wait + response.delay_s, False
 
     def transport(self) -> "httpx.AsyncBaseTransport":
         """An in-process httpx transport (works with both httpx.AsyncClient and httpx.Client)."""
