@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import duckdb
 
 from testio_pipeline.simulator import Simulator
-from testio_pipeline.testio.models import Product
+from testio_pipeline.domain.records import Product
 
 MAX_EXAMPLES = 5
 

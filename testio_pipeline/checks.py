@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import dagster as dg
 import numpy as np
 
+from .domain.credentials import CREDENTIAL_PATTERN
 from .resources import WarehouseResource
 from .settings import Settings
 from .warehouse import TABLES, Warehouse
@@ -50,8 +51,6 @@ CREDENTIAL_ASSETS = ("tests", "bugs")
 REJECT_ENTITY = {name: name for name in ASSET_TABLES}
 PROBLEM_ENTITY = {"tests": "exploratory_tests", "bugs": "bugs"}
 
-# A test_environment object holding a credential key, anywhere in a JSON text.
-CREDENTIAL_PATTERN = r'"test_environment"\s*:\s*\{[^{}]*"(username|password|access)"\s*:'
 
 
 def _plain(value: Any) -> Any:

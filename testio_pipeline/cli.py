@@ -70,7 +70,7 @@ def _status(args: argparse.Namespace) -> int:
 
     from .definitions import defs
     from .freshness import judge_assets, policies_of
-    from .sensors import utcnow
+    from .domain.vocabulary import utcnow
 
     if not os.environ.get("DAGSTER_HOME"):
         print("DAGSTER_HOME is not set: there is no instance to read (the Makefile sets it).", file=sys.stderr)

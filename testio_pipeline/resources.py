@@ -15,7 +15,8 @@ from .simulator.clock import parse_iso
 from .testio import RetryPolicy
 from .source import ApiSource
 from .run_log import RunLog, trigger_of
-from .sync import SyncOptions, utcnow
+from .domain.vocabulary import utcnow
+from .sync import SyncOptions
 from .warehouse import Warehouse
 
 

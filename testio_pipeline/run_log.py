@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Mapping
 
-from .sync import EntityResult, utcnow
+from .domain.vocabulary import utcnow
+from .sync import EntityResult
 from .warehouse import Warehouse
 
 # The counters of a sync_events row, summed over the run's steps.

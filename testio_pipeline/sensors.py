@@ -8,11 +8,12 @@ plus everything upstream of them.
 
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Sequence
 
 import dagster as dg
 
+from .domain.vocabulary import utcnow
 from .freshness import SCOPE_METADATA_KEY, Staleness, cycle_members, judge_assets, policies_of, scope_label
 
 SENSOR_NAME = "testio_refresh_sensor"
@@ -25,10 +26,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def sensor_interval_seconds() -> int:

@@ -18,18 +18,16 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Awaitable, Callable, Iterator, Literal
 
 from .source import ApiSource
+from .domain.records import ExploratoryTest, Product, RejectedRecord
+from .domain.vocabulary import FINAL_TEST_STATUSES, utcnow
 from .testio import (
     BugFetch,
     CustomerApiClient,
-    FINAL_TEST_STATUSES,
-    ExploratoryTest,
     Parsed,
-    Product,
-    RejectedRecord,
     TestioApiError,
     TestioAuthError,
     TestioConnectionError,
@@ -45,10 +43,6 @@ MODES: tuple[str, ...] = ("incremental", "full")
 
 # Errors that say the whole source is unusable: they fail the run instead of one product.
 FATAL_ERRORS = (TestioAuthError, TestioConnectionError)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

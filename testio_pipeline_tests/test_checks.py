@@ -15,7 +15,7 @@ from testio_pipeline.checks import TESTIO_CHECKS, references_resolve
 from testio_pipeline.definitions import defs
 from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import faults
-from testio_pipeline.testio import models
+from testio_pipeline.domain import credentials
 from testio_pipeline.warehouse import Warehouse, frames
 
 from .conftest import make_simulator
@@ -135,9 +135,7 @@ def test_rejects_and_unreadable_positions_of_the_run_are_reported_without_blocki
 def test_a_credential_leak_fails_a_blocking_check_and_stops_the_downstream_asset(tmp_path, instance, monkeypatch, serve):
     # Simulate a regression in credential stripping (both the model layer and the writer's
     # defence in depth): the blocking check must catch it before bugs are synced.
-    monkeypatch.setattr(models, "strip_credentials", lambda obj, **_: obj)
-    monkeypatch.setattr(frames, "strip_credentials", lambda obj, **_: obj)
-    monkeypatch.setattr(frames, "_CREDENTIAL_MARKER", b"\x00never\x00")
+    monkeypatch.setattr(credentials, "strip_credentials", lambda obj, **_: obj)
     serve(make_simulator("tiny"))
     result = materialize(tmp_path / "t.duckdb", instance)
     assert not result.success

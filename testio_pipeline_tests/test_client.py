@@ -8,11 +8,11 @@ import pytest
 
 from testio_pipeline.testio import (
     CustomerApiClient,
-    Product,
     TestioAuthError,
     TestioConnectionError,
     TestioNotFoundError,
 )
+from testio_pipeline.domain.records import Product
 from testio_pipeline.simulator import SIMULATOR_BASE_URL
 
 from .conftest import FAST_RETRY, client_for, make_simulator

@@ -13,7 +13,7 @@ from testio_pipeline.simulator.faults import poison_offsets
 from testio_pipeline.source import ApiSource
 from testio_pipeline.settings import Settings
 from testio_pipeline.sync import SyncOptions, run_cycle
-from testio_pipeline.testio import FINAL_TEST_STATUSES
+from testio_pipeline.domain.vocabulary import FINAL_TEST_STATUSES
 from testio_pipeline.warehouse import Warehouse
 
 from .conftest import FAST_RETRY, make_simulator

@@ -23,8 +23,8 @@ from testio_pipeline.assets import TESTIO_ASSETS
 from testio_pipeline.checks import TESTIO_CHECKS
 from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import SimRequest, faults, json_error
-from testio_pipeline.testio import TestioApiError, redact, strip_credentials
-from testio_pipeline.testio.models import _clean_and_text
+from testio_pipeline.domain.credentials import clean_and_text, redact, strip_credentials
+from testio_pipeline.testio import TestioApiError
 from testio_pipeline.warehouse import Warehouse
 
 from .conftest import make_simulator
@@ -183,7 +183,7 @@ def test_redaction_covers_the_token_and_any_authorization_header():
 )
 def test_parsing_strips_every_credential_whatever_the_shape(record):
     """The parser's shortcut for one top-level environment must match the full walk."""
-    clean, text = _clean_and_text(record)
+    clean, text = clean_and_text(record)
     assert clean == strip_credentials(record)
     assert json.loads(text) == clean
     for secret in (b'"u"', b'"p"', b'"a"', b'"a2"', b'"u3"', b'"p4"'):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import queue
@@ -349,7 +350,7 @@ def test_bugs_filters_and_shape():
 
 
 def test_json_parses_into_the_client_models():
-    models = pytest.importorskip("testio_pipeline.testio.models")
+    models = importlib.import_module("testio_pipeline.domain.records")
     sim = make_sim("tiny")
     for product in sim.truth_products():
         pid = product["id"]

@@ -13,7 +13,7 @@ import pytest
 from testio_pipeline import sync as sync_module
 from testio_pipeline.testio import TestioConnectionError
 from testio_pipeline.testio.client import CustomerApiClient
-from testio_pipeline.testio.models import Bug, ExploratoryTest
+from testio_pipeline.domain.records import Bug, ExploratoryTest
 from testio_pipeline.warehouse import Warehouse
 from testio_pipeline.warehouse.staging import STAGE_PREFIX, Stage
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from testio_pipeline.testio.models import Bug, ExploratoryTest, Feature, Product, RejectedRecord, UserStory
+from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, RejectedRecord, UserStory
 from testio_pipeline.warehouse import TABLES, Warehouse, WarehouseLockedError, WriteStats
 from testio_pipeline.warehouse import upsert as upsert_module
 

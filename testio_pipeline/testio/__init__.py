@@ -8,31 +8,14 @@ from .errors import (
     TestioConnectionError,
     TestioNotFoundError,
     TestioTimeoutError,
-    redact,
 )
 from .http import RequestStats, RetryPolicy
-from .models import (
-    FINAL_TEST_STATUSES,
-    Bug,
-    ExploratoryTest,
-    Feature,
-    Product,
-    RejectedRecord,
-    UserStory,
-    strip_credentials,
-)
 
 __all__ = [
-    "FINAL_TEST_STATUSES",
-    "Bug",
     "BugFetch",
     "CustomerApiClient",
-    "ExploratoryTest",
-    "Feature",
     "MalformedResponseError",
     "Parsed",
-    "Product",
-    "RejectedRecord",
     "RequestStats",
     "RetryPolicy",
     "TestListing",
@@ -41,8 +24,5 @@ __all__ = [
     "TestioConnectionError",
     "TestioNotFoundError",
     "TestioTimeoutError",
-    "UserStory",
     "parse_records",
-    "redact",
-    "strip_credentials",
 ]

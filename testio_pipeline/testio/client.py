@@ -24,7 +24,8 @@ from .errors import (
     TestioTimeoutError,
 )
 from .http import ApiRequester, RequestStats, RetryPolicy
-from .models import (
+from ..domain.credentials import strip_credentials
+from ..domain.records import (
     Bug,
     ExploratoryTest,
     Feature,
@@ -32,7 +33,6 @@ from .models import (
     Record,
     RejectedRecord,
     UserStory,
-    strip_credentials,
 )
 
 log = logging.getLogger("testio_pipeline.client")

@@ -1,10 +1,6 @@
-"""Errors raised by the TestIO client, and the redaction every message goes through."""
+"""Errors raised by the TestIO client (their messages are redacted by the requester)."""
 
 from __future__ import annotations
-
-import re
-
-REDACTED = "***"
 
 
 class TestioApiError(RuntimeError):
@@ -47,14 +43,3 @@ class MalformedResponseError(TestioApiError):
     """The body is not JSON or not the documented envelope."""
 
     __test__ = False
-
-
-_TOKEN_HEADER = re.compile(r"(Token\s+)[^\s'\"]+", re.IGNORECASE)
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove every given secret (and anything after an ``Authorization: Token``) from text."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return _TOKEN_HEADER.sub(rf"\g<1>{REDACTED}", text)

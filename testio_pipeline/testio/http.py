@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import httpx
 import stamina
 
+from ..domain.credentials import redact
 from .errors import (
     MalformedResponseError,
     TestioApiError,
@@ -27,7 +28,6 @@ from .errors import (
     TestioConnectionError,
     TestioNotFoundError,
     TestioTimeoutError,
-    redact,
 )
 
 log = logging.getLogger("testio_pipeline.client")

@@ -11,36 +11,19 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from pydantic_core import to_json
 
-from testio_pipeline.testio.models import (
+from testio_pipeline.domain.credentials import raw_text, scrub_text
+from testio_pipeline.domain.records import (
     Bug,
     ExploratoryTest,
     Feature,
     Product,
     RejectedRecord,
     UserStory,
-    CREDENTIAL_KEYS,
-    raw_text,
-    strip_credentials,
 )
 
 from .schema import TABLES
 
 R = TypeVar("R")
-
-_CREDENTIAL_MARKER = b'"test_environment"'
-_CREDENTIAL_KEY_MARKERS = tuple(f'"{key}"'.encode() for key in sorted(CREDENTIAL_KEYS))
-
-# The object as compact JSON text without credentials (records carry theirs as ``raw_json``).
-raw_json = raw_text
-
-
-def _stored_text(text: bytes) -> bytes:
-    """A record's JSON text as stored: serialised once while parsing, credentials stripped again
-    here as defence in depth (only texts holding a test_environment key pay for it)."""
-    if _CREDENTIAL_MARKER not in text or not any(key in text for key in _CREDENTIAL_KEY_MARKERS):
-        return text
-    return to_json(strip_credentials(json.loads(text)), inf_nan_mode="null", fallback=str)
-
 
 def content_hash(raw_text: bytes, derived: str = "") -> str:
     """MD5 of the raw JSON plus the derived fields that count as content (e.g. section ids)."""
@@ -57,7 +40,7 @@ def _frame(table: str, columns: dict[str, Sequence[Any]]) -> pa.Table:
 
 
 def _raw_and_hash(records: Sequence[Any], derived: Sequence[str] | None = None) -> dict[str, list[Any]]:
-    raws = [_stored_text(r.raw_json) for r in records]  # serialised once, while parsing
+    raws = [scrub_text(r.raw_json) for r in records]  # serialised once, while parsing
     if derived is None:
         hashes = [content_hash(t) for t in raws]
     else:
@@ -209,7 +192,7 @@ def rejected_frame(rejects: Sequence[RejectedRecord], run_id: str | None, seen_a
         "product_id": [r.product_id for r in rejects],
         "record_id": [r.record_id for r in rejects],
         "reason": [r.reason for r in rejects],
-        "raw": [None if r.raw is None else raw_json(r.raw) for r in rejects],
+        "raw": [None if r.raw is None else raw_text(r.raw) for r in rejects],
         "seen_at": [seen_at] * len(rejects),
     }
     return _frame("rejected_records", cols)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from testio_pipeline.testio.models import BUG_SEVERITIES, TEST_STATUSES
+from testio_pipeline.domain.vocabulary import BUG_SEVERITIES, TEST_STATUSES
 
 from . import upsert
 from .schema import Column, sql_literal

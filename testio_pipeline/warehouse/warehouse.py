@@ -17,8 +17,8 @@ from typing import Any, Callable, TypeVar
 import duckdb
 import pandas as pd
 
-from testio_pipeline.testio.models import (
-    FINAL_TEST_STATUSES,
+from testio_pipeline.domain.vocabulary import FINAL_TEST_STATUSES
+from testio_pipeline.domain.records import (
     Bug,
     ExploratoryTest,
     Feature,

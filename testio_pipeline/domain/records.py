@@ -10,90 +10,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import to_json
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-TEST_STATUSES = (
-    "initialized",
-    "customer_finalized",
-    "waiting",
-    "running",
-    "locked",
-    "archived",
-    "cancelled",
-)
-FINAL_TEST_STATUSES = frozenset({"archived", "cancelled"})
-BUG_SEVERITIES = ("critical", "high", "low", "visual", "content", "custom")
-BUG_STATUSES = ("accepted", "rejected", "forwarded")
-TESTING_TYPES = ("coverage", "focused", "rapid", "usability", "external")
+from .credentials import clean_and_text
+from .vocabulary import BUG_SEVERITIES, BUG_STATUSES, FINAL_TEST_STATUSES, TEST_STATUSES
 
-# Keys inside ``test_environment`` that hold the customer's test-environment credentials.
-CREDENTIAL_KEYS = frozenset({"username", "password", "access"})
+T = TypeVar("T")
 
-
-def strip_credentials(obj: Any, *, only_at_top: bool = False) -> Any:
-    """``obj`` without credentials in any ``test_environment``; the input is never modified.
-
-    Only the containers on the way to a credential are copied: most API objects (bugs,
-    features) hold none and come back as they are, which keeps parsing cheap. With
-    ``only_at_top`` the caller knows ``obj``'s own ``test_environment`` is the only one (its
-    JSON text names one), so the rest of the tree is not walked.
-    """
-    if only_at_top and isinstance(obj, dict) and isinstance(obj.get("test_environment"), dict):
-        env = obj["test_environment"]
-        return {**obj, "test_environment": {k: v for k, v in env.items() if k not in CREDENTIAL_KEYS}}
-    if isinstance(obj, dict):
-        changed: dict[str, Any] | None = None
-        for key, value in obj.items():
-            if key == "test_environment" and isinstance(value, dict) and CREDENTIAL_KEYS & value.keys():
-                clean = {k: v for k, v in value.items() if k not in CREDENTIAL_KEYS}
-                clean = strip_credentials(clean)
-            elif isinstance(value, (dict, list)):
-                clean = strip_credentials(value)
-            else:  # a scalar holds no credentials: no call, no copy
-                continue
-            if clean is not value:
-                if changed is None:
-                    changed = dict(obj)
-                changed[key] = clean
-        return obj if changed is None else changed
-    if isinstance(obj, list):
-        items = [strip_credentials(item) for item in obj]
-        return obj if all(a is b for a, b in zip(items, obj)) else items
-    return obj
-
-
-_CREDENTIAL_MARKER = b'"test_environment"'
-_CREDENTIAL_KEY_MARKERS = tuple(f'"{key}"'.encode() for key in sorted(CREDENTIAL_KEYS))
-
-
-def raw_text(obj: Any) -> bytes:
-    """``obj`` as compact JSON text (UTF-8) without test-environment credentials.
-
-    Keys keep the API's order (pydantic-core's Rust serializer, ~5x faster than
-    ``json.dumps(sort_keys=True)``); the API sends keys in a stable order, so equal content
-    gives equal text and an equal hash. A key ``"test_environment"`` always appears in the
-    text with its quotes (a string value holding them would be escaped), so only objects
-    that contain one pay for the stripping copy.
-    """
-    text = to_json(obj, inf_nan_mode="null", fallback=str)
-    if _CREDENTIAL_MARKER in text:
-        text = to_json(strip_credentials(obj), inf_nan_mode="null", fallback=str)
-    return text
-
-
-def _clean_and_text(data: Any) -> tuple[dict[str, Any], bytes]:
-    """The API object without credentials, and its JSON text (serialised once)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    text = to_json(data, inf_nan_mode="null", fallback=str)
-    if _CREDENTIAL_MARKER in text and any(key in text for key in _CREDENTIAL_KEY_MARKERS):
-        # The usual shape (a test): the text names one environment, the object's own.
-        data = strip_credentials(data, only_at_top=text.count(_CREDENTIAL_MARKER) == 1)
-        text = to_json(data, inf_nan_mode="null", fallback=str)
-    return data, text
+# A list the API may send as null: stored as an empty list.
+EmptyIfNone = Annotated[list[T], BeforeValidator(lambda value: [] if value is None else value)]
 
 
 class Record(BaseModel):
@@ -116,7 +43,7 @@ class Record(BaseModel):
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "Record":
         """Build a record from one API object; ``context`` adds what the envelope implies."""
-        clean, text = _clean_and_text(data)
+        clean, text = clean_and_text(data)
         return cls.model_validate({**clean, **context, "raw_json": text})
 
 
@@ -133,13 +60,8 @@ class Product(Record):
     type: str | None = None
     description: str | None = None
     default_section_id: int | None = None
-    sections: list[Section] = Field(default_factory=list)
-    sections_with_default: list[Section] = Field(default_factory=list)
-
-    @field_validator("sections", "sections_with_default", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
+    sections: EmptyIfNone[Section] = Field(default_factory=list)
+    sections_with_default: EmptyIfNone[Section] = Field(default_factory=list)
 
     @property
     def has_sections(self) -> bool:
@@ -163,14 +85,9 @@ class Feature(Record):
     title: str
     description: str | None = None
     howtofind: str | None = None
-    user_stories: list[str] = Field(default_factory=list)
+    user_stories: EmptyIfNone[str] = Field(default_factory=list)
     # Filled by the client: every section whose feature list named this feature.
     section_ids: list[int] = Field(default_factory=list)
-
-    @field_validator("user_stories", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
 
 
 class UserStory(Record):
@@ -197,15 +114,10 @@ class CoveredFeature(BaseModel):
     id: int
     feature_id: int | None = None
     title: str | None = None
-    user_stories: list[Any] = Field(default_factory=list)
+    user_stories: EmptyIfNone[Any] = Field(default_factory=list)
     enable_default: bool | None = None
     enable_content: bool | None = None
     enable_visual: bool | None = None
-
-    @field_validator("user_stories", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
 
 
 class ExploratoryTest(Record):
@@ -228,11 +140,11 @@ class ExploratoryTest(Record):
     section_id: int | None = None
     section_name: str | None = None
     test_environment: Environment | None = None
-    features: list[CoveredFeature] = Field(default_factory=list)
+    features: EmptyIfNone[CoveredFeature] = Field(default_factory=list)
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "ExploratoryTest":
-        clean, text = _clean_and_text(data)
+        clean, text = clean_and_text(data)
         section = clean.get("section") or {}
         product = clean.get("product") or {}
         merged = {
@@ -249,11 +161,6 @@ class ExploratoryTest(Record):
         if "product_id" not in context and isinstance(product, dict) and "id" in product:
             merged["product_id"] = product["id"]
         return cls.model_validate(merged)
-
-    @field_validator("features", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
 
     @property
     def is_final(self) -> bool:
@@ -273,7 +180,7 @@ class Bug(Record):
     status: str | None = None
     auto_accepted: bool | None = None
     known: bool | None = None
-    steps: list[str] = Field(default_factory=list)
+    steps: EmptyIfNone[str] = Field(default_factory=list)
     actual_result: str | None = None
     expected_result: str | None = None
     reported_at: datetime | None = None
@@ -286,7 +193,7 @@ class Bug(Record):
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "Bug":
-        clean, text = _clean_and_text(data)
+        clean, text = clean_and_text(data)
         test = clean.get("test")
         if not isinstance(test, dict) or test.get("id") is None:
             raise ValueError("bug has no test.id, so it cannot be attached to a test")
@@ -303,11 +210,6 @@ class Bug(Record):
             "raw_json": text,
         }
         return cls.model_validate(merged)
-
-    @field_validator("steps", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
 
     @property
     def severity_known(self) -> bool:
