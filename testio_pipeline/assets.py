@@ -74,8 +74,8 @@ def _log_outcome(context: dg.AssetExecutionContext, result: EntityResult) -> Non
         context.log.warning(f"{result.entity}: {len(result.rejected)} records could not be typed (rejected_records)")
     for problem in result.problems:
         context.log.warning(
-            f"{result.entity}: product {problem['product_id']} positions "
-            f"{problem['range_start']}..{problem['range_end']} unreadable (problematic_records): {problem['error']}"
+            f"{result.entity}: product {problem.product_id} positions "
+            f"{problem.range_start}..{problem.range_end} unreadable (problematic_records): {problem.error}"
         )
     context.log.info(
         f"{result.entity}: {result.write.inserted} inserted, {result.write.updated} updated, "

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable, Iterator, Literal
 
 from .source import ApiSource
-from .domain.records import ExploratoryTest, Product, RejectedRecord
+from .domain.records import ExploratoryTest, ProblemRange, Product, RejectedRecord
 from .domain.vocabulary import FINAL_TEST_STATUSES, utcnow
 from .testio import (
     BugFetch,
@@ -68,7 +68,7 @@ class EntityResult:
     # List positions (tests) or single tests' bug lists that failed even after recovery;
     # they go to problematic_records (entity ``problem_entity``). Open problems of the
     # ``problems_checked`` products that were not reported again are marked resolved.
-    problems: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[ProblemRange] = field(default_factory=list)
     problems_checked: list[int] = field(default_factory=list)
     problem_entity: str | None = None
     problems_open_before: list[int] = field(default_factory=list)  # products with open problems
@@ -114,9 +114,9 @@ def _issue_metadata(result: "EntityResult", limit: int = 20) -> dict[str, Any]:
         }
     if result.problems:
         meta["problems"] = {
-            f"product {p['product_id']} {result.problem_entity} {p['range_start']}..{p['range_end']}": {
-                "neighbour_ids": list(p.get("neighbour_ids") or []),
-                "error": str(p.get("error"))[:300],
+            f"product {p.product_id} {result.problem_entity} {p.range_start}..{p.range_end}": {
+                "neighbour_ids": list(p.neighbour_ids),
+                "error": p.error[:300],
             }
             for p in result.problems[:limit]
         }
@@ -177,7 +177,7 @@ def _records_issues(step: Callable[..., "EntityResult"]) -> Callable[..., "Entit
         for problem in result.problems:
             log.warning(
                 "%s: product %s positions %s..%s unreadable: %s",
-                entity, problem["product_id"], problem["range_start"], problem["range_end"], problem["error"],
+                entity, problem.product_id, problem.range_start, problem.range_end, problem.error,
             )
         return result
 
@@ -389,7 +389,7 @@ def _fetch_and_write_tests(
     fetch_s = time.perf_counter() - started
     rejected: list[RejectedRecord] = []
     complete: list[int] = []
-    problems: list[dict[str, Any]] = []
+    problems: list[ProblemRange] = []
     checked: list[int] = []
     for product_id, listing in ok.items():
         rejected.extend(listing.rejected)
@@ -403,7 +403,7 @@ def _fetch_and_write_tests(
             )
         elif listing.problems:
             errors[product_id] = (
-                f"{sum(p['range_end'] - p['range_start'] + 1 for p in listing.problems)} test-list "
+                f"{sum(p.size for p in listing.problems)} test-list "
                 "positions could not be read (see problematic_records); deletions not checked"
             )
         elif listing.rejected:
@@ -519,7 +519,7 @@ def _fetch_and_write_bugs(
     (ok, errors), api = _run(fetch, source)
     fetch_s = time.perf_counter() - started
     rejected, fetched, complete = [], set(), []
-    problems: list[dict[str, Any]] = []
+    problems: list[ProblemRange] = []
     split = 0
     for product_id, result in ok.items():
         rejected.extend(result.rejected)
@@ -527,10 +527,7 @@ def _fetch_and_write_bugs(
         split += result.batches_split
         for test_id, error in sorted(result.failed.items()):
             # One test's bug list that fails on its own: the "position" is the test id.
-            problems.append(
-                {"product_id": product_id, "range_start": test_id, "range_end": test_id,
-                 "neighbour_ids": [], "error": f"bugs of test {test_id}: {error}"}
-            )
+            problems.append(ProblemRange(product_id, test_id, test_id, f"bugs of test {test_id}: {error}"))
         if result.failed:
             errors[product_id] = f"bugs of {len(result.failed)} tests could not be fetched (see problematic_records)"
         elif result.with_rejects:

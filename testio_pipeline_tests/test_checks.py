@@ -16,7 +16,7 @@ from testio_pipeline.definitions import defs
 from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import faults
 from testio_pipeline.domain import credentials
-from testio_pipeline.warehouse import Warehouse, frames
+from testio_pipeline.warehouse import Warehouse
 
 from .conftest import make_simulator
 

@@ -6,12 +6,13 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 
-from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, RejectedRecord, UserStory
+from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, ProblemRange, Product, RejectedRecord, UserStory
 from testio_pipeline.warehouse import TABLES, Warehouse, WarehouseLockedError, WriteStats
 from testio_pipeline.warehouse import upsert as upsert_module
 
@@ -374,9 +375,9 @@ def test_rejected_and_sync_events(wh):
 
 
 def test_problematic_records_first_seen_and_resolution(wh):
-    problem = {"product_id": 1, "range_start": 50, "range_end": 50, "neighbour_ids": [7, 9], "error": "500"}
+    problem = ProblemRange(product_id=1, range_start=50, range_end=50, error="500", neighbour_ids=(7, 9))
     wh.write_problematic([problem], "r1", T0)
-    stats = wh.write_problematic([{**problem, "error": "500 again"}], "r2", T1, checked_product_ids={1})
+    stats = wh.write_problematic([replace(problem, error="500 again")], "r2", T1, checked_product_ids={1})
     assert (stats.inserted, stats.updated, stats.marked_deleted) == (0, 1, 0)
     row = wh.query("SELECT * FROM problematic_records").to_dict("records")[0]
     assert (row["first_seen_at"].to_pydatetime(), row["last_seen_at"].to_pydatetime()) == (T0, T1)

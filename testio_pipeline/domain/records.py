@@ -9,13 +9,13 @@ came and flagged by the ``*_known`` properties rather than rejected.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .credentials import clean_and_text
-from .vocabulary import BUG_SEVERITIES, BUG_STATUSES, FINAL_TEST_STATUSES, TEST_STATUSES
 
 T = TypeVar("T")
 
@@ -162,14 +162,6 @@ class ExploratoryTest(Record):
             merged["product_id"] = product["id"]
         return cls.model_validate(merged)
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_TEST_STATUSES
-
-    @property
-    def status_known(self) -> bool:
-        return self.status in TEST_STATUSES
-
 
 class Bug(Record):
     id: int
@@ -211,14 +203,6 @@ class Bug(Record):
         }
         return cls.model_validate(merged)
 
-    @property
-    def severity_known(self) -> bool:
-        return self.severity in BUG_SEVERITIES
-
-    @property
-    def status_known(self) -> bool:
-        return self.status in BUG_STATUSES
-
 
 class RejectedRecord(BaseModel):
     """An API object that could not be typed; kept with the reason instead of being dropped."""
@@ -228,3 +212,22 @@ class RejectedRecord(BaseModel):
     record_id: str | None = None
     reason: str
     raw: Any = None
+
+
+@dataclass(frozen=True)
+class ProblemRange:
+    """List positions that could not be read even one at a time (a row of problematic_records).
+
+    For a test list the range is 0-based offsets, inclusive; for a single test's bug list it
+    is that test's id at both ends.
+    """
+
+    product_id: int
+    range_start: int
+    range_end: int
+    error: str
+    neighbour_ids: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.range_end - self.range_start + 1

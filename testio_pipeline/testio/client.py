@@ -30,6 +30,7 @@ from ..domain.records import (
     ExploratoryTest,
     Feature,
     Product,
+    ProblemRange,
     Record,
     RejectedRecord,
     UserStory,
@@ -73,9 +74,8 @@ class TestListing:
     # Why paging stopped: "short_page", "empty_page", "paging_ignored" (the whole list came
     # in one response), "known_reached" (incremental stop) or "max_pages".
     stop_reason: str = ""
-    # Positions that failed even one at a time: dicts with product_id, range_start,
-    # range_end (0-based offsets, inclusive), neighbour_ids (ids just before and after), error.
-    problems: list[dict[str, Any]] = field(default_factory=list)
+    # Positions that failed even one at a time.
+    problems: list[ProblemRange] = field(default_factory=list)
     pages_recovered: int = 0  # failing pages re-read in smaller windows
     # Known tests re-read one by one (incremental mode) that could not be read: id -> error.
     reread_failed: dict[int, str] = field(default_factory=dict)
@@ -453,13 +453,7 @@ class CustomerApiClient:
         for start, end, error in _merge_failed(listing._failed):
             neighbours = [listing._offsets.get(start - 1), listing._offsets.get(end + 1)]
             listing.problems.append(
-                {
-                    "product_id": listing.product_id,
-                    "range_start": start,
-                    "range_end": end,
-                    "neighbour_ids": [n for n in neighbours if n is not None],
-                    "error": error,
-                }
+                ProblemRange(listing.product_id, start, end, error, tuple(n for n in neighbours if n is not None))
             )
         return listing
 

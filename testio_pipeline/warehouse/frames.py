@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import pyarrow as pa
-from pydantic_core import to_json
 
 from testio_pipeline.domain.credentials import raw_text, scrub_text
 from testio_pipeline.domain.records import (
     Bug,
     ExploratoryTest,
     Feature,
+    ProblemRange,
     Product,
     RejectedRecord,
     UserStory,
@@ -198,16 +197,16 @@ def rejected_frame(rejects: Sequence[RejectedRecord], run_id: str | None, seen_a
     return _frame("rejected_records", cols)
 
 
-def problems_frame(problems: Sequence[Mapping[str, Any]], entity: str) -> pa.Table:
+def problems_frame(problems: Sequence[ProblemRange], entity: str) -> pa.Table:
     """Failing list positions; one row per (product_id, range_start)."""
-    rows = list({(p["product_id"], p["range_start"]): p for p in problems}.values())
+    rows = list({(p.product_id, p.range_start): p for p in problems}.values())
     cols = {
-        "product_id": [p["product_id"] for p in rows],
+        "product_id": [p.product_id for p in rows],
         "entity": [entity] * len(rows),
-        "range_start": [p["range_start"] for p in rows],
-        "range_end": [p.get("range_end", p["range_start"]) for p in rows],
-        "neighbour_ids": [list(p.get("neighbour_ids") or []) for p in rows],
-        "error": [p.get("error") for p in rows],
+        "range_start": [p.range_start for p in rows],
+        "range_end": [p.range_end for p in rows],
+        "neighbour_ids": [list(p.neighbour_ids) for p in rows],
+        "error": [p.error for p in rows],
     }
     return _frame("problematic_records", cols)
 

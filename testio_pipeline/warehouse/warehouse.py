@@ -22,6 +22,7 @@ from testio_pipeline.domain.records import (
     Bug,
     ExploratoryTest,
     Feature,
+    ProblemRange,
     Product,
     RejectedRecord,
     UserStory,
@@ -505,14 +506,14 @@ class Warehouse:
 
     def write_problematic(
         self,
-        problems: Sequence[Mapping[str, Any]],
+        problems: Sequence[ProblemRange],
         run_id: str | None,
         seen_at: datetime,
         *,
         entity: str = "exploratory_tests",
         checked_product_ids: Collection[int] = (),
     ) -> WriteStats:
-        """Record failing list positions (keys: product_id, range_start, range_end, neighbour_ids, error).
+        """Record failing list positions.
 
         Unresolved problems of ``entity`` for ``checked_product_ids`` that are not reported again
         get ``resolved_at``; first_seen_at survives repeats.
