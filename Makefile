@@ -47,7 +47,7 @@ browser:
 
 ## make docs: regenerate the README's data dictionary from the schema and view declarations
 docs: install
-	$(BIN)/python -m testio_pipeline.docs
+	$(BIN)/python -m testio_pipeline.cli.docs
 
 ## make status: staleness of each asset and what the next refresh cycle would do
 status: install

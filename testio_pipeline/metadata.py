@@ -1,6 +1,6 @@
 """Metadata people can read: column schema, a small Markdown preview and numeric KPIs.
 
-Every materialization (the five entity assets and the analyst views) carries
+Every materialization (the entity assets and the analyst views) carries
 - ``dagster/column_schema``: the columns with their types and analyst descriptions, from the
   same declarations that create the DuckDB comments and the README's data dictionary;
 - ``preview``: the first rows as a Markdown table;
@@ -15,74 +15,13 @@ from typing import Any, Mapping, Sequence
 
 import dagster as dg
 
+from .entities import Entity
 from .warehouse import TABLES, Warehouse
 from .warehouse.schema import Column
 from .warehouse.views import View, describe_type
 
 PREVIEW_ROWS = 5
 PREVIEW_CELL_CHARS = 40
-
-# Per entity asset: the table it mirrors, the preview query and one row of KPIs.
-ENTITY_READOUTS: dict[str, dict[str, str]] = {
-    "products": {
-        "table": "products",
-        "preview": """SELECT id, name, type, has_sections, tests_synced_at, bugs_synced_at
-                      FROM products WHERE deleted_at IS NULL ORDER BY id""",
-        "kpis": """SELECT count(*) AS products,
-                          count(*) FILTER (WHERE has_sections) AS products_with_sections,
-                          (SELECT count(*) FROM sections WHERE deleted_at IS NULL) AS sections,
-                          (SELECT count(*) FROM products WHERE deleted_at IS NOT NULL) AS products_deleted
-                   FROM products WHERE deleted_at IS NULL""",
-    },
-    "features": {
-        "table": "features",
-        "preview": """SELECT id, product_id, title, len(user_story_titles) AS user_stories
-                      FROM features WHERE deleted_at IS NULL ORDER BY id""",
-        "kpis": """SELECT count(*) AS features,
-                          count(*) FILTER (WHERE len(coalesce(user_story_titles, [])) = 0)
-                              AS features_without_user_stories,
-                          round(count(*)::DOUBLE / nullif(count(DISTINCT product_id), 0), 2)
-                              AS avg_features_per_product,
-                          (SELECT count(*) FROM features WHERE deleted_at IS NOT NULL) AS features_deleted
-                   FROM features WHERE deleted_at IS NULL""",
-    },
-    "user_stories": {
-        "table": "user_stories",
-        "preview": """SELECT id, product_id, feature_id, title, path
-                      FROM user_stories WHERE deleted_at IS NULL ORDER BY id""",
-        "kpis": """SELECT count(*) AS user_stories,
-                          count(*) FILTER (WHERE feature_id IS NULL) AS user_stories_without_feature,
-                          (SELECT count(*) FROM user_stories WHERE deleted_at IS NOT NULL)
-                              AS user_stories_deleted
-                   FROM user_stories WHERE deleted_at IS NULL""",
-    },
-    "tests": {
-        "table": "tests",
-        "preview": """SELECT id, product_id, title, status, testing_type, start_at, end_at
-                      FROM tests WHERE deleted_at IS NULL ORDER BY start_at DESC NULLS LAST, id""",
-        "kpis": """SELECT count(*) AS tests,
-                          count(*) FILTER (WHERE status = 'running') AS tests_running,
-                          count(*) FILTER (WHERE status NOT IN ('archived', 'cancelled')) AS tests_not_final,
-                          count(*) FILTER (WHERE bugs_synced_at IS NULL OR synced_at > bugs_synced_at)
-                              AS tests_awaiting_bug_sync,
-                          (SELECT count(*) FROM tests WHERE deleted_at IS NOT NULL) AS tests_deleted
-                   FROM tests WHERE deleted_at IS NULL""",
-    },
-    "bugs": {
-        "table": "bugs",
-        "preview": """SELECT id, test_id, severity, status, auto_accepted, title, reported_at
-                      FROM bugs WHERE deleted_at IS NULL ORDER BY reported_at DESC NULLS LAST, id""",
-        "kpis": """SELECT count(*) AS bugs,
-                          count(*) FILTER (WHERE status = 'forwarded') AS open_bugs,
-                          count(*) FILTER (WHERE severity = 'critical') AS critical_bugs,
-                          round(count(*) FILTER (WHERE status = 'accepted')::DOUBLE
-                                / nullif(count(*) FILTER (WHERE status IN ('accepted', 'rejected')), 0), 3)
-                              AS acceptance_rate,
-                          (SELECT count(*) FROM bugs WHERE deleted_at IS NOT NULL) AS bugs_deleted
-                   FROM bugs WHERE deleted_at IS NULL""",
-    },
-}
-
 
 def column_schema(columns: Sequence[Column]) -> dg.TableSchema:
     """A Dagster table schema from declared columns (type as DESCRIBE prints it + analyst description)."""
@@ -148,14 +87,11 @@ def _preview_md(title: str, names, rows, total: int | None) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"**{title}** ({shown} rows)\n\n" + markdown_table(names, rows))
 
 
-def entity_metadata(warehouse: Warehouse, entity: str) -> dict[str, Any]:
-    """Column schema, preview and KPIs for one of the five entity assets (empty if unknown)."""
-    readout = ENTITY_READOUTS.get(entity)
-    if readout is None:
-        return {}
-    table = TABLES[readout["table"]]
-    names, rows, kpis, _ = _read(warehouse, readout["preview"], readout["kpis"])
-    total = kpis.get(entity)
+def entity_metadata(warehouse: Warehouse, entity: Entity) -> dict[str, Any]:
+    """Column schema, preview and KPIs of an entity asset's main table."""
+    table = TABLES[entity.name]
+    names, rows, kpis, _ = _read(warehouse, entity.readout.preview, entity.readout.kpis)
+    total = kpis.get(entity.name)
     return {
         "dagster/column_schema": column_schema(table.columns),
         "preview": _preview_md(f"{table.name} (not deleted)", names, rows, total),

@@ -1,7 +1,7 @@
 """The `sync_events` row of a run: opened when its first step starts, closed when the run ends.
 
 Plain Python: the Dagster resource calls it; it only knows the warehouse and the
-per-entity results of `sync.py`.
+per-entity results of the sync steps.
 """
 
 from __future__ import annotations
@@ -14,19 +14,11 @@ from typing import Callable, Mapping
 from .domain.vocabulary import utcnow
 from .sync import EntityResult
 from .warehouse import Warehouse
+from .warehouse.schema import SYNC_COUNT_COLUMNS
 
-# The counters of a sync_events row, summed over the run's steps.
-COUNT_COLUMNS = (
-    "products_synced",
-    "features_refreshed",
-    "user_stories_refreshed",
-    "tests_discovered",
-    "tests_updated",
-    "bugs_refreshed",
-    "rows_marked_deleted",
-    "api_requests",
-    "retries",
-)
+
+# The run tag saying who started a run (also what dagster.yaml's run queue limits).
+TRIGGER_TAG = "testio/trigger"
 
 
 def trigger_of(tags: Mapping[str, str]) -> str:
@@ -35,7 +27,7 @@ def trigger_of(tags: Mapping[str, str]) -> str:
         return "sensor"
     if "dagster/schedule_name" in tags:
         return "schedule"
-    return tags.get("testio/trigger", "cli/ui")
+    return tags.get(TRIGGER_TAG, "cli/ui")
 
 
 def counts_of(result: EntityResult) -> Counter:
@@ -46,9 +38,7 @@ def counts_of(result: EntityResult) -> Counter:
             "retries": result.retries,
         }
     )
-    if result.entity == "products":
-        counts["products_synced"] = len(result.products_complete)
-    for key in COUNT_COLUMNS:
+    for key in SYNC_COUNT_COLUMNS:
         if key in result.counts:
             counts[key] += result.counts[key]
     return counts

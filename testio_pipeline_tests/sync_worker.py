@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
     from testio_pipeline.settings import Settings
     from testio_pipeline.simulator import SimClock, Simulator, SimulatorConfig
     from testio_pipeline.source import ApiSource
-    from testio_pipeline.sync import SYNC_STEPS, SyncOptions
+    from testio_pipeline.entities import ENTITIES
+    from testio_pipeline.sync import SyncOptions
     from testio_pipeline.testio import RetryPolicy
     from testio_pipeline.warehouse import Warehouse
     from testio_pipeline.warehouse import upsert as upsert_module
@@ -61,10 +62,10 @@ def main(argv: list[str]) -> int:
 
     pause_after = spec.get("pause_after_step") or [None, 0]
     print("START", flush=True)
-    for name, step in SYNC_STEPS.items():
-        step(source, warehouse, options)
-        print(f"STEP_DONE {name}", flush=True)
-        if name == pause_after[0]:
+    for entity in ENTITIES:
+        entity.sync_step()(source, warehouse, options)
+        print(f"STEP_DONE {entity.name}", flush=True)
+        if entity.name == pause_after[0]:
             time.sleep(pause_after[1])
     print("DONE", flush=True)
     return 0

@@ -28,7 +28,8 @@ import pytest
 
 from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource
-from testio_pipeline.sync import SYNC_STEPS, SyncOptions, run_cycle
+from testio_pipeline.entities import ENTITIES
+from testio_pipeline.sync import SyncOptions, run_cycle
 from testio_pipeline.warehouse import TABLES, Warehouse
 
 from .conftest import ANCHOR, FAST_RETRY, NOW, REPO, api_env, make_simulator
@@ -74,8 +75,8 @@ def reference_states(before: Path, workdir: Path, now, **world) -> list[dict]:
     source.retry = FAST_RETRY
     options = SyncOptions(mode="full", clock=lambda: now)
     states = [state(copy)]
-    for step in SYNC_STEPS.values():
-        step(source, Warehouse(copy), options)
+    for entity in ENTITIES:
+        entity.sync_step()(source, Warehouse(copy), options)
         states.append(state(copy))
     return states
 

@@ -9,11 +9,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from testio_pipeline import checks as checks_module
-from testio_pipeline.assets import TESTIO_ASSETS
-from testio_pipeline.checks import TESTIO_CHECKS, references_resolve
+from testio_pipeline import quality as checks_module
+from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+from testio_pipeline.defs.testio.checks import TESTIO_CHECKS, check_result
+from testio_pipeline.entities import ENTITY_BY_NAME
+from testio_pipeline.quality import references_resolve
 from testio_pipeline.definitions import defs
-from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import faults
 from testio_pipeline.domain import credentials
 from testio_pipeline.warehouse import Warehouse
@@ -152,13 +154,13 @@ def test_the_api_token_in_stored_json_is_found_and_never_shown(tmp_path, clean_r
     monkeypatch.setenv("TESTIO_CUSTOMER_API_TOKEN", token)
     db = tmp_path / "t.duckdb"
     shutil.copy(clean_run[1], db)
-    assert checks_module.no_credentials_in_raw(Warehouse(db), "bugs").passed
+    assert check_result(checks_module.no_credentials_in_raw(Warehouse(db), ENTITY_BY_NAME["bugs"])).passed
     con = duckdb.connect(str(db))
     try:
         con.execute("UPDATE bugs SET raw = json_object('echo', ?) WHERE id = (SELECT min(id) FROM bugs)", [f"Token {token}"])
     finally:
         con.close()
-    result = checks_module.no_credentials_in_raw(Warehouse(db), "bugs")
+    result = check_result(checks_module.no_credentials_in_raw(Warehouse(db), ENTITY_BY_NAME["bugs"]))
     assert not result.passed
     assert result.metadata["bugs rows with the API token"].value == 1
     assert token not in repr(result)
@@ -167,13 +169,13 @@ def test_the_api_token_in_stored_json_is_found_and_never_shown(tmp_path, clean_r
 def test_orphans_fail_the_reference_check(tmp_path, clean_run):
     db = tmp_path / "t.duckdb"
     shutil.copy(clean_run[1], db)
-    assert references_resolve(Warehouse(db), "bugs").passed
+    assert check_result(references_resolve(Warehouse(db), ENTITY_BY_NAME["bugs"])).passed
     con = duckdb.connect(str(db))
     try:
         con.execute("UPDATE bugs SET test_id = 424242 WHERE id = (SELECT min(id) FROM bugs)")
     finally:
         con.close()
-    result = references_resolve(Warehouse(db), "bugs")
+    result = check_result(references_resolve(Warehouse(db), ENTITY_BY_NAME["bugs"]))
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert result.metadata["bugs.test_id orphans"].value == 1
     assert result.metadata["bugs.test_id orphan sample"].value == [424242]

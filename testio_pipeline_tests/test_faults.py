@@ -85,7 +85,7 @@ def assert_mirror(sim, warehouse, **lost):
         assert warehouse.ids(table) == expected[table], table
 
 
-def open_problems(warehouse, entity="exploratory_tests"):
+def open_problems(warehouse, entity="tests"):
     return warehouse.query(
         "SELECT * FROM problematic_records WHERE resolved_at IS NULL AND entity = ? ORDER BY product_id, range_start",
         [entity],

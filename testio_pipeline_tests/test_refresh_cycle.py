@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from testio_pipeline.resources import CustomerApiResource
+from testio_pipeline.defs.resources import CustomerApiResource
 from testio_pipeline.simulator import SimResponse
 from testio_pipeline.simulator.faults import poison_offsets
 from testio_pipeline.source import ApiSource

@@ -19,9 +19,9 @@ import duckdb
 import pytest
 from dagster._serdes import serialize_value
 
-from testio_pipeline.assets import TESTIO_ASSETS
-from testio_pipeline.checks import TESTIO_CHECKS
-from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+from testio_pipeline.defs.testio.checks import TESTIO_CHECKS
+from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import SimRequest, faults, json_error
 from testio_pipeline.domain.credentials import clean_and_text, redact, strip_credentials
 from testio_pipeline.testio import TestioApiError

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from testio_pipeline import sync as sync_module
+from testio_pipeline.sync import bugs as bugs_step
 from testio_pipeline.testio import TestioConnectionError
 from testio_pipeline.testio.client import CustomerApiClient
 from testio_pipeline.domain.records import Bug, ExploratoryTest
@@ -170,7 +170,7 @@ def test_a_killed_runs_stage_is_swept_and_does_not_break_the_next(tmp_path):
 def test_staging_is_only_for_the_large_entities(tmp_path):
     with pytest.raises(ValueError, match="no staging"):
         Stage("features", tmp_path)
-    assert set(sync_module.__dict__) >= {"_list_bugs_staged"}
+    assert set(bugs_step.__dict__) >= {"_list_bugs_staged"}
 
 
 def test_a_merge_that_cannot_fit_the_memory_cap_runs_again_without_it(tmp_path, caplog):
@@ -215,13 +215,13 @@ def test_a_stage_that_cannot_write_fails_the_write_and_leaves_the_data(tmp_path,
 def test_a_step_freezes_the_existing_heap_only_while_it_runs(tmp_path, monkeypatch):
     """The collector skips objects from before a step (a speed measure) and gets them back after."""
     seen: list[int] = []
-    real = sync_module.scoped_products
+    real = Warehouse.products_in_scope
 
-    def spying(warehouse, options):  # called inside the steps after products
+    def spying(warehouse, product_ids=None):  # called inside the steps after products
         seen.append(gc.get_freeze_count())
-        return real(warehouse, options)
+        return real(warehouse, product_ids)
 
-    monkeypatch.setattr(sync_module, "scoped_products", spying)
+    monkeypatch.setattr(Warehouse, "products_in_scope", spying)
     thresholds = gc.get_threshold()
     sim = make_simulator("tiny")
     warehouse = Warehouse(tmp_path / "t.duckdb")

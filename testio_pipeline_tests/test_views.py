@@ -19,11 +19,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from testio_pipeline import docs
-from testio_pipeline.assets import TESTIO_ASSETS
+from testio_pipeline.cli import docs
+from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
 from testio_pipeline.metadata import markdown_table
-from testio_pipeline.resources import CustomerApiResource, RefreshResource, WarehouseResource
-from testio_pipeline.views_assets import VIEW_ASSETS, view_deps
+from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.defs.analytics.views import VIEW_ASSETS, view_deps
 from testio_pipeline.warehouse import TABLES, Warehouse
 from testio_pipeline.warehouse.views import VIEWS, create_views, describe_type
 
@@ -261,7 +261,7 @@ def test_views_can_be_built_alone_on_a_fresh_file_and_rebuilt_with_their_comment
 
 def test_the_readme_data_dictionary_is_generated_and_current():
     text = README.read_text(encoding="utf-8")
-    assert docs.regenerate(text) == text, "README is stale: run `python -m testio_pipeline.docs`"
+    assert docs.regenerate(text) == text, "README is stale: run `python -m testio_pipeline.cli.docs`"
     assert docs.main(["--check", str(README)]) == 0
 
 
@@ -405,7 +405,7 @@ def test_views_are_requested_again_after_the_tables_under_them_change(synced, tm
 
 
 def test_the_query_command_answers_from_the_views(synced, capsys):
-    from testio_pipeline import query
+    from testio_pipeline.cli import query
 
     _, db, _ = synced
     assert query.main(["--db", str(db), "SELECT count(*) AS live_bugs FROM bug_overview;"]) == 0

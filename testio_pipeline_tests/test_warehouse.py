@@ -14,6 +14,7 @@ import pytest
 
 from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, ProblemRange, Product, RejectedRecord, UserStory
 from testio_pipeline.warehouse import TABLES, Warehouse, WarehouseLockedError, WriteStats
+from testio_pipeline.warehouse.schema import LATEST_VERSION, MIGRATIONS, bootstrap_sql
 from testio_pipeline.warehouse import upsert as upsert_module
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -142,12 +143,30 @@ def test_schema_types_and_comments(wh):
 
 def test_migrate_is_idempotent_and_automatic(wh):
     assert wh.ids("products") == set()  # first use migrates
-    assert wh.migrate() == 1
-    assert wh.migrate() == 1
-    assert Warehouse(wh.path).migrate() == 1
-    assert wh.query("SELECT version, description FROM schema_migrations").to_dict("records") == [
-        {"version": 1, "description": "initial schema"}
+    assert wh.migrate() == LATEST_VERSION
+    assert wh.migrate() == LATEST_VERSION
+    assert Warehouse(wh.path).migrate() == LATEST_VERSION
+    assert wh.query("SELECT version, description FROM schema_migrations ORDER BY version").to_dict("records") == [
+        {"version": m.version, "description": m.description} for m in MIGRATIONS
     ]
+
+
+def test_migration_2_renames_the_test_list_problems(tmp_path):
+    import duckdb
+
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    for stmt in [*bootstrap_sql(), *MIGRATIONS[0].steps]:
+        con.execute(stmt)
+    con.execute("INSERT INTO schema_migrations VALUES (1, now(), 'initial schema')")
+    con.execute(
+        "INSERT INTO problematic_records (product_id, entity, range_start, first_seen_at, last_seen_at) "
+        "VALUES (1, 'exploratory_tests', 30, now(), now())"
+    )
+    con.close()
+    wh = Warehouse(path)
+    assert wh.migrate() == LATEST_VERSION
+    assert list(wh.query("SELECT entity FROM problematic_records").entity) == ["tests"]
 
 
 # --- change detection ---------------------------------------------------------------------------

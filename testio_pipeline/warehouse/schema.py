@@ -303,7 +303,7 @@ _TABLE_LIST = (
         (
             Column("id", "BIGINT", "Running number of the rejection.", primary_key=True, default="nextval('rejected_records_id_seq')"),
             Column("run_id", "VARCHAR", "Pipeline run that saw the object (sync_events.run_id)."),
-            Column("entity", "VARCHAR", "Kind of object (product, feature, user_story, test, bug)."),
+            Column("entity", "VARCHAR", "Entity the object belongs to (products, features, user_stories, tests, bugs)."),
             Column("product_id", "BIGINT", "Product the object was fetched for, if known."),
             Column("record_id", "VARCHAR", "The object's id as sent by the API, if any."),
             Column("reason", "VARCHAR", "Why the object could not be read."),
@@ -317,7 +317,7 @@ _TABLE_LIST = (
         "Positions in paged API lists that fail every time (e.g. one broken test on a page); the records there could not be read.",
         (
             Column("product_id", "BIGINT", "Product whose list has the problem (products.id).", primary_key=True),
-            Column("entity", "VARCHAR", "Which list (e.g. exploratory_tests).", primary_key=True),
+            Column("entity", "VARCHAR", "Which list: tests (positions in a product's test list) or bugs (a test's bug list).", primary_key=True),
             Column("range_start", "BIGINT", "First failing position in the list (0-based offset, newest first).", primary_key=True),
             Column("range_end", "BIGINT", "Last failing position in the list (inclusive)."),
             Column("neighbour_ids", "BIGINT[]", "Ids of the records just before and after the failing positions, to help find the broken record."),
@@ -368,6 +368,10 @@ def add_columns_sql(version: int) -> tuple[str, ...]:
 # hand-written steps); comments are regenerated from TABLES after any migration.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", create_tables_sql(1)),
+    # Every table, asset and record label now calls tests "tests".
+    Migration(2, "problematic_records: entity 'exploratory_tests' is now 'tests'", (
+        "UPDATE problematic_records SET entity = 'tests' WHERE entity = 'exploratory_tests'",
+    )),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

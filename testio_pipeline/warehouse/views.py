@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from testio_pipeline.domain.vocabulary import BUG_SEVERITIES, TEST_STATUSES
+from testio_pipeline.domain.vocabulary import BUG_SEVERITIES, FINAL_TEST_STATUSES, TEST_STATUSES
 
 from . import upsert
 from .schema import Column, sql_literal
@@ -231,7 +231,7 @@ SELECT
     t.section_id,
     t.section_name,
     t.status,
-    t.status IN ('archived', 'cancelled') AS is_final,
+    t.status IN ({', '.join(map(sql_literal, FINAL_TEST_STATUSES))}) AS is_final,
     t.testing_type,
     t.review_status,
     t.start_at,

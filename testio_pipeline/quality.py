@@ -1,7 +1,8 @@
-"""Data checks on the five TestIO assets, as Dagster asset checks.
+"""Data checks on the mirrored entities: plain SQL over the warehouse, no Dagster.
 
-One ``multi_asset_check`` per asset (one step each, several results). They read DuckDB
-read-only through the Warehouse (short connections) right after the asset's write:
+Which entity gets which check is declared in the registry (``Entity.checks``); the Dagster
+layer (``defs/testio/checks.py``) runs them right after each asset's write and turns each
+``CheckOutcome`` into an asset check result. They read DuckDB read-only (short connections):
 
 - ``primary_key_unique`` (blocking): no duplicate or empty keys in the asset's tables.
 - ``references_resolve`` (blocking): every feature, user story and test points at a stored
@@ -17,41 +18,41 @@ A blocking check that fails stops the run's downstream assets (bugs after tests,
 analyst views after the tables), so bad data does not travel further.
 """
 
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-import dagster as dg
 import numpy as np
 
 from .domain.credentials import CREDENTIAL_PATTERN
-from .resources import WarehouseResource
+from .entities import (
+    NO_CREDENTIALS_IN_RAW,
+    NO_REJECTED_RECORDS,
+    NO_UNREADABLE_POSITIONS,
+    PRIMARY_KEY_UNIQUE,
+    REFERENCES_RESOLVE,
+    USER_STORIES_RESOLVE,
+    Entity,
+)
 from .settings import Settings
 from .warehouse import TABLES, Warehouse
 
 SAMPLE_ROWS = 10
-
-# Per asset: the tables it writes, and the references its rows must satisfy
-# (child table, column, parent table; rows of soft-deleting tables count only while live).
-ASSET_TABLES: dict[str, tuple[str, ...]] = {
-    "products": ("products", "sections"),
-    "features": ("features", "feature_sections"),
-    "user_stories": ("user_stories",),
-    "tests": ("tests", "test_features"),
-    "bugs": ("bugs",),
-}
-REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "products": (("sections", "product_id", "products"),),
-    "features": (("features", "product_id", "products"), ("feature_sections", "feature_id", "features")),
-    "user_stories": (("user_stories", "product_id", "products"),),
-    "tests": (("tests", "product_id", "products"), ("test_features", "test_id", "tests")),
-    "bugs": (("bugs", "test_id", "tests"), ("bugs", "product_id", "products")),
-}
-# Assets whose stored JSON can carry test-environment credentials (tests, and bugs that embed them).
-CREDENTIAL_ASSETS = ("tests", "bugs")
-# rejected_records.entity / problematic_records.entity of each asset.
-REJECT_ENTITY = {name: name for name in ASSET_TABLES}
-PROBLEM_ENTITY = {"tests": "exploratory_tests", "bugs": "bugs"}
+# A failing blocking check stops the downstream assets; the others warn.
+BLOCKING = frozenset({PRIMARY_KEY_UNIQUE, REFERENCES_RESOLVE, NO_CREDENTIALS_IN_RAW})
 
 
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check's verdict; ``metadata`` holds plain values (dicts and lists are samples)."""
+
+    name: str
+    passed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def blocking(self) -> bool:
+        return self.name in BLOCKING
 
 def _plain(value: Any) -> Any:
     """numpy scalars and arrays (as pandas hands them out) to plain Python values."""
@@ -72,10 +73,10 @@ def _live(table: str, alias: str) -> str:
     return f"{alias}.deleted_at IS NULL" if TABLES[table].soft_deletes else "TRUE"
 
 
-def primary_key_unique(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
+def primary_key_unique(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
     metadata: dict[str, Any] = {}
     bad = 0
-    for table in ASSET_TABLES[asset]:
+    for table in entity.tables:
         key = ", ".join(TABLES[table].primary_key)
         nulls = " OR ".join(f"{c} IS NULL" for c in TABLES[table].primary_key)
         row = _one(
@@ -88,19 +89,19 @@ def primary_key_unique(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
         metadata[f"{table}_duplicate_keys"] = int(row["duplicates"])
         metadata[f"{table}_null_keys"] = int(row["null_keys"])
         bad += int(row["duplicates"]) + int(row["null_keys"])
-    return dg.AssetCheckResult(
-        check_name="primary_key_unique",
+    return CheckOutcome(
+        name=PRIMARY_KEY_UNIQUE,
         passed=bad == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=None if bad == 0 else f"{bad} rows with a duplicate or empty primary key",
     )
 
 
-def references_resolve(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
+def references_resolve(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
     metadata: dict[str, Any] = {}
     orphans_total = 0
-    for child, column, parent in REFERENCES[asset]:
+    for ref in entity.references:
+        child, column, parent = ref.table, ref.column, ref.parent
         row = _one(
             wh,
             f"""SELECT count(*) FILTER (WHERE p.id IS NULL) AS orphans,
@@ -114,22 +115,21 @@ def references_resolve(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
         # Live rows whose parent was deleted upstream: expected after deletions, shown only.
         metadata[f"{name} pointing at deleted {parent}"] = int(row["to_deleted"])
         if row["orphans"]:
-            metadata[f"{name} orphan sample"] = dg.MetadataValue.json([v for v in (row["sample"] or [])])
+            metadata[f"{name} orphan sample"] = list(row["sample"] or [])
         orphans_total += int(row["orphans"])
-    return dg.AssetCheckResult(
-        check_name="references_resolve",
+    return CheckOutcome(
+        name=REFERENCES_RESOLVE,
         passed=orphans_total == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=None if orphans_total == 0 else f"{orphans_total} rows point at a row that is not stored",
     )
 
 
-def no_credentials_in_raw(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
+def no_credentials_in_raw(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
     token = Settings.from_env().token
     metadata: dict[str, Any] = {}
     found = 0
-    sources = [(ASSET_TABLES[asset][0], "TRUE"), ("rejected_records", f"entity = '{REJECT_ENTITY[asset]}'")]
+    sources = [(entity.name, "TRUE"), ("rejected_records", f"entity = '{entity.name}'")]
     for table, where in sources:
         row = _one(
             wh,
@@ -141,16 +141,15 @@ def no_credentials_in_raw(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
         metadata[f"{table} rows with test-environment credentials"] = int(row["credentials"])
         metadata[f"{table} rows with the API token"] = int(row["token"])  # the count, never the token
         found += int(row["credentials"]) + int(row["token"])
-    return dg.AssetCheckResult(
-        check_name="no_credentials_in_raw",
+    return CheckOutcome(
+        name=NO_CREDENTIALS_IN_RAW,
         passed=found == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
         metadata=metadata,
         description=None if found == 0 else f"{found} stored JSON objects hold credentials",
     )
 
 
-def user_stories_resolve_to_features(wh: Warehouse) -> dg.AssetCheckResult:
+def user_stories_resolve_to_features(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
     row = _one(
         wh,
         """SELECT count(*) FILTER (WHERE s.feature_id IS NOT NULL AND f.id IS NOT NULL AND f.deleted_at IS NULL) AS matched,
@@ -160,10 +159,9 @@ def user_stories_resolve_to_features(wh: Warehouse) -> dg.AssetCheckResult:
            WHERE s.deleted_at IS NULL""",
     )
     matched, unmatched, dangling = (int(row[k]) for k in ("matched", "unmatched", "dangling"))
-    return dg.AssetCheckResult(
-        check_name="user_stories_resolve_to_features",
+    return CheckOutcome(
+        name=USER_STORIES_RESOLVE,
         passed=dangling == 0,
-        severity=dg.AssetCheckSeverity.WARN,
         metadata={"matched": matched, "unmatched": unmatched, "dangling": dangling},
         description=(
             f"{matched} stories matched to a feature, {unmatched} named by no current feature"
@@ -172,29 +170,28 @@ def user_stories_resolve_to_features(wh: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-def no_rejected_records_this_run(wh: Warehouse, asset: str, run_id: str) -> dg.AssetCheckResult:
+def no_rejected_records_this_run(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
     frame = wh.query(
         "SELECT record_id, product_id, reason FROM rejected_records WHERE run_id = ? AND entity = ? ORDER BY id",
-        [run_id, REJECT_ENTITY[asset]],
+        [run_id, entity.name],
     )
     sample = {
         f"{r.record_id or '(no id)'} (product {r.product_id})": str(r.reason)[:300]
         for r in frame.head(SAMPLE_ROWS).itertuples(index=False)
     }
-    return dg.AssetCheckResult(
-        check_name="no_rejected_records_this_run",
+    return CheckOutcome(
+        name=NO_REJECTED_RECORDS,
         passed=frame.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rejected": len(frame), "sample": dg.MetadataValue.json(sample)},
+        metadata={"rejected": len(frame), "sample": sample},
         description=None if frame.empty else f"{len(frame)} records of this run could not be typed (rejected_records)",
     )
 
 
-def no_unreadable_positions(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
+def no_unreadable_positions(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
     frame = wh.query(
         """SELECT product_id, range_start, range_end, neighbour_ids, error, first_seen_at
            FROM problematic_records WHERE resolved_at IS NULL AND entity = ? ORDER BY product_id, range_start""",
-        [PROBLEM_ENTITY[asset]],
+        [entity.name],
     )
     sample = {
         f"product {r.product_id} {r.range_start}..{r.range_end}": {
@@ -204,68 +201,39 @@ def no_unreadable_positions(wh: Warehouse, asset: str) -> dg.AssetCheckResult:
         }
         for r in frame.head(SAMPLE_ROWS).itertuples(index=False)
     }
-    return dg.AssetCheckResult(
-        check_name="no_unreadable_positions",
+    return CheckOutcome(
+        name=NO_UNREADABLE_POSITIONS,
         passed=frame.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"open_problems": len(frame), "sample": dg.MetadataValue.json(sample)},
+        metadata={"open_problems": len(frame), "sample": sample},
         description=None if frame.empty else f"{len(frame)} list positions could not be read (problematic_records)",
     )
 
 
-def _specs(asset: str) -> list[dg.AssetCheckSpec]:
-    specs = [
-        dg.AssetCheckSpec(
-            "primary_key_unique", asset=asset, blocking=True,
-            description=f"No duplicate or empty primary keys in {', '.join(ASSET_TABLES[asset])}.",
-        ),
-        dg.AssetCheckSpec(
-            "references_resolve", asset=asset, blocking=True,
-            description="Every row points at a stored parent: " + ", ".join(
-                f"{c}.{col} -> {p}" for c, col, p in REFERENCES[asset]
-            ) + ".",
-        ),
-    ]
-    if asset in CREDENTIAL_ASSETS:
-        specs.append(dg.AssetCheckSpec(
-            "no_credentials_in_raw", asset=asset, blocking=True,
-            description="No test-environment username/password/access and no API token in stored JSON.",
-        ))
-    if asset == "user_stories":
-        specs.append(dg.AssetCheckSpec(
-            "user_stories_resolve_to_features", asset=asset,
-            description="Counts stories matched to a feature and unmatched ones; warns on stories pointing at a missing feature.",
-        ))
-    specs.append(dg.AssetCheckSpec(
-        "no_rejected_records_this_run", asset=asset,
-        description="Warns when this run met records it could not type (kept in rejected_records).",
-    ))
-    if asset in PROBLEM_ENTITY:
-        specs.append(dg.AssetCheckSpec(
-            "no_unreadable_positions", asset=asset,
-            description="Warns while list positions stay unreadable (open rows in problematic_records).",
-        ))
-    return specs
+CHECKS: dict[str, Callable[[Warehouse, Entity, str | None], CheckOutcome]] = {
+    PRIMARY_KEY_UNIQUE: primary_key_unique,
+    REFERENCES_RESOLVE: references_resolve,
+    NO_CREDENTIALS_IN_RAW: no_credentials_in_raw,
+    USER_STORIES_RESOLVE: user_stories_resolve_to_features,
+    NO_REJECTED_RECORDS: no_rejected_records_this_run,
+    NO_UNREADABLE_POSITIONS: no_unreadable_positions,
+}
 
 
-def _build(asset: str) -> dg.AssetChecksDefinition:
-    specs = _specs(asset)
-
-    @dg.multi_asset_check(name=f"{asset}_checks", specs=specs, description=f"Data checks on {asset}.")
-    def _checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
-        wh = warehouse.warehouse()
-        names = {spec.name for spec in specs}
-        yield primary_key_unique(wh, asset)
-        yield references_resolve(wh, asset)
-        if "no_credentials_in_raw" in names:
-            yield no_credentials_in_raw(wh, asset)
-        if "user_stories_resolve_to_features" in names:
-            yield user_stories_resolve_to_features(wh)
-        yield no_rejected_records_this_run(wh, asset, context.run.run_id)
-        if "no_unreadable_positions" in names:
-            yield no_unreadable_positions(wh, asset)
-
-    return _checks
+def describe(check: str, entity: Entity) -> str:
+    """What a check verifies on ``entity``, for the UI."""
+    if check == PRIMARY_KEY_UNIQUE:
+        return f"No duplicate or empty primary keys in {', '.join(entity.tables)}."
+    if check == REFERENCES_RESOLVE:
+        refs = ", ".join(f"{r.table}.{r.column} -> {r.parent}" for r in entity.references)
+        return f"Every row points at a stored parent: {refs}."
+    return {
+        NO_CREDENTIALS_IN_RAW: "No test-environment username/password/access and no API token in stored JSON.",
+        USER_STORIES_RESOLVE: "Counts stories matched to a feature and unmatched ones; warns on stories pointing at a missing feature.",
+        NO_REJECTED_RECORDS: "Warns when this run met records it could not type (kept in rejected_records).",
+        NO_UNREADABLE_POSITIONS: "Warns while list positions stay unreadable (open rows in problematic_records).",
+    }[check]
 
 
-TESTIO_CHECKS = [_build(asset) for asset in ASSET_TABLES]
+def run_checks(wh: Warehouse, entity: Entity, run_id: str | None) -> list[CheckOutcome]:
+    """Every check the registry declares for ``entity``, in declaration order."""
+    return [CHECKS[name](wh, entity, run_id) for name in entity.checks]

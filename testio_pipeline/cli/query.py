@@ -1,8 +1,8 @@
 """Ask the warehouse a question without installing anything else.
 
-    python -m testio_pipeline.query "SELECT * FROM product_summary"
-    python -m testio_pipeline.query --file question.sql
-    python -m testio_pipeline.query --list          # tables and views, with what they hold
+    python -m testio_pipeline.cli.query "SELECT * FROM product_summary"
+    python -m testio_pipeline.cli.query --file question.sql
+    python -m testio_pipeline.cli.query --list          # tables and views, with what they hold
 
 Read-only: it never blocks a running sync for longer than the query, and waits (bounded) while
 a sync holds the file for its short write. The file is TESTIO_DUCKDB_PATH (default
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .settings import Settings, SettingsError
-from .warehouse import Warehouse
+from ..settings import Settings, SettingsError
+from ..warehouse import Warehouse
 
 LIST_SQL = """
 SELECT 'view' AS kind, view_name AS name, comment AS description
@@ -30,7 +30,7 @@ ORDER BY kind DESC, name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m testio_pipeline.query", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m testio_pipeline.cli.query", description=__doc__.splitlines()[0])
     parser.add_argument("sql", nargs="?", help="the query to run")
     parser.add_argument("--file", type=Path, help="read the query from this file")
     parser.add_argument("--list", action="store_true", help="list the tables and views")

@@ -17,28 +17,15 @@ import hashlib
 
 import dagster as dg
 
-from .assets import DUCKDB_POOL
-from .metadata import column_schema, view_metadata
-from .resources import WarehouseResource
-from .sensors import TRIGGER_TAG
-from .warehouse.views import VIEWS, View, create_views
+from ...entities import WRITER_OF_TABLE
+from ...metadata import column_schema, view_metadata
+from ...run_log import TRIGGER_TAG
+from ...warehouse.views import VIEWS, View, create_views
+from ..resources import DUCKDB_POOL, WarehouseResource
 
 GROUP = "analytics"
 KINDS = {"duckdb", "sql"}
 SENSOR_NAME = "testio_views_sensor"
-
-# Which asset writes each table a view may read.
-TABLE_ASSET = {
-    "products": "products",
-    "sections": "products",
-    "features": "features",
-    "feature_sections": "features",
-    "user_stories": "user_stories",
-    "tests": "tests",
-    "test_features": "tests",
-    "bugs": "bugs",
-}
-
 
 def view_deps(view: View) -> list[str]:
     """Asset keys a view depends on: the views it reads, and the writers of every table it
@@ -47,7 +34,7 @@ def view_deps(view: View) -> list[str]:
     view between two steps of that run."""
     deps: list[str] = []
     for name in view.reads:
-        keys = [name, *view_deps(VIEWS[name])] if name in VIEWS else [TABLE_ASSET[name]]
+        keys = [name, *view_deps(VIEWS[name])] if name in VIEWS else [WRITER_OF_TABLE[name]]
         deps.extend(key for key in keys if key not in deps)
     return deps
 
@@ -89,3 +76,5 @@ views_sensor = dg.AutomationConditionSensorDefinition(
     run_tags={TRIGGER_TAG: "views"},
     description="Recreates the analyst views (and recomputes their KPIs) after the tables under them were refreshed.",
 )
+
+defs = dg.Definitions(assets=VIEW_ASSETS, sensors=[views_sensor])

@@ -1,38 +1,23 @@
-"""The five TestIO assets. Each one fetches for every product in scope, then writes once."""
-
+"""One asset per entity of the registry. Each fetches for every product in scope, then writes once."""
 
 import time
-from typing import Callable
 
 import dagster as dg
 
-from .freshness import SCOPE_METADATA_KEY, scope_label
-from .metadata import entity_metadata
-from .resources import CustomerApiResource, RefreshResource, WarehouseResource
-from .source import SIMULATOR_NOTICE, ApiSource
-from .sync import (
-    EntityResult,
-    SyncOptions,
-    sync_bugs,
-    sync_features,
-    sync_products,
-    sync_tests,
-    sync_user_stories,
-)
-from .warehouse import Warehouse
+from ...entities import ENTITIES, Entity
+from ...freshness import SCOPE_METADATA_KEY, scope_label
+from ...metadata import entity_metadata
+from ...source import SIMULATOR_NOTICE
+from ...sync import EntityResult
+from ..resources import DUCKDB_POOL, CustomerApiResource, RefreshResource, WarehouseResource
 
 GROUP = "testio"
 KINDS = {"python", "duckdb"}
-# Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
-# only one process ever holds the file for writing.
-DUCKDB_POOL = "testio_duckdb"
-
-Step = Callable[[ApiSource, Warehouse, SyncOptions], EntityResult]
 
 
 def _refresh(
     context: dg.AssetExecutionContext,
-    step: Step,
+    entity: Entity,
     testio_api: CustomerApiResource,
     warehouse: WarehouseResource,
     refresh: RefreshResource,
@@ -45,7 +30,7 @@ def _refresh(
     wh = warehouse.warehouse()
     run_log = refresh.run_log(context, wh)
     try:
-        result = step(source, wh, options)
+        result = entity.sync_step()(source, wh, options)
     except Exception as exc:
         run_log.fail(context.asset_key.to_user_string(), exc)
         raise
@@ -63,7 +48,7 @@ def _refresh(
         if key != "row_count":
             metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
     # Column schema, Markdown preview and KPIs (metadata.py); the run's own counts win on a clash.
-    return dg.MaterializeResult(metadata={**entity_metadata(wh, context.asset_key.to_user_string()), **metadata})
+    return dg.MaterializeResult(metadata={**entity_metadata(wh, entity), **metadata})
 
 
 def _log_outcome(context: dg.AssetExecutionContext, result: EntityResult) -> None:
@@ -83,11 +68,11 @@ def _log_outcome(context: dg.AssetExecutionContext, result: EntityResult) -> Non
     )
 
 
-def _asset(name: str, step: Step, description: str, deps: list[str]):
+def _asset(entity: Entity) -> dg.AssetsDefinition:
     @dg.asset(
-        name=name,
-        description=description,
-        deps=deps,
+        name=entity.name,
+        description=entity.description,
+        deps=list(entity.upstream),
         group_name=GROUP,
         kinds=KINDS,
         pool=DUCKDB_POOL,
@@ -98,21 +83,11 @@ def _asset(name: str, step: Step, description: str, deps: list[str]):
         warehouse: WarehouseResource,
         refresh: RefreshResource,
     ) -> dg.MaterializeResult:
-        return _refresh(context, step, testio_api, warehouse, refresh)
+        return _refresh(context, entity, testio_api, warehouse, refresh)
 
     return _the_asset
 
 
-products = _asset("products", sync_products, "TestIO products in scope, with their sections.", [])
-features = _asset(
-    "features", sync_features, "Features of each product, and the sections they belong to.", ["products"]
-)
-user_stories = _asset(
-    "user_stories", sync_user_stories, "User stories of each product, matched to their feature.", ["features"]
-)
-tests = _asset(
-    "tests", sync_tests, "Exploratory tests of each product, with the features they cover.", ["products"]
-)
-bugs = _asset("bugs", sync_bugs, "Bugs reported in each product's exploratory tests.", ["tests"])
+TESTIO_ASSETS = [_asset(entity) for entity in ENTITIES]
 
-TESTIO_ASSETS = [products, features, user_stories, tests, bugs]
+defs = dg.Definitions(assets=TESTIO_ASSETS)

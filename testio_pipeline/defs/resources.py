@@ -9,15 +9,19 @@ from typing import Literal
 import dagster as dg
 from pydantic import PrivateAttr
 
-from .settings import Settings
-from .simulator import SimClock, Simulator, SimulatorConfig
-from .simulator.clock import parse_iso
-from .testio import RetryPolicy
-from .source import ApiSource
-from .run_log import RunLog, trigger_of
-from .domain.vocabulary import utcnow
-from .sync import SyncOptions
-from .warehouse import Warehouse
+from ..domain.vocabulary import utcnow
+from ..run_log import RunLog, trigger_of
+from ..settings import Settings
+from ..simulator import SimClock, Simulator, SimulatorConfig
+from ..simulator.clock import parse_iso
+from ..source import ApiSource
+from ..sync import SyncOptions
+from ..testio import RetryPolicy
+from ..warehouse import Warehouse
+
+# Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
+# only one process ever holds the file for writing.
+DUCKDB_POOL = "testio_duckdb"
 
 
 class CustomerApiResource(dg.ConfigurableResource):
@@ -138,3 +142,14 @@ class RefreshResource(dg.ConfigurableResource):
                 warehouse.finish_sync_event(
                     run_id, "failed", utcnow(), {}, error="the run ended without closing its sync event (killed?)"
                 )
+
+
+defs = dg.Definitions(
+    resources={
+        "testio_api": CustomerApiResource(),
+        "warehouse": WarehouseResource(),
+        "refresh": RefreshResource(),
+    },
+    # One process per run: a trivial run takes half the time it takes with multiprocess.
+    executor=dg.in_process_executor,
+)

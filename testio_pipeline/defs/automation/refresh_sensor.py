@@ -13,12 +13,15 @@ from typing import Callable, Sequence
 
 import dagster as dg
 
-from .domain.vocabulary import utcnow
-from .freshness import SCOPE_METADATA_KEY, Staleness, cycle_members, judge_assets, policies_of, scope_label
+from ...domain.vocabulary import utcnow
+from ...freshness import SCOPE_METADATA_KEY, Staleness, cycle_members, judge_assets, policies_of, scope_label
+from ...run_log import TRIGGER_TAG
+from ...settings import Settings
+from ..testio.assets import TESTIO_ASSETS
 
 SENSOR_NAME = "testio_refresh_sensor"
 DEFAULT_INTERVAL_SECONDS = 60
-TRIGGER_TAG = "testio/trigger"
+# Any run in flight on this instance writes (or will write) the same DuckDB file.
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -59,8 +62,6 @@ def build_refresh_sensor(
     keys = [key for asset in assets for key in asset.keys]
 
     def default_scope() -> str:
-        from .settings import Settings
-
         return scope_label(Settings.from_env().product_ids)
 
     scope_of = current_scope or default_scope
@@ -76,7 +77,6 @@ def build_refresh_sensor(
     def testio_refresh_sensor(context: dg.SensorEvaluationContext):
         now = clock()
         in_flight = context.instance.get_run_records(
-            # Any run in flight on this instance writes (or will write) the same DuckDB file.
             dg.RunsFilter(statuses=IN_FLIGHT), limit=1
         )
         if in_flight:
@@ -111,3 +111,6 @@ def _next_cycle(judged: Sequence[Staleness] | object, now: datetime) -> str:
     nxt = min(judged, key=lambda s: s.due_at)
     wait = int((nxt.due_at - now).total_seconds())
     return f"all {len(judged)} assets fresh; next cycle due at {nxt.due_at:%Y-%m-%d %H:%M:%S} UTC (in {wait} s, {nxt.asset})"
+
+
+defs = dg.Definitions(sensors=[build_refresh_sensor(TESTIO_ASSETS)])

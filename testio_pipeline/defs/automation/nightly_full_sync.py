@@ -6,7 +6,8 @@ from typing import Sequence
 
 import dagster as dg
 
-from .sensors import TRIGGER_TAG
+from ...run_log import TRIGGER_TAG
+from ..testio.assets import TESTIO_ASSETS
 
 SCHEDULE_NAME = "testio_nightly_full_sync"
 JOB_NAME = "testio_full_sync"
@@ -30,3 +31,7 @@ def build_nightly_full_sync(assets: Sequence[dg.AssetsDefinition], cron: str = "
         description="Runs the full sync (with deletion detection) once a day at 03:00 UTC.",
     )
     return job, schedule
+
+
+full_sync_job, nightly_full_sync = build_nightly_full_sync(TESTIO_ASSETS)
+defs = dg.Definitions(jobs=[full_sync_job], schedules=[nightly_full_sync])

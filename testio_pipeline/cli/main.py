@@ -1,4 +1,4 @@
-"""Command line entry points: `python -m testio_pipeline.cli run` is what `make run` does."""
+"""`python -m testio_pipeline.cli run|status`: `make run` and `make status`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .settings import Settings, SettingsError
+from ..settings import Settings, SettingsError
 
 EXAMPLE_QUERY = """\
 SELECT p.name AS product, b.severity, count(*) AS bugs
@@ -18,8 +18,9 @@ GROUP BY ALL ORDER BY bugs DESC LIMIT 5"""
 def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from .definitions import defs
-    from .warehouse import Warehouse
+    from ..definitions import defs
+    from ..run_log import TRIGGER_TAG
+    from ..warehouse import Warehouse
 
     settings = Settings.from_env()
     if settings.uses_simulator:
@@ -38,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     result = job.execute_in_process(
         instance=instance,
         run_config=run_config,
-        tags={"testio/trigger": "cli", "testio/mode": args.mode},
+        tags={TRIGGER_TAG: "cli", "testio/mode": args.mode},
         raise_on_error=False,
     )
     if not result.success:
@@ -56,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     for table, count in counts.items():
         print(f"  {table:<14} {count:>8}")
     print(
-        "\nQuery it: .venv/bin/python -m testio_pipeline.query \"SELECT * FROM product_summary\"  "
+        "\nQuery it: .venv/bin/python -m testio_pipeline.cli.query \"SELECT * FROM product_summary\"  "
         f"(or any DuckDB client: duckdb -readonly {settings.duckdb_path}). For example:"
     )
     print(EXAMPLE_QUERY + ";")
@@ -68,9 +69,10 @@ def _status(args: argparse.Namespace) -> int:
     """What the next refresh cycle would do: staleness of each asset, from the one helper."""
     import dagster as dg
 
-    from .definitions import defs
-    from .freshness import judge_assets, policies_of
-    from .domain.vocabulary import utcnow
+    from ..defs.automation.refresh_sensor import IN_FLIGHT
+    from ..definitions import defs
+    from ..domain.vocabulary import utcnow
+    from ..freshness import judge_assets, policies_of
 
     if not os.environ.get("DAGSTER_HOME"):
         print("DAGSTER_HOME is not set: there is no instance to read (the Makefile sets it).", file=sys.stderr)
@@ -81,7 +83,7 @@ def _status(args: argparse.Namespace) -> int:
     with dg.DagsterInstance.get() as instance:
         judged = judge_assets(instance, policies_of(graph, sorted(keys)), now)
         in_flight = instance.get_run_records(
-            dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED]), limit=5
+            dg.RunsFilter(statuses=IN_FLIGHT), limit=5
         )
     print(f"Staleness at {now:%Y-%m-%d %H:%M:%S} UTC (TTL policy of each asset):")
     for staleness in judged.values():
@@ -100,7 +102,7 @@ def _status(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testio-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="sync all five assets into DuckDB, then print a summary")
+    run = sub.add_parser("run", help="sync every TestIO asset into DuckDB, then print a summary")
     run.add_argument("--mode", choices=["incremental", "full"], default="full")
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="staleness of each asset and what the next cycle would do")
@@ -111,7 +113,3 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

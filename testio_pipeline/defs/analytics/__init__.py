@@ -1,0 +1,1 @@
+"""The analyst views as assets (group `analytics`)."""

@@ -1,0 +1,1 @@
+"""What starts runs: the refresh sensor and the nightly full sync."""

@@ -1,0 +1,1 @@
+"""The TestIO entity assets and their checks, derived from the entity registry."""

@@ -1,0 +1,194 @@
+"""Each TestIO entity declared once, as data.
+
+The assets, their checks, the refresh sensor's scope, the views' lineage, the metadata
+readouts and the run-log counts are all derived from ``ENTITIES``; the table layout lives in
+``warehouse/schema.py`` (keys included), the fetching in the client and the sync step named
+here. Adding an entity means: one declaration, its fetch/transform, its tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .domain.vocabulary import FINAL_TEST_STATUSES
+
+# Checks every entity asset carries; the others are switched on by the declaration.
+PRIMARY_KEY_UNIQUE = "primary_key_unique"
+REFERENCES_RESOLVE = "references_resolve"
+NO_CREDENTIALS_IN_RAW = "no_credentials_in_raw"
+NO_REJECTED_RECORDS = "no_rejected_records_this_run"
+NO_UNREADABLE_POSITIONS = "no_unreadable_positions"
+USER_STORIES_RESOLVE = "user_stories_resolve_to_features"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Every live row of ``table`` must point at a stored ``parent`` row through ``column``."""
+
+    table: str
+    column: str
+    parent: str
+
+
+@dataclass(frozen=True)
+class Readout:
+    """What the UI shows of an entity after each write: the first rows and one row of KPIs."""
+
+    preview: str  # SELECT of the preview rows (not deleted)
+    kpis: str  # one-row SELECT; its numeric columns are plotted per materialization
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One mirrored TestIO entity: an asset, its tables, how it is fetched and checked."""
+
+    name: str  # asset key, main table, and the label in rejected/problematic_records
+    description: str  # the asset's one-line description
+    step: str  # "module:function" of its Dagster-free sync step
+    readout: Readout
+    upstream: tuple[str, ...] = ()  # entities whose stored rows the step reads first
+    children: tuple[str, ...] = ()  # child tables the same step writes
+    references: tuple[Reference, ...] = ()
+    staged: bool = False  # large lists: framed into a Parquet stage while fetching
+    lists_positions: bool = False  # can leave unreadable list positions (problematic_records)
+    carries_credentials: bool = False  # its JSON may embed a test_environment
+    extra_checks: tuple[str, ...] = ()
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.name, *self.children)
+
+    @property
+    def checks(self) -> tuple[str, ...]:
+        names = [PRIMARY_KEY_UNIQUE, REFERENCES_RESOLVE]
+        if self.carries_credentials:
+            names.append(NO_CREDENTIALS_IN_RAW)
+        names += [*self.extra_checks, NO_REJECTED_RECORDS]
+        if self.lists_positions:
+            names.append(NO_UNREADABLE_POSITIONS)
+        return tuple(names)
+
+    def sync_step(self) -> Callable[..., Any]:
+        """The step function, imported on first use (the registry itself imports no I/O code)."""
+        module, function = self.step.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+def _deleted(table: str) -> str:
+    return f"(SELECT count(*) FROM {table} WHERE deleted_at IS NOT NULL) AS {table}_deleted"
+
+
+_FINALS = ", ".join(f"'{s}'" for s in FINAL_TEST_STATUSES)
+
+ENTITIES: tuple[Entity, ...] = (
+    Entity(
+        "products",
+        "TestIO products in scope, with their sections.",
+        "testio_pipeline.sync.products:sync_products",
+        Readout(
+            """SELECT id, name, type, has_sections, tests_synced_at, bugs_synced_at
+               FROM products WHERE deleted_at IS NULL ORDER BY id""",
+            f"""SELECT count(*) AS products,
+                       count(*) FILTER (WHERE has_sections) AS products_with_sections,
+                       (SELECT count(*) FROM sections WHERE deleted_at IS NULL) AS sections,
+                       {_deleted("products")}
+                FROM products WHERE deleted_at IS NULL""",
+        ),
+        children=("sections",),
+        references=(Reference("sections", "product_id", "products"),),
+    ),
+    Entity(
+        "features",
+        "Features of each product, and the sections they belong to.",
+        "testio_pipeline.sync.catalog:sync_features",
+        Readout(
+            """SELECT id, product_id, title, len(user_story_titles) AS user_stories
+               FROM features WHERE deleted_at IS NULL ORDER BY id""",
+            f"""SELECT count(*) AS features,
+                       count(*) FILTER (WHERE len(coalesce(user_story_titles, [])) = 0)
+                           AS features_without_user_stories,
+                       round(count(*)::DOUBLE / nullif(count(DISTINCT product_id), 0), 2)
+                           AS avg_features_per_product,
+                       {_deleted("features")}
+                FROM features WHERE deleted_at IS NULL""",
+        ),
+        upstream=("products",),
+        children=("feature_sections",),
+        references=(
+            Reference("features", "product_id", "products"),
+            Reference("feature_sections", "feature_id", "features"),
+        ),
+    ),
+    Entity(
+        "user_stories",
+        "User stories of each product, matched to their feature.",
+        "testio_pipeline.sync.catalog:sync_user_stories",
+        Readout(
+            """SELECT id, product_id, feature_id, title, path
+               FROM user_stories WHERE deleted_at IS NULL ORDER BY id""",
+            f"""SELECT count(*) AS user_stories,
+                       count(*) FILTER (WHERE feature_id IS NULL) AS user_stories_without_feature,
+                       {_deleted("user_stories")}
+                FROM user_stories WHERE deleted_at IS NULL""",
+        ),
+        upstream=("features",),
+        references=(Reference("user_stories", "product_id", "products"),),
+        extra_checks=(USER_STORIES_RESOLVE,),
+    ),
+    Entity(
+        "tests",
+        "Exploratory tests of each product, with the features they cover.",
+        "testio_pipeline.sync.tests:sync_tests",
+        Readout(
+            """SELECT id, product_id, title, status, testing_type, start_at, end_at
+               FROM tests WHERE deleted_at IS NULL ORDER BY start_at DESC NULLS LAST, id""",
+            f"""SELECT count(*) AS tests,
+                       count(*) FILTER (WHERE status = 'running') AS tests_running,
+                       count(*) FILTER (WHERE status NOT IN ({_FINALS})) AS tests_not_final,
+                       count(*) FILTER (WHERE bugs_synced_at IS NULL OR synced_at > bugs_synced_at)
+                           AS tests_awaiting_bug_sync,
+                       {_deleted("tests")}
+                FROM tests WHERE deleted_at IS NULL""",
+        ),
+        upstream=("products",),
+        children=("test_features",),
+        references=(
+            Reference("tests", "product_id", "products"),
+            Reference("test_features", "test_id", "tests"),
+        ),
+        staged=True,
+        lists_positions=True,
+        carries_credentials=True,
+    ),
+    Entity(
+        "bugs",
+        "Bugs reported in each product's exploratory tests.",
+        "testio_pipeline.sync.bugs:sync_bugs",
+        Readout(
+            """SELECT id, test_id, severity, status, auto_accepted, title, reported_at
+               FROM bugs WHERE deleted_at IS NULL ORDER BY reported_at DESC NULLS LAST, id""",
+            f"""SELECT count(*) AS bugs,
+                       count(*) FILTER (WHERE status = 'forwarded') AS open_bugs,
+                       count(*) FILTER (WHERE severity = 'critical') AS critical_bugs,
+                       round(count(*) FILTER (WHERE status = 'accepted')::DOUBLE
+                             / nullif(count(*) FILTER (WHERE status IN ('accepted', 'rejected')), 0), 3)
+                           AS acceptance_rate,
+                       {_deleted("bugs")}
+                FROM bugs WHERE deleted_at IS NULL""",
+        ),
+        upstream=("tests",),
+        references=(
+            Reference("bugs", "test_id", "tests"),
+            Reference("bugs", "product_id", "products"),
+        ),
+        staged=True,
+        lists_positions=True,
+        carries_credentials=True,
+    ),
+)
+
+ENTITY_BY_NAME: dict[str, Entity] = {e.name: e for e in ENTITIES}
+# Which entity's step writes each table.
+WRITER_OF_TABLE: dict[str, str] = {table: e.name for e in ENTITIES for table in e.tables}
