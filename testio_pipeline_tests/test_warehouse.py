@@ -115,7 +115,7 @@ DUCK_TYPE_NAMES = {"TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE"}
 
 
 def test_schema_types_and_comments(wh):
-    assert wh.migrate() == 1
+    assert wh.migrate() == LATEST_VERSION
     cols = wh.query(
         "SELECT table_name, column_name, data_type, comment FROM duckdb_columns() WHERE schema_name = 'main'"
     )
