@@ -14,7 +14,7 @@ import pytest
 
 from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, ProblemRange, Product, RejectedRecord, UserStory
 from testio_pipeline.warehouse import TABLES, Warehouse, WarehouseLockedError, WriteStats
-from testio_pipeline.warehouse import upsert as upsert_module
+from testio_pipeline.warehouse import merge as merge_module
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 T1 = T0 + timedelta(hours=1)
@@ -398,7 +398,7 @@ def test_failed_write_leaves_previous_data_intact(wh, monkeypatch):
         raise RuntimeError("disk on fire")
 
     # mark_synced runs after the bug upsert and test_features replacement have executed.
-    monkeypatch.setattr(upsert_module, "mark_synced", boom)
+    monkeypatch.setattr(merge_module, "mark_synced", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
         wh.write_bugs([bug(1, 7, title="changed"), bug(9, 7)], T1, fetched_test_ids={7}, detect_deletions=True)
     with pytest.raises(RuntimeError, match="disk on fire"):

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 from testio_pipeline.domain.vocabulary import BUG_SEVERITIES, TEST_STATUSES
 
-from . import upsert
+from . import merge
 from .schema import Column, sql_literal
 
 # The readable bug statuses, in the order they are counted.
@@ -471,8 +471,8 @@ def create_views(warehouse, names: Sequence[str] | None = None) -> list[str]:
     built on a fresh file.
     """
     with warehouse._write() as unit:  # noqa: SLF001 — same package; one transaction
-        existing = {r[0] for r in upsert.run(unit.con, "SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+        existing = {r[0] for r in merge.run(unit.con, "SELECT view_name FROM duckdb_views() WHERE NOT internal")}
         statements = create_views_sql(names, existing)
         for stmt in statements:
-            upsert.run(unit.con, stmt)
+            merge.run(unit.con, stmt)
     return [s.split()[4] for s in statements if s.startswith("CREATE OR REPLACE VIEW")]

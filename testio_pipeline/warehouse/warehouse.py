@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -28,7 +27,8 @@ from testio_pipeline.domain.records import (
     UserStory,
 )
 
-from . import frames, upsert
+from . import frames, merge
+from .merge import Scope, WriteStats, utc
 from .staging import Stage
 from .schema import (
     ENTITY_TABLES,
@@ -40,7 +40,6 @@ from .schema import (
     bootstrap_sql,
     comment_sql,
 )
-from .upsert import Scope
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -56,40 +55,6 @@ class WarehouseLockedError(RuntimeError):
             f"warehouse file {path} is locked by another process; gave up after {waited_s:.1f}s "
             f"(lock_timeout={lock_timeout}s). Last error: {cause}"
         )
-
-
-@dataclass
-class WriteStats:
-    """What one write call did to its main table (child tables' counts go in ``extra``)."""
-
-    table: str
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    marked_deleted: int = 0
-    restored: int = 0
-    total_rows: int = 0
-    duration_s: float = 0.0
-    lock_held_s: float = 0.0
-    extra: dict[str, int] = field(default_factory=dict)
-
-    def as_metadata(self) -> dict[str, int | float]:
-        return {
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "marked_deleted": self.marked_deleted,
-            "restored": self.restored,
-            "total_rows": self.total_rows,
-            "duration_s": round(self.duration_s, 4),
-            "lock_held_s": round(self.lock_held_s, 4),
-            **self.extra,
-        }
-
-
-def _utc(ts: datetime) -> datetime:
-    """Naive datetimes are taken as UTC; aware ones are converted."""
-    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
 def _is_lock_conflict(exc: duckdb.Error) -> bool:
@@ -148,7 +113,7 @@ class Warehouse:
                 time.sleep(min(delay * random.uniform(0.8, 1.2), self.lock_timeout - waited))
                 delay = min(delay * 2, 1.0)
         try:
-            upsert.run(con, "SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back as UTC datetimes
+            merge.run(con, "SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back as UTC datetimes
         except BaseException:
             con.close()
             raise
@@ -165,11 +130,11 @@ class Warehouse:
         opened = time.perf_counter()
         try:
             if stage is not None:
-                upsert.run(con, "SET preserve_insertion_order = false")
+                merge.run(con, "SET preserve_insertion_order = false")
             if memory_limit is not None:
                 # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
                 # it buffer the whole stage; under this limit it spills to its temp directory.
-                upsert.run(con, f"SET memory_limit = '{memory_limit}'")
+                merge.run(con, f"SET memory_limit = '{memory_limit}'")
             if read_only:
                 yield unit
             else:
@@ -293,7 +258,7 @@ class Warehouse:
         with self._unit(read_only=False) as unit:
             con = unit.con
             for stmt in bootstrap_sql():
-                upsert.run(con, stmt)
+                merge.run(con, stmt)
             version = _current_version(con)
             if version > LATEST_VERSION:
                 raise RuntimeError(
@@ -302,52 +267,39 @@ class Warehouse:
             pending = [m for m in MIGRATIONS if m.version > version]
             for migration in pending:
                 for step in migration.steps:
-                    upsert.run(con, step)
-                upsert.run(
+                    merge.run(con, step)
+                merge.run(
                     con,
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                     [migration.version, datetime.now(timezone.utc), migration.description],
                 )
             if pending:  # TABLES describes the latest schema, so comments are rewritten whole
                 for stmt in comment_sql():
-                    upsert.run(con, stmt)
+                    merge.run(con, stmt)
         self._ready = True
         return LATEST_VERSION
 
     # --- entity writes ---------------------------------------------------------------------
-
-    def _stats(self, table: str, counts: upsert.Counts, started: float, unit: _Unit, extra: dict) -> WriteStats:
-        return WriteStats(
-            table=table,
-            inserted=counts.inserted,
-            updated=counts.updated,
-            unchanged=counts.unchanged,
-            marked_deleted=counts.marked_deleted,
-            restored=counts.restored,
-            total_rows=counts.total_rows,
-            duration_s=time.perf_counter() - started,
-            lock_held_s=unit.held_s,
-            extra=extra,
-        )
 
     def write_products(
         self, products: Sequence[Product], synced_at: datetime, *, detect_deletions: bool = False
     ) -> WriteStats:
         """Upsert products and their sections; the list is the token's whole scope."""
         started = time.perf_counter()
-        ts = _utc(synced_at)
+        ts = utc(synced_at)
         product_frame, section_frame = frames.products_frame(products)
         everything = Scope(None) if detect_deletions else None
         with self._write() as unit:
             con = unit.con
             con.register("_products", product_frame)
             con.register("_sections", section_frame)
-            counts = upsert.upsert(con, "products", "_products", ts, delete_scope=everything)
-            sec = upsert.upsert(
+            counts = merge.upsert(con, "products", "_products", ts, delete_scope=everything)
+            sec = merge.upsert(
                 con, "sections", "_sections", ts, compare=("product_id", "name"), delete_scope=everything
             )
-        extra = {f"sections_{k}": v for k, v in vars(sec).items()}
-        return self._stats("products", counts, started, unit, extra)
+        extra = {f"sections_{k}": v for k, v in sec.counts().items()}
+        counts.extra = extra
+        return counts.timed(started, unit.held_s)
 
     def write_features(
         self,
@@ -359,29 +311,30 @@ class Warehouse:
     ) -> WriteStats:
         """Upsert features; links to sections are replaced for the complete products."""
         started = time.perf_counter()
-        ts = _utc(synced_at)
+        ts = utc(synced_at)
         feature_frame, link_frame = frames.features_frame(features)
         complete = set(complete_product_ids)
         with self._write() as unit:
             con = unit.con
             con.register("_features", feature_frame)
             con.register("_feature_sections", link_frame)
-            upsert.register_ids(con, "_complete", complete)
-            counts = upsert.upsert(
+            merge.register_ids(con, "_complete", complete)
+            counts = merge.upsert(
                 con, "features", "_features", ts,
                 delete_scope=Scope("product_id", complete) if detect_deletions else None,
             )
-            removed, added = upsert.replace_children(
+            removed, added = merge.replace_children(
                 con, "feature_sections", "_feature_sections",
                 "product_id IN (SELECT id FROM _complete)" if complete else None,
             )
-            marked = upsert.mark_synced(con, "products", "features_synced_at", complete, ts)
+            marked = merge.mark_synced(con, "products", "features_synced_at", complete, ts)
         extra = {
             "feature_sections_removed": removed,
             "feature_sections_added": added,
             "products_marked_synced": marked,
         }
-        return self._stats("features", counts, started, unit, extra)
+        counts.extra = extra
+        return counts.timed(started, unit.held_s)
 
     def write_user_stories(
         self,
@@ -393,7 +346,7 @@ class Warehouse:
     ) -> WriteStats:
         """Upsert user stories, resolving feature_id from the stored features' story titles."""
         started = time.perf_counter()
-        ts = _utc(synced_at)
+        ts = utc(synced_at)
         story_frame = frames.user_stories_frame(stories)
         complete = set(complete_product_ids)
         with self._write() as unit:
@@ -401,7 +354,7 @@ class Warehouse:
             con.register("_stories_in", story_frame)
             # A story names no feature; features name stories by title. Prefer a feature listed
             # in the story's own section, then the lowest id so the choice is stable.
-            upsert.run(
+            merge.run(
                 con,
                 """CREATE TEMP TABLE _stories AS
                 WITH titles AS (
@@ -418,15 +371,16 @@ class Warehouse:
                 )
                 SELECT s.*, b.feature_id FROM _stories_in s LEFT JOIN best b ON b.story_id = s.id"""
             )
-            counts = upsert.upsert(
+            counts = merge.upsert(
                 con, "user_stories", "_stories", ts,
                 compare=("content_hash", "feature_id"),  # a re-resolved feature is a change too
                 delete_scope=Scope("product_id", complete) if detect_deletions else None,
             )
-            unresolved = upsert.run(con, "SELECT count(*) FROM _stories WHERE feature_id IS NULL")[0][0]
-            marked = upsert.mark_synced(con, "products", "user_stories_synced_at", complete, ts)
+            unresolved = merge.run(con, "SELECT count(*) FROM _stories WHERE feature_id IS NULL")[0][0]
+            marked = merge.mark_synced(con, "products", "user_stories_synced_at", complete, ts)
         extra = {"feature_unresolved": unresolved, "products_marked_synced": marked}
-        return self._stats("user_stories", counts, started, unit, extra)
+        counts.extra = extra
+        return counts.timed(started, unit.held_s)
 
     def write_tests(
         self,
@@ -438,20 +392,20 @@ class Warehouse:
     ) -> WriteStats:
         """Upsert tests; each written test's test_features are replaced."""
         started = time.perf_counter()
-        ts = _utc(synced_at)
+        ts = utc(synced_at)
         complete = set(complete_product_ids)
         staged = tests if isinstance(tests, Stage) else None
 
         def body(con: duckdb.DuckDBPyConnection):
             self._sources(con, tests, frames.tests_frame, ("_tests", "_test_features"))
-            counts = upsert.upsert(
+            counts = merge.upsert(
                 con, "tests", "_tests", ts,
                 delete_scope=Scope("product_id", complete) if detect_deletions else None,
             )
-            removed, added = upsert.replace_children(
+            removed, added = merge.replace_children(
                 con, "test_features", "_test_features", "test_id IN (SELECT id FROM _tests)"
             )
-            marked = upsert.mark_synced(con, "products", "tests_synced_at", complete, ts)
+            marked = merge.mark_synced(con, "products", "tests_synced_at", complete, ts)
             return counts, removed, added, marked
 
         (counts, removed, added, marked), unit = self._merge(staged, body)
@@ -460,7 +414,8 @@ class Warehouse:
             "test_features_added": added,
             "products_marked_synced": marked,
         }
-        return self._stats("tests", counts, started, unit, extra)
+        counts.extra = extra
+        return counts.timed(started, unit.held_s)
 
     def write_bugs(
         self,
@@ -473,23 +428,24 @@ class Warehouse:
     ) -> WriteStats:
         """Upsert bugs; deletions only among the bugs of tests whose bugs were fetched completely."""
         started = time.perf_counter()
-        ts = _utc(synced_at)
+        ts = utc(synced_at)
         fetched = set(fetched_test_ids)
         staged = bugs if isinstance(bugs, Stage) else None
 
         def body(con: duckdb.DuckDBPyConnection):
             self._sources(con, bugs, frames.bugs_frame, ("_bugs",))
-            counts = upsert.upsert(
+            counts = merge.upsert(
                 con, "bugs", "_bugs", ts,
                 delete_scope=Scope("test_id", fetched) if detect_deletions else None,
             )
-            tests_marked = upsert.mark_synced(con, "tests", "bugs_synced_at", fetched, ts)
-            products_marked = upsert.mark_synced(con, "products", "bugs_synced_at", set(complete_product_ids), ts)
+            tests_marked = merge.mark_synced(con, "tests", "bugs_synced_at", fetched, ts)
+            products_marked = merge.mark_synced(con, "products", "bugs_synced_at", set(complete_product_ids), ts)
             return counts, tests_marked, products_marked
 
         (counts, tests_marked, products_marked), unit = self._merge(staged, body)
         extra = {"tests_marked_synced": tests_marked, "products_marked_synced": products_marked}
-        return self._stats("bugs", counts, started, unit, extra)
+        counts.extra = extra
+        return counts.timed(started, unit.held_s)
 
     # --- bookkeeping writes ----------------------------------------------------------------
 
@@ -497,12 +453,12 @@ class Warehouse:
         """Append records the client could not type; returns how many were stored."""
         if not rejects:
             return 0
-        frame = frames.rejected_frame(rejects, run_id, _utc(seen_at))
+        frame = frames.rejected_frame(rejects, run_id, utc(seen_at))
         cols = ", ".join(frame.column_names)
         with self._write() as unit:
             unit.con.register("_rejects", frame)
             sql = f"INSERT INTO rejected_records ({cols}) SELECT {cols} FROM _rejects"
-            return upsert.run(unit.con, sql)[0][0]
+            return merge.run(unit.con, sql)[0][0]
 
     def write_problematic(
         self,
@@ -519,15 +475,15 @@ class Warehouse:
         get ``resolved_at``; first_seen_at survives repeats.
         """
         started = time.perf_counter()
-        ts = _utc(seen_at)
+        ts = utc(seen_at)
         frame = frames.problems_frame(problems, entity)
         names = ", ".join(frame.column_names)
         with self._write() as unit:
             con = unit.con
             con.register("_problems", frame)
-            upsert.register_ids(con, "_checked", checked_product_ids)
+            merge.register_ids(con, "_checked", checked_product_ids)
             before = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0]
-            upsert.run(
+            merge.run(
                 con,
                 f"""INSERT INTO problematic_records ({names}, first_seen_at, last_seen_at, run_id)
                 SELECT {names}, $ts, $ts, $run FROM _problems
@@ -549,21 +505,22 @@ class Warehouse:
             open_rows = con.execute(
                 "SELECT count(*) FROM problematic_records WHERE resolved_at IS NULL"
             ).fetchall()[0][0]
-        counts = upsert.Counts(
+        counts = WriteStats(
+            "problematic_records",
             inserted=inserted, updated=frame.num_rows - inserted, marked_deleted=resolved, total_rows=open_rows
         )
-        return self._stats("problematic_records", counts, started, unit, {})
+        return counts.timed(started, unit.held_s)
 
     def start_sync_event(self, run_id: str, trigger: str, mode: str, started_at: datetime) -> None:
         """Open the run's sync_events row (status running); a repeated start resets it."""
         with self._write() as unit:
-            upsert.run(
+            merge.run(
                 unit.con,
                 """INSERT INTO sync_events (run_id, trigger, mode, started_at, status)
                 VALUES ($run, $trigger, $mode, $ts, 'running')
                 ON CONFLICT (run_id) DO UPDATE SET trigger = excluded.trigger, mode = excluded.mode,
                     started_at = excluded.started_at, status = 'running', finished_at = NULL, error = NULL""",
-                {"run": run_id, "trigger": trigger, "mode": mode, "ts": _utc(started_at)},
+                {"run": run_id, "trigger": trigger, "mode": mode, "ts": utc(started_at)},
             )
 
     def finish_sync_event(
@@ -582,9 +539,9 @@ class Warehouse:
             log.warning("finish_sync_event(%s): ignoring unknown counts %s", run_id, sorted(unknown))
         known = {k: int(v) for k, v in counts.items() if k in SYNC_COUNT_COLUMNS}
         cols = ["run_id", "status", "finished_at", "error", *known]
-        params = {"run_id": run_id, "status": status, "finished_at": _utc(finished_at), "error": error, **known}
+        params = {"run_id": run_id, "status": status, "finished_at": utc(finished_at), "error": error, **known}
         with self._write() as unit:
-            upsert.run(
+            merge.run(
                 unit.con,
                 f"""INSERT INTO sync_events ({", ".join(cols)}) VALUES ({", ".join("$" + c for c in cols)})
                 ON CONFLICT (run_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in cols[1:])}""",

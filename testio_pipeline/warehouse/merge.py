@@ -1,10 +1,16 @@
-"""Set-based write helpers shared by every table: one generic upsert, child replacement, sync marks."""
+"""Set-based merge SQL shared by every write: one generic upsert, child replacement, sync marks.
+
+Each helper runs inside the caller's transaction on relations the caller has named (Arrow
+frames or views over a stage), so every table is written by the same few statements, and
+:class:`WriteStats` is what a write reports about the rows it touched.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import duckdb
 
@@ -13,13 +19,44 @@ from .schema import TABLES
 
 
 @dataclass
-class Counts:
+class WriteStats:
+    """What one write did to its main table (child tables' counts go in ``extra``)."""
+
+    table: str
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    restored: int = 0
     marked_deleted: int = 0
+    restored: int = 0
     total_rows: int = 0
+    duration_s: float = 0.0
+    lock_held_s: float = 0.0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """The row counts alone."""
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "marked_deleted": self.marked_deleted,
+            "restored": self.restored,
+            "total_rows": self.total_rows,
+        }
+
+    def as_metadata(self) -> dict[str, int | float]:
+        return {
+            **self.counts(),
+            "duration_s": round(self.duration_s, 4),
+            "lock_held_s": round(self.lock_held_s, 4),
+            **self.extra,
+        }
+
+    def timed(self, started: float, lock_held_s: float) -> WriteStats:
+        """Fill in the time since ``started`` (a ``perf_counter`` reading) and the lock time."""
+        self.duration_s = time.perf_counter() - started
+        self.lock_held_s = lock_held_s
+        return self
 
 
 @dataclass(frozen=True)
@@ -28,6 +65,11 @@ class Scope:
 
     column: str | None
     ids: Collection[int] = ()
+
+
+def utc(ts: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted."""
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
 def register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Collection[int]) -> str:
@@ -52,7 +94,7 @@ def upsert(
     *,
     compare: Sequence[str] = ("content_hash",),
     delete_scope: Scope | None = None,
-) -> Counts:
+) -> WriteStats:
     """Merge ``source`` (a relation with some of ``table``'s columns) into ``table``.
 
     New keys are inserted; existing rows are rewritten only when a ``compare`` column differs
@@ -108,7 +150,8 @@ def upsert(
         ).fetchall()[0][0]
 
     total = con.execute(f"SELECT count(*) FROM {table} WHERE deleted_at IS NULL").fetchall()[0][0]
-    return Counts(
+    return WriteStats(
+        table=table,
         inserted=inserted,
         updated=updated,
         unchanged=total_in - inserted - updated,
