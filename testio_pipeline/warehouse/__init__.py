@@ -3,6 +3,6 @@
 from .connection import WarehouseLockedError
 from .merge import WriteStats
 from .schema import LATEST_VERSION, TABLES, Column, Table
-from .warehouse import Warehouse
+from .facade import Warehouse
 
 __all__ = ["LATEST_VERSION", "TABLES", "Column", "Table", "Warehouse", "WarehouseLockedError", "WriteStats"]

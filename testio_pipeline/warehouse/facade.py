@@ -1,8 +1,13 @@
-"""The Warehouse: short-lived DuckDB connections, one transaction per write, bulk set-based SQL."""
+"""The Warehouse: the one object the sync, checks and command line use for the DuckDB mirror.
+
+A thin facade. Each method hands its call to the module that does the work: ``writes``
+(entities), ``bookkeeping`` (rejected and problematic records, sync events), ``reads`` and
+``migrations``, all over one :class:`~.connection.Connections`, which opens the file for
+each call and closes it right after, so other processes get the file in between.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -12,7 +17,6 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from testio_pipeline.domain.vocabulary import FINAL_TEST_STATUSES
 from testio_pipeline.domain.records import (
     Bug,
     ExploratoryTest,
@@ -23,12 +27,10 @@ from testio_pipeline.domain.records import (
     UserStory,
 )
 
-from . import bookkeeping, migrations, writes
+from . import bookkeeping, migrations, reads, writes
 from .connection import Connections
 from .merge import WriteStats
 from .staging import Stage
-from .schema import ENTITY_TABLES, TABLES
-
 
 
 class Warehouse:
@@ -39,6 +41,7 @@ class Warehouse:
 
     @property
     def path(self) -> Path:
+        """The DuckDB file."""
         return self._db.path
 
     @property
@@ -59,6 +62,22 @@ class Warehouse:
     def merge_memory_limit(self, limit: str | None) -> None:
         self._db.merge_memory_limit = limit
 
+    # --- connections -----------------------------------------------------------------------
+
+    def read(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection for several queries in a row (the shared one inside ``reading()``)."""
+        return self._db.read()
+
+    @contextmanager
+    def reading(self) -> Iterator["Warehouse"]:
+        """Let the reads inside the block share one read-only connection (one open, one close).
+
+        Only reads of the calling thread share it; writes open their own connection as always,
+        so do not write inside the block (the file would be open in both modes at once).
+        """
+        with self._db.reading():
+            yield self
+
     # --- staging ---------------------------------------------------------------------------
 
     @property
@@ -78,20 +97,6 @@ class Warehouse:
             yield staged
         finally:
             staged.discard()
-
-    @contextmanager
-    def reading(self) -> Iterator["Warehouse"]:
-        """Let the reads inside the block share one read-only connection (one open, one close).
-
-        Only reads of the calling thread share it; writes open their own connection as always,
-        so do not write inside the block (the file would be open in both modes at once).
-        """
-        with self._db.reading():
-            yield self
-
-    def read(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        """A read-only connection for several queries in a row (the shared one inside ``reading()``)."""
-        return self._db.read()
 
     # --- schema ----------------------------------------------------------------------------
 
@@ -205,60 +210,31 @@ class Warehouse:
         """Close the run's sync_events row with its outcome and counts (creates it if missing)."""
         bookkeeping.finish_sync_event(self._db, run_id, status, finished_at, counts, error)
 
-    # --- reads -----------------------------------------------------------------------------
+    # --- reads ---------------------------------------------------------------------------
 
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:
         """Run a read-only query and return a DataFrame."""
-        with self._db.read() as con:
-            return con.execute(sql, params).df()
-
-    def _rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        with self._db.read() as con:
-            cur = con.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+        return reads.query(self._db, sql, params)
 
     def running_sync_events(self) -> list[str]:
         """Run ids whose sync_events row is still open."""
-        return [r["run_id"] for r in self._rows("SELECT run_id FROM sync_events WHERE status = 'running'")]
+        return reads.running_sync_events(self._db)
 
     def product_ids(self, include_deleted: bool = False) -> list[int]:
-        where = "" if include_deleted else "WHERE deleted_at IS NULL"
-        return [r["id"] for r in self._rows(f"SELECT id FROM products {where} ORDER BY id")]
+        """Stored product ids, in order."""
+        return reads.product_ids(self._db, include_deleted)
 
     def products(self, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Products with their current section ids and per-product sync times."""
-        where = "" if include_deleted else "WHERE p.deleted_at IS NULL"
-        return self._rows(
-            f"""SELECT p.id, p.name, p.type, p.has_sections, p.default_section_id,
-                       coalesce(list(s.id ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), []) AS section_ids,
-                       p.features_synced_at, p.user_stories_synced_at, p.tests_synced_at,
-                       p.bugs_synced_at, p.synced_at, p.deleted_at
-                FROM products p
-                LEFT JOIN sections s ON s.product_id = p.id AND s.deleted_at IS NULL
-                {where}
-                GROUP BY ALL ORDER BY p.id"""
-        )
+        return reads.products(self._db, include_deleted)
 
     def products_in_scope(self, product_ids: Collection[int] | None = None) -> list[dict[str, Any]]:
         """The stored API objects of the non-deleted products in scope (None = all)."""
-        sql = "SELECT raw FROM products WHERE deleted_at IS NULL"
-        params = None
-        if product_ids is not None:
-            sql += " AND list_contains($ids, id)"
-            params = {"ids": sorted(set(product_ids))}
-        with self._db.read() as con:
-            return [json.loads(raw) for (raw,) in con.execute(sql + " ORDER BY id", params).fetchall()]
+        return reads.products_in_scope(self._db, product_ids)
 
     def test_states(self, product_ids: Collection[int] | None = None) -> dict[int, tuple[int, str]]:
         """Test id → (product_id, status) for non-deleted tests."""
-        sql = "SELECT id, product_id, status FROM tests WHERE deleted_at IS NULL"
-        params = None
-        if product_ids is not None:
-            sql += " AND list_contains($ids, product_id)"
-            params = {"ids": sorted(set(product_ids))}
-        with self._db.read() as con:
-            return {tid: (pid, status) for tid, pid, status in con.execute(sql, params).fetchall()}
+        return reads.test_states(self._db, product_ids)
 
     def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:
         """Product id → test ids whose bugs a refresh must read.
@@ -268,32 +244,12 @@ class Warehouse:
         cancelled has its bugs read once more, when its review is closed. A final test's bugs
         are settled after that; the nightly full sync catches any late change.
         """
-        sql = (
-            "SELECT product_id, list(id ORDER BY id) FROM tests t "
-            "WHERE deleted_at IS NULL AND list_contains($ids, product_id)"
-        )
-        if not full:
-            finals = ", ".join(f"'{s}'" for s in sorted(FINAL_TEST_STATUSES))
-            sql += (
-                f" AND (bugs_synced_at IS NULL OR status NOT IN ({finals})"
-                " OR synced_at > bugs_synced_at)"
-            )
-        with self._db.read() as con:
-            rows = con.execute(sql + " GROUP BY product_id", {"ids": sorted(set(product_ids))}).fetchall()
-        return {pid: list(ids) for pid, ids in rows}
+        return reads.tests_needing_bugs(self._db, product_ids, full=full)
 
     def table_counts(self) -> dict[str, int]:
         """Non-deleted rows per entity table."""
-        union = " UNION ALL ".join(
-            f"SELECT '{t}', count(*) FROM {t} WHERE deleted_at IS NULL" for t in ENTITY_TABLES
-        )
-        with self._db.read() as con:
-            return dict(con.execute(union).fetchall())
+        return reads.table_counts(self._db)
 
     def ids(self, table: str, include_deleted: bool = False) -> set[int]:
-        spec = TABLES.get(table)
-        if spec is None or "id" not in spec.column_names:
-            raise ValueError(f"unknown table or table without an id column: {table!r}")
-        where = "" if include_deleted or not spec.soft_deletes else "WHERE deleted_at IS NULL"
-        with self._db.read() as con:
-            return {row[0] for row in con.execute(f"SELECT id FROM {table} {where}").fetchall()}
+        """Ids stored in ``table`` (soft-deleted rows only with ``include_deleted``)."""
+        return reads.ids(self._db, table, include_deleted)
