@@ -102,7 +102,7 @@ class Connections:
         if not self.ready:
             self._prepare(self)
 
-    def open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         """Open the file, retrying with backoff while another process holds the lock."""
         start = time.monotonic()
         delay = 0.02
@@ -133,7 +133,7 @@ class Connections:
         if the block raises. The schema is not checked here (migrations use this too)."""
         if stage is not None:
             stage.seal()  # the last batch is framed before the file is locked
-        con = self.open(read_only)
+        con = self._open(read_only)
         unit = Unit(con)
         opened = time.perf_counter()
         try:
