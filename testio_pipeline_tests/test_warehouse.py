@@ -183,7 +183,6 @@ def test_identical_rewrite_changes_nothing(wh):
         assert (stats.inserted, stats.updated, stats.restored) == (0, 0, 0), stats
         assert stats.unchanged == stats.total_rows > 0
         assert stats.lock_held_s > 0 and stats.duration_s >= stats.lock_held_s
-        assert set(stats.as_metadata()) >= {"inserted", "updated", "unchanged", "lock_held_s", "duration_s"}
     assert snapshot(wh) == before
     assert wh.table_counts() == {
         "products": 2, "sections": 2, "features": 2, "user_stories": 1, "tests": 2, "bugs": 3,

@@ -20,7 +20,9 @@ from .schema import TABLES
 
 @dataclass
 class WriteStats:
-    """What one write did to its main table (child tables' counts go in ``extra``)."""
+    """What one write did: the rows of its main table it inserted, updated, left unchanged,
+    marked deleted or restored, how long it took and how long it held the file; counts for
+    child tables and other side effects go in ``extra``."""
 
     table: str
     inserted: int = 0
@@ -44,14 +46,6 @@ class WriteStats:
             "total_rows": self.total_rows,
         }
 
-    def as_metadata(self) -> dict[str, int | float]:
-        return {
-            **self.counts(),
-            "duration_s": round(self.duration_s, 4),
-            "lock_held_s": round(self.lock_held_s, 4),
-            **self.extra,
-        }
-
     def timed(self, started: float, lock_held_s: float) -> WriteStats:
         """Fill in the time since ``started`` (a ``perf_counter`` reading) and the lock time."""
         self.duration_s = time.perf_counter() - started
@@ -72,7 +66,7 @@ def utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
-def register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Collection[int]) -> str:
+def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Collection[int]) -> str:
     con.register(name, ids_frame(ids))
     return name
 
@@ -82,7 +76,7 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> list
     return con.execute(sql, params).fetchall()
 
 
-def source_columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
+def _source_columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
     return list(con.sql(f"SELECT * FROM {source}").columns)  # a relation: nothing is executed
 
 
@@ -103,7 +97,7 @@ def upsert(
     """
     spec = TABLES[table]
     key = spec.primary_key
-    cols = source_columns(con, source)
+    cols = _source_columns(con, source)
     on = " AND ".join(f"t.{k} = s.{k}" for k in key)
     changed = " OR ".join([f"t.{c} IS DISTINCT FROM s.{c}" for c in compare] + ["t.deleted_at IS NOT NULL"])
     k0 = key[0]
@@ -143,7 +137,7 @@ def upsert(
     if delete_scope is not None:
         where = ["t.deleted_at IS NULL", f"NOT EXISTS (SELECT 1 FROM {source} s WHERE {on})"]
         if delete_scope.column is not None:
-            scope = register_ids(con, f"_scope_{table}", delete_scope.ids)
+            scope = _register_ids(con, f"_scope_{table}", delete_scope.ids)
             where.append(f"t.{delete_scope.column} IN (SELECT id FROM {scope})")
         marked = con.execute(
             f"UPDATE {table} AS t SET deleted_at = $ts WHERE {' AND '.join(where)}", {"ts": synced_at}
@@ -173,7 +167,7 @@ def replace_children(
     if replace_where:
         deleted = con.execute(f"DELETE FROM {table} WHERE {replace_where}").fetchall()[0][0]
     key = TABLES[table].primary_key
-    cols = ", ".join(source_columns(con, source))
+    cols = ", ".join(_source_columns(con, source))
     on = " AND ".join(f"t.{k} = s.{k}" for k in key)
     inserted = con.execute(
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {source} s "
@@ -188,7 +182,7 @@ def mark_synced(
     """Set a per-row sync time (e.g. products.tests_synced_at) for the rows fetched completely."""
     if not ids:
         return 0
-    rel = register_ids(con, f"_synced_{table}_{column}", ids)
+    rel = _register_ids(con, f"_synced_{table}_{column}", ids)
     return con.execute(
         f"UPDATE {table} SET {column} = $ts WHERE id IN (SELECT id FROM {rel})", {"ts": synced_at}
     ).fetchall()[0][0]
