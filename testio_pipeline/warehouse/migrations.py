@@ -31,9 +31,8 @@ def current_version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def ensure_ready(db: Connections) -> None:
-    """Migrate on first use; a file already at the latest version is only read, not locked."""
-    if db.ready:
-        return
+    """Make sure the file is at the latest version (``Connections`` calls this before its first
+    read or write); a file already there is only read, not locked."""
     if db.path.exists() and db.path.stat().st_size > 0:
         with db.unit(read_only=True) as unit:
             version = current_version(unit.con)
