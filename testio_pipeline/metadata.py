@@ -72,7 +72,7 @@ def _numeric(values: Mapping[str, Any]) -> dict[str, dg.MetadataValue]:
 
 
 def _read(warehouse: Warehouse, preview_sql: str, kpi_sql: str, total_sql: str | None = None):
-    with warehouse._read() as con:  # noqa: SLF001 — one read-only connection for all three
+    with warehouse.read() as con:  # one read-only connection for all three
         cur = con.execute(f"SELECT * FROM ({preview_sql}) LIMIT {PREVIEW_ROWS}")
         names = [d[0] for d in cur.description]
         rows = cur.fetchall()

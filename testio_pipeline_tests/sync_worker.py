@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     from testio_pipeline.sync import SyncOptions
     from testio_pipeline.testio import RetryPolicy
     from testio_pipeline.warehouse import Warehouse
-    from testio_pipeline.warehouse import upsert as upsert_module
+    from testio_pipeline.warehouse import merge as merge_module
 
     now = datetime.fromisoformat(spec["now"])
     sim_config = dict(spec.get("sim", {}))
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     pause_in_write = spec.get("pause_in_write")
     if pause_in_write:
         table, seconds = pause_in_write
-        original = upsert_module.upsert
+        original = merge_module.upsert
 
         def upsert_then_pause(con, name, *args, **kwargs):
             counts = original(con, name, *args, **kwargs)
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
                 time.sleep(seconds)
             return counts
 
-        upsert_module.upsert = upsert_then_pause
+        merge_module.upsert = upsert_then_pause
 
     pause_after = spec.get("pause_after_step") or [None, 0]
     print("START", flush=True)

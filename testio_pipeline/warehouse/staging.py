@@ -10,8 +10,8 @@ however large the fetch is. At the end of the step the warehouse opens its file 
 runs the same set-based upsert on views over the staged files (``Warehouse.write_*`` accept
 a stage wherever they accept a list of records), in one transaction; then the directory is
 removed. ``seal`` waits for the writer and raises what it raised.
-Parquet rather than a staging DuckDB file: pyarrow writes a batch ~8x faster than a DuckDB
-INSERT (measured on 28k bugs: 0.04 s vs 0.32 s), and DuckDB scans it as fast.
+Parquet rather than a staging DuckDB file: pyarrow writes a batch far faster than a DuckDB
+INSERT does (see benchmarks/README.md), and DuckDB scans it as fast.
 
 The warehouse file is never touched while fetching, so a run that fails or is killed leaves
 the previous data as it was. A killed run can leave its stage directory behind: the names

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 from testio_pipeline.domain.vocabulary import BUG_SEVERITIES, FINAL_TEST_STATUSES, TEST_STATUSES
 
-from . import upsert
+from . import merge
 from .schema import Column, sql_literal
 
 # The readable bug statuses, in the order they are counted.
@@ -466,13 +466,16 @@ def create_views_sql(names: Iterable[str] | None = None, existing: Iterable[str]
 def create_views(warehouse, names: Sequence[str] | None = None) -> list[str]:
     """(Re)create views in the warehouse in one short transaction; returns the views created.
 
-    ``warehouse`` is a :class:`~.warehouse.Warehouse`; its schema is migrated first if needed.
+    ``warehouse`` is a :class:`~testio_pipeline.warehouse.Warehouse`; its schema is migrated first if needed.
     Missing views that a requested view reads are created with it, so any one view can be
     built on a fresh file.
     """
-    with warehouse._write() as unit:  # noqa: SLF001 — same package; one transaction
-        existing = {r[0] for r in upsert.run(unit.con, "SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+    def body(con) -> list[str]:
+        existing = {r[0] for r in merge.run(con, "SELECT view_name FROM duckdb_views() WHERE NOT internal")}
         statements = create_views_sql(names, existing)
         for stmt in statements:
-            upsert.run(unit.con, stmt)
+            merge.run(con, stmt)
+        return statements
+
+    statements, _ = warehouse._db.write(body)  # noqa: SLF001 — same package; the one write path
     return [s.split()[4] for s in statements if s.startswith("CREATE OR REPLACE VIEW")]

@@ -1,10 +1,16 @@
-"""Set-based write helpers shared by every table: one generic upsert, child replacement, sync marks."""
+"""Set-based merge SQL shared by every write: one generic upsert, child replacement, sync marks.
+
+Each helper runs inside the caller's transaction on relations the caller has named (Arrow
+frames or views over a stage), so every table is written by the same few statements, and
+:class:`WriteStats` is what a write reports about the rows it touched.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import duckdb
 
@@ -13,13 +19,38 @@ from .schema import TABLES
 
 
 @dataclass
-class Counts:
+class WriteStats:
+    """What one write did: the rows of its main table it inserted, updated, left unchanged,
+    marked deleted or restored, how long it took and how long it held the file; counts for
+    child tables and other side effects go in ``extra``."""
+
+    table: str
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    restored: int = 0
     marked_deleted: int = 0
+    restored: int = 0
     total_rows: int = 0
+    duration_s: float = 0.0
+    lock_held_s: float = 0.0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """The row counts alone."""
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "marked_deleted": self.marked_deleted,
+            "restored": self.restored,
+            "total_rows": self.total_rows,
+        }
+
+    def timed(self, started: float, lock_held_s: float) -> WriteStats:
+        """Fill in the time since ``started`` (a ``perf_counter`` reading) and the lock time."""
+        self.duration_s = time.perf_counter() - started
+        self.lock_held_s = lock_held_s
+        return self
 
 
 @dataclass(frozen=True)
@@ -30,7 +61,12 @@ class Scope:
     ids: Collection[int] = ()
 
 
-def register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Collection[int]) -> str:
+def utc(ts: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted."""
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
+def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Collection[int]) -> str:
     con.register(name, ids_frame(ids))
     return name
 
@@ -40,7 +76,7 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> list
     return con.execute(sql, params).fetchall()
 
 
-def source_columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
+def _source_columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
     return list(con.sql(f"SELECT * FROM {source}").columns)  # a relation: nothing is executed
 
 
@@ -52,7 +88,7 @@ def upsert(
     *,
     compare: Sequence[str] = ("content_hash",),
     delete_scope: Scope | None = None,
-) -> Counts:
+) -> WriteStats:
     """Merge ``source`` (a relation with some of ``table``'s columns) into ``table``.
 
     New keys are inserted; existing rows are rewritten only when a ``compare`` column differs
@@ -61,7 +97,7 @@ def upsert(
     """
     spec = TABLES[table]
     key = spec.primary_key
-    cols = source_columns(con, source)
+    cols = _source_columns(con, source)
     on = " AND ".join(f"t.{k} = s.{k}" for k in key)
     changed = " OR ".join([f"t.{c} IS DISTINCT FROM s.{c}" for c in compare] + ["t.deleted_at IS NOT NULL"])
     k0 = key[0]
@@ -101,14 +137,15 @@ def upsert(
     if delete_scope is not None:
         where = ["t.deleted_at IS NULL", f"NOT EXISTS (SELECT 1 FROM {source} s WHERE {on})"]
         if delete_scope.column is not None:
-            scope = register_ids(con, f"_scope_{table}", delete_scope.ids)
+            scope = _register_ids(con, f"_scope_{table}", delete_scope.ids)
             where.append(f"t.{delete_scope.column} IN (SELECT id FROM {scope})")
         marked = con.execute(
             f"UPDATE {table} AS t SET deleted_at = $ts WHERE {' AND '.join(where)}", {"ts": synced_at}
         ).fetchall()[0][0]
 
     total = con.execute(f"SELECT count(*) FROM {table} WHERE deleted_at IS NULL").fetchall()[0][0]
-    return Counts(
+    return WriteStats(
+        table=table,
         inserted=inserted,
         updated=updated,
         unchanged=total_in - inserted - updated,
@@ -130,7 +167,7 @@ def replace_children(
     if replace_where:
         deleted = con.execute(f"DELETE FROM {table} WHERE {replace_where}").fetchall()[0][0]
     key = TABLES[table].primary_key
-    cols = ", ".join(source_columns(con, source))
+    cols = ", ".join(_source_columns(con, source))
     on = " AND ".join(f"t.{k} = s.{k}" for k in key)
     inserted = con.execute(
         f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {source} s "
@@ -145,7 +182,7 @@ def mark_synced(
     """Set a per-row sync time (e.g. products.tests_synced_at) for the rows fetched completely."""
     if not ids:
         return 0
-    rel = register_ids(con, f"_synced_{table}_{column}", ids)
+    rel = _register_ids(con, f"_synced_{table}_{column}", ids)
     return con.execute(
         f"UPDATE {table} SET {column} = $ts WHERE id IN (SELECT id FROM {rel})", {"ts": synced_at}
     ).fetchall()[0][0]

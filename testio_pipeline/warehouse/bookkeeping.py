@@ -1,0 +1,117 @@
+"""Bookkeeping writes: what a sync could not store and how each run went.
+
+``rejected_records`` keeps the API objects the client could not type (appended, never
+merged), ``problematic_records`` the list positions the API failed to serve (one row per
+position, resolved once a later run reads it again), and ``sync_events`` one row per run.
+They go through the same write path as the entities: one short transaction each.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+
+import duckdb
+
+from testio_pipeline.domain.records import ProblemRange, RejectedRecord
+
+from . import frames, merge
+from .connection import Connections
+from .merge import WriteStats, utc
+from .schema import SYNC_COUNT_COLUMNS, SYNC_STATUSES
+
+log = logging.getLogger(__name__)
+
+
+def write_rejected(db: Connections, rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> int:
+    if not rejects:
+        return 0
+    frame = frames.rejected_frame(rejects, run_id, utc(seen_at))
+    cols = ", ".join(frame.column_names)
+    sql = f"INSERT INTO rejected_records ({cols}) SELECT {cols} FROM _rejects"
+    stored, _ = db.write(lambda con: merge.run(con, sql)[0][0], rows=frame, names=("_rejects",))
+    return stored
+
+
+def write_problematic(
+    db: Connections,
+    problems: Sequence[ProblemRange],
+    run_id: str | None,
+    seen_at: datetime,
+    *,
+    entity: str,
+    checked_product_ids: Collection[int],
+) -> WriteStats:
+    started = time.perf_counter()
+    ts = utc(seen_at)
+    frame = frames.problems_frame(problems, entity)
+    names = ", ".join(frame.column_names)
+
+    def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
+        before = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0]
+        merge.run(
+            con,
+            f"""INSERT INTO problematic_records ({names}, first_seen_at, last_seen_at, run_id)
+            SELECT {names}, $ts, $ts, $run FROM _problems
+            ON CONFLICT (product_id, entity, range_start) DO UPDATE SET
+                range_end = excluded.range_end, neighbour_ids = excluded.neighbour_ids,
+                error = excluded.error, last_seen_at = excluded.last_seen_at,
+                run_id = excluded.run_id, resolved_at = NULL""",
+            {"ts": ts, "run": run_id},
+        )
+        inserted = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0] - before
+        resolved = con.execute(
+            """UPDATE problematic_records AS r SET resolved_at = $ts
+            WHERE r.resolved_at IS NULL AND r.entity = $entity
+              AND r.product_id IN (SELECT id FROM _checked)
+              AND NOT EXISTS (SELECT 1 FROM _problems p
+                              WHERE p.product_id = r.product_id AND p.range_start = r.range_start)""",
+            {"ts": ts, "entity": entity},
+        ).fetchall()[0][0]
+        open_rows = con.execute(
+            "SELECT count(*) FROM problematic_records WHERE resolved_at IS NULL"
+        ).fetchall()[0][0]
+        return WriteStats(
+            "problematic_records",
+            inserted=inserted,
+            updated=frame.num_rows - inserted,
+            marked_deleted=resolved,
+            total_rows=open_rows,
+        )
+
+    stats, unit = db.write(
+        body, rows=(frame, frames.ids_frame(checked_product_ids)), names=("_problems", "_checked")
+    )
+    return stats.timed(started, unit.held_s)
+
+
+def start_sync_event(db: Connections, run_id: str, trigger: str, mode: str, started_at: datetime) -> None:
+    params = {"run": run_id, "trigger": trigger, "mode": mode, "ts": utc(started_at)}
+    sql = """INSERT INTO sync_events (run_id, trigger, mode, started_at, status)
+        VALUES ($run, $trigger, $mode, $ts, 'running')
+        ON CONFLICT (run_id) DO UPDATE SET trigger = excluded.trigger, mode = excluded.mode,
+            started_at = excluded.started_at, status = 'running', finished_at = NULL, error = NULL"""
+    db.write(lambda con: merge.run(con, sql, params))
+
+
+def finish_sync_event(
+    db: Connections,
+    run_id: str,
+    status: str,
+    finished_at: datetime,
+    counts: Mapping[str, int],
+    error: str | None,
+) -> None:
+    if status not in SYNC_STATUSES:
+        raise ValueError(f"status must be one of {SYNC_STATUSES}, got {status!r}")
+    unknown = set(counts) - set(SYNC_COUNT_COLUMNS)
+    if unknown:  # finishing must not fail over a metadata typo; say so instead
+        log.warning("finish_sync_event(%s): ignoring unknown counts %s", run_id, sorted(unknown))
+    known = {k: int(v) for k, v in counts.items() if k in SYNC_COUNT_COLUMNS}
+    cols = ["run_id", "status", "finished_at", "error", *known]
+    params = {"run_id": run_id, "status": status, "finished_at": utc(finished_at), "error": error, **known}
+    sql = f"""INSERT INTO sync_events ({", ".join(cols)}) VALUES ({", ".join("$" + c for c in cols)})
+        ON CONFLICT (run_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in cols[1:])}"""
+    db.write(lambda con: merge.run(con, sql, params))

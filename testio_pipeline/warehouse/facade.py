@@ -1,0 +1,255 @@
+"""The Warehouse: the one object the sync, checks and command line use for the DuckDB mirror.
+
+A thin facade. Each method hands its call to the module that does the work: ``writes``
+(entities), ``bookkeeping`` (rejected and problematic records, sync events), ``reads`` and
+``migrations``, all over one :class:`~.connection.Connections`, which opens the file for
+each call and closes it right after, so other processes get the file in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from testio_pipeline.domain.records import (
+    Bug,
+    ExploratoryTest,
+    Feature,
+    ProblemRange,
+    Product,
+    RejectedRecord,
+    UserStory,
+)
+
+from . import bookkeeping, migrations, reads, writes
+from .connection import Connections
+from .merge import WriteStats
+from .staging import Stage
+
+
+class Warehouse:
+    """The DuckDB mirror of the TestIO data. Every method opens and closes its own connection."""
+
+    def __init__(self, path: str | Path, lock_timeout: float = 60.0, merge_memory_limit: str = "384MB"):
+        self._db = Connections(Path(path), lock_timeout, merge_memory_limit, prepare=migrations.ensure_ready)
+
+    @property
+    def path(self) -> Path:
+        """The DuckDB file."""
+        return self._db.path
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds a connection waits for another process's lock before WarehouseLockedError."""
+        return self._db.lock_timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, seconds: float) -> None:
+        self._db.lock_timeout = seconds
+
+    @property
+    def merge_memory_limit(self) -> str | None:
+        """DuckDB memory_limit for merging a stage (empty: no cap)."""
+        return self._db.merge_memory_limit
+
+    @merge_memory_limit.setter
+    def merge_memory_limit(self, limit: str | None) -> None:
+        self._db.merge_memory_limit = limit
+
+    # --- connections -----------------------------------------------------------------------
+
+    def read(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection for several queries in a row (the shared one inside ``reading()``)."""
+        return self._db.read()
+
+    @contextmanager
+    def reading(self) -> Iterator["Warehouse"]:
+        """Let the reads inside the block share one read-only connection (one open, one close).
+
+        Only reads of the calling thread share it; writes open their own connection as always,
+        so do not write inside the block (the file would be open in both modes at once).
+        """
+        with self._db.reading():
+            yield self
+
+    # --- staging ---------------------------------------------------------------------------
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where stages live: next to the warehouse file (same disk), in a hidden directory."""
+        return self.path.parent / f".{self.path.name}.staging"
+
+    @contextmanager
+    def stage(self, entity: str, *, batch_rows: int = 5000) -> Iterator[Stage]:
+        """A per-run staging store for ``entity`` (tests, bugs), removed on exit.
+
+        Fill it while fetching (``stage.add(records)``), then pass it to ``write_tests`` /
+        ``write_bugs`` in place of the record list: the write merges it in one transaction.
+        """
+        staged = Stage(entity, self.staging_dir, batch_rows=batch_rows)
+        try:
+            yield staged
+        finally:
+            staged.discard()
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply missing schema versions in order, in one transaction; returns the current version."""
+        return migrations.migrate(self._db)
+
+    # --- entity writes ---------------------------------------------------------------------
+
+    def write_products(
+        self, products: Sequence[Product], synced_at: datetime, *, detect_deletions: bool = False
+    ) -> WriteStats:
+        """Upsert products and their sections; the list is the token's whole scope."""
+        return writes.write_products(self._db, products, synced_at, detect_deletions=detect_deletions)
+
+    def write_features(
+        self,
+        features: Sequence[Feature],
+        synced_at: datetime,
+        *,
+        complete_product_ids: Collection[int],
+        detect_deletions: bool = False,
+    ) -> WriteStats:
+        """Upsert features; links to sections are replaced for the complete products."""
+        return writes.write_features(
+            self._db, features, synced_at, complete_product_ids=complete_product_ids, detect_deletions=detect_deletions
+        )
+
+    def write_user_stories(
+        self,
+        stories: Sequence[UserStory],
+        synced_at: datetime,
+        *,
+        complete_product_ids: Collection[int],
+        detect_deletions: bool = False,
+    ) -> WriteStats:
+        """Upsert user stories, resolving feature_id from the stored features' story titles."""
+        return writes.write_user_stories(
+            self._db, stories, synced_at, complete_product_ids=complete_product_ids, detect_deletions=detect_deletions
+        )
+
+    def write_tests(
+        self,
+        tests: Sequence[ExploratoryTest] | Stage,
+        synced_at: datetime,
+        *,
+        complete_product_ids: Collection[int],
+        detect_deletions: bool = False,
+    ) -> WriteStats:
+        """Upsert tests (a record list or a filled stage); each written test's test_features are replaced."""
+        return writes.write_tests(
+            self._db, tests, synced_at, complete_product_ids=complete_product_ids, detect_deletions=detect_deletions
+        )
+
+    def write_bugs(
+        self,
+        bugs: Sequence[Bug] | Stage,
+        synced_at: datetime,
+        *,
+        fetched_test_ids: Collection[int],
+        complete_product_ids: Collection[int] = (),
+        detect_deletions: bool = False,
+    ) -> WriteStats:
+        """Upsert bugs (a record list or a filled stage); deletions only among the bugs of
+        tests whose bugs were fetched completely."""
+        return writes.write_bugs(
+            self._db,
+            bugs,
+            synced_at,
+            fetched_test_ids=fetched_test_ids,
+            complete_product_ids=complete_product_ids,
+            detect_deletions=detect_deletions,
+        )
+
+    # --- bookkeeping writes ----------------------------------------------------------------
+
+    def write_rejected(self, rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> int:
+        """Append records the client could not type; returns how many were stored."""
+        return bookkeeping.write_rejected(self._db, rejects, run_id, seen_at)
+
+    def write_problematic(
+        self,
+        problems: Sequence[ProblemRange],
+        run_id: str | None,
+        seen_at: datetime,
+        *,
+        entity: str,
+        checked_product_ids: Collection[int] = (),
+    ) -> WriteStats:
+        """Record failing list positions.
+
+        Unresolved problems of ``entity`` for ``checked_product_ids`` that are not reported again
+        get ``resolved_at``; first_seen_at survives repeats.
+        """
+        return bookkeeping.write_problematic(
+            self._db, problems, run_id, seen_at, entity=entity, checked_product_ids=checked_product_ids
+        )
+
+    def start_sync_event(self, run_id: str, trigger: str, mode: str, started_at: datetime) -> None:
+        """Open the run's sync_events row (status running); a repeated start resets it."""
+        bookkeeping.start_sync_event(self._db, run_id, trigger, mode, started_at)
+
+    def finish_sync_event(
+        self,
+        run_id: str,
+        status: str,
+        finished_at: datetime,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        """Close the run's sync_events row with its outcome and counts (creates it if missing)."""
+        bookkeeping.finish_sync_event(self._db, run_id, status, finished_at, counts, error)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Any = None) -> pd.DataFrame:
+        """Run a read-only query and return a DataFrame."""
+        return reads.query(self._db, sql, params)
+
+    def running_sync_events(self) -> list[str]:
+        """Run ids whose sync_events row is still open."""
+        return reads.running_sync_events(self._db)
+
+    def product_ids(self, include_deleted: bool = False) -> list[int]:
+        """Stored product ids, in order."""
+        return reads.product_ids(self._db, include_deleted)
+
+    def products(self, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Products with their current section ids and per-product sync times."""
+        return reads.products(self._db, include_deleted)
+
+    def products_in_scope(self, product_ids: Collection[int] | None = None) -> list[dict[str, Any]]:
+        """The stored API objects of the non-deleted products in scope (None = all)."""
+        return reads.products_in_scope(self._db, product_ids)
+
+    def test_states(self, product_ids: Collection[int] | None = None) -> dict[int, tuple[int, str]]:
+        """Test id → (product_id, status) for non-deleted tests."""
+        return reads.test_states(self._db, product_ids)
+
+    def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:
+        """Product id → test ids whose bugs a refresh must read.
+
+        Full: every non-deleted test. Incremental: tests never bug-synced, not final, or
+        changed since their bugs were last read — so a test that just became archived or
+        cancelled has its bugs read once more, when its review is closed. A final test's bugs
+        are settled after that; the nightly full sync catches any late change.
+        """
+        return reads.tests_needing_bugs(self._db, product_ids, full=full)
+
+    def table_counts(self) -> dict[str, int]:
+        """Non-deleted rows per entity table."""
+        return reads.table_counts(self._db)
+
+    def ids(self, table: str, include_deleted: bool = False) -> set[int]:
+        """Ids stored in ``table`` (soft-deleted rows only with ``include_deleted``)."""
+        return reads.ids(self._db, table, include_deleted)

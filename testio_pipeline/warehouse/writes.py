@@ -1,0 +1,188 @@
+"""Entity writes: products, features, user stories, tests and bugs, one transaction each.
+
+Each write frames its records into Arrow (tests and bugs may come as a filled
+:class:`~.staging.Stage` instead), lets :meth:`Connections.write` name them as relations,
+and merges them with the shared set-based SQL of ``merge``: the same statements for a
+record list and a stage. Deletions are only detected inside the scope the caller fetched
+completely (``complete_product_ids``, ``fetched_test_ids``), so a partial fetch never marks
+rows deleted; per-product sync times are set for those products only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+import duckdb
+
+from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, UserStory
+
+from . import frames, merge
+from .connection import Connections
+from .merge import Scope, WriteStats, utc
+from .staging import Stage
+
+
+def write_products(
+    db: Connections, products: Sequence[Product], synced_at: datetime, *, detect_deletions: bool
+) -> WriteStats:
+    started = time.perf_counter()
+    ts = utc(synced_at)
+    everything = Scope(None) if detect_deletions else None
+
+    def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
+        stats = merge.upsert(con, "products", "_products", ts, delete_scope=everything)
+        sections = merge.upsert(
+            con, "sections", "_sections", ts, compare=("product_id", "name"), delete_scope=everything
+        )
+        stats.extra = {f"sections_{k}": v for k, v in sections.counts().items()}
+        return stats
+
+    stats, unit = db.write(body, rows=frames.products_frame(products), names=("_products", "_sections"))
+    return stats.timed(started, unit.held_s)
+
+
+def write_features(
+    db: Connections,
+    features: Sequence[Feature],
+    synced_at: datetime,
+    *,
+    complete_product_ids: Collection[int],
+    detect_deletions: bool,
+) -> WriteStats:
+    started = time.perf_counter()
+    ts = utc(synced_at)
+    complete = set(complete_product_ids)
+
+    def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
+        stats = merge.upsert(
+            con, "features", "_features", ts,
+            delete_scope=Scope("product_id", complete) if detect_deletions else None,
+        )
+        removed, added = merge.replace_children(
+            con, "feature_sections", "_feature_sections",
+            "product_id IN (SELECT id FROM _complete)" if complete else None,
+        )
+        marked = merge.mark_synced(con, "products", "features_synced_at", complete, ts)
+        stats.extra = {
+            "feature_sections_removed": removed,
+            "feature_sections_added": added,
+            "products_marked_synced": marked,
+        }
+        return stats
+
+    feature_frame, link_frame = frames.features_frame(features)
+    stats, unit = db.write(
+        body,
+        rows=(feature_frame, link_frame, frames.ids_frame(complete)),
+        names=("_features", "_feature_sections", "_complete"),
+    )
+    return stats.timed(started, unit.held_s)
+
+
+def write_user_stories(
+    db: Connections,
+    stories: Sequence[UserStory],
+    synced_at: datetime,
+    *,
+    complete_product_ids: Collection[int],
+    detect_deletions: bool,
+) -> WriteStats:
+    started = time.perf_counter()
+    ts = utc(synced_at)
+    complete = set(complete_product_ids)
+
+    def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
+        # A story names no feature; features name stories by title. Prefer a feature listed
+        # in the story's own section, then the lowest id so the choice is stable.
+        merge.run(
+            con,
+            """CREATE TEMP TABLE _stories AS
+            WITH titles AS (
+                SELECT id AS feature_id, product_id, unnest(user_story_titles) AS title
+                FROM features WHERE deleted_at IS NULL
+            ), candidates AS (
+                SELECT s.id AS story_id, t.feature_id, fs.section_id IS NOT NULL AS same_section
+                FROM _stories_in s
+                JOIN titles t ON t.product_id = s.product_id AND t.title = s.title
+                LEFT JOIN feature_sections fs ON fs.feature_id = t.feature_id AND fs.section_id = s.section_id
+            ), best AS (
+                SELECT story_id, feature_id FROM candidates
+                QUALIFY row_number() OVER (PARTITION BY story_id ORDER BY same_section DESC, feature_id) = 1
+            )
+            SELECT s.*, b.feature_id FROM _stories_in s LEFT JOIN best b ON b.story_id = s.id""",
+        )
+        stats = merge.upsert(
+            con, "user_stories", "_stories", ts,
+            compare=("content_hash", "feature_id"),  # a re-resolved feature is a change too
+            delete_scope=Scope("product_id", complete) if detect_deletions else None,
+        )
+        unresolved = merge.run(con, "SELECT count(*) FROM _stories WHERE feature_id IS NULL")[0][0]
+        marked = merge.mark_synced(con, "products", "user_stories_synced_at", complete, ts)
+        stats.extra = {"feature_unresolved": unresolved, "products_marked_synced": marked}
+        return stats
+
+    stats, unit = db.write(body, rows=frames.user_stories_frame(stories), names=("_stories_in",))
+    return stats.timed(started, unit.held_s)
+
+
+def write_tests(
+    db: Connections,
+    tests: Sequence[ExploratoryTest] | Stage,
+    synced_at: datetime,
+    *,
+    complete_product_ids: Collection[int],
+    detect_deletions: bool,
+) -> WriteStats:
+    started = time.perf_counter()
+    ts = utc(synced_at)
+    complete = set(complete_product_ids)
+
+    def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
+        stats = merge.upsert(
+            con, "tests", "_tests", ts,
+            delete_scope=Scope("product_id", complete) if detect_deletions else None,
+        )
+        removed, added = merge.replace_children(
+            con, "test_features", "_test_features", "test_id IN (SELECT id FROM _tests)"
+        )
+        marked = merge.mark_synced(con, "products", "tests_synced_at", complete, ts)
+        stats.extra = {
+            "test_features_removed": removed,
+            "test_features_added": added,
+            "products_marked_synced": marked,
+        }
+        return stats
+
+    rows = tests if isinstance(tests, Stage) else frames.tests_frame(tests)
+    stats, unit = db.write(body, rows=rows, names=("_tests", "_test_features"))
+    return stats.timed(started, unit.held_s)
+
+
+def write_bugs(
+    db: Connections,
+    bugs: Sequence[Bug] | Stage,
+    synced_at: datetime,
+    *,
+    fetched_test_ids: Collection[int],
+    complete_product_ids: Collection[int],
+    detect_deletions: bool,
+) -> WriteStats:
+    started = time.perf_counter()
+    ts = utc(synced_at)
+    fetched = set(fetched_test_ids)
+
+    def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
+        stats = merge.upsert(
+            con, "bugs", "_bugs", ts,
+            delete_scope=Scope("test_id", fetched) if detect_deletions else None,
+        )
+        tests_marked = merge.mark_synced(con, "tests", "bugs_synced_at", fetched, ts)
+        products_marked = merge.mark_synced(con, "products", "bugs_synced_at", set(complete_product_ids), ts)
+        stats.extra = {"tests_marked_synced": tests_marked, "products_marked_synced": products_marked}
+        return stats
+
+    rows = bugs if isinstance(bugs, Stage) else frames.bugs_frame(bugs)
+    stats, unit = db.write(body, rows=rows, names=("_bugs",))
+    return stats.timed(started, unit.held_s)
