@@ -1,0 +1,70 @@
+"""Analyst views, declared once as data like ``schema.TABLES``: SQL, column docs, KPIs.
+
+How a view is declared is in ``model.py``; the declarations in ``overview.py`` and
+``summary.py``. A test compares each declaration with ``DESCRIBE`` of the view.
+
+Conventions shared by the views:
+- deleted rows (``deleted_at`` set) are left out everywhere;
+- a bug's readable ``status``: ``accepted`` (by a person), ``auto-accepted``, ``rejected``,
+  ``open`` (the API's ``forwarded``); an unknown API status is shown as-is;
+- bug counts by status are disjoint (``accepted_bugs`` excludes auto-accepted ones), and the
+  acceptance rate is (accepted + auto-accepted) / (accepted + auto-accepted + rejected):
+  open bugs are not decided yet, so they do not count either way.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from .. import merge
+from .model import View, describe_type
+from .overview import BUG_OVERVIEW, TEST_OVERVIEW
+from .summary import FEATURE_QUALITY, PRODUCT_SUMMARY
+
+__all__ = ["VIEWS", "View", "create_views", "create_views_sql", "describe_type", "view_reads"]
+
+_VIEW_LIST = (BUG_OVERVIEW, TEST_OVERVIEW, FEATURE_QUALITY, PRODUCT_SUMMARY)
+# In creation order: a view comes after the views it reads.
+VIEWS: dict[str, View] = {v.name: v for v in _VIEW_LIST}
+
+
+def view_reads(view: View) -> tuple[str, ...]:
+    """The other views ``view`` selects from."""
+    return tuple(r for r in view.reads if r in VIEWS)
+
+
+def create_views_sql(names: Iterable[str] | None = None, existing: Iterable[str] = ()) -> list[str]:
+    """Statements that (re)create ``names`` (default: all), in dependency order.
+
+    A view that a requested view reads is created too unless it is in ``existing``.
+    """
+    wanted = set(VIEWS if names is None else names)
+    unknown = wanted - set(VIEWS)
+    if unknown:
+        raise KeyError(f"unknown views: {sorted(unknown)}")
+    have = set(existing)
+    pending = list(wanted)
+    while pending:
+        for dep in view_reads(VIEWS[pending.pop()]):
+            if dep not in wanted and dep not in have:
+                wanted.add(dep)
+                pending.append(dep)
+    return [stmt for v in VIEWS.values() if v.name in wanted for stmt in v.create_sql()]
+
+
+def create_views(warehouse, names: Sequence[str] | None = None) -> list[str]:
+    """(Re)create views in the warehouse in one short transaction; returns the views created.
+
+    ``warehouse`` is a :class:`~testio_pipeline.warehouse.Warehouse`; its schema is migrated first if needed.
+    Missing views that a requested view reads are created with it, so any one view can be
+    built on a fresh file.
+    """
+    def body(con) -> list[str]:
+        existing = {r[0] for r in merge.run(con, "SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+        statements = create_views_sql(names, existing)
+        for stmt in statements:
+            merge.run(con, stmt)
+        return statements
+
+    statements, _ = warehouse._db.write(body)  # noqa: SLF001 — same package; the one write path
+    return [s.split()[4] for s in statements if s.startswith("CREATE OR REPLACE VIEW")]
