@@ -142,9 +142,10 @@ def test_a_bad_token_fails_at_once_naming_the_setting(sim):
     assert "wrong-token" not in str(info.value)
 
 
-def test_a_deleted_product_is_not_found(sim):
+def test_a_deleted_product_is_not_found_not_a_list_to_recover(sim):
+    # A 404 says the product is gone: it is raised, not re-read in smaller windows.
     with pytest.raises(TestioNotFoundError):
-        run(_with_client(sim, lambda c: c.get_product(999_999_999)))
+        run(_with_client(sim, lambda c: c.list_tests(999_999_999)))
 
 
 def test_an_unreachable_api_is_a_clear_error_that_never_shows_the_token():

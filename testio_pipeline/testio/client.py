@@ -8,7 +8,6 @@ all, heavy bug queries that time out. Knows nothing of Dagster or DuckDB.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
@@ -36,8 +35,6 @@ from ..domain.records import (
     UserStory,
 )
 
-log = logging.getLogger("testio_pipeline.client")
-
 R = TypeVar("R", bound=Record)
 
 DEFAULT_PER_PAGE = 25
@@ -56,10 +53,6 @@ class Parsed:
     records: list[Any] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
 
-    def extend(self, other: "Parsed") -> None:
-        self.records.extend(other.records)
-        self.rejected.extend(other.rejected)
-
 
 @dataclass
 class TestListing:
@@ -76,7 +69,6 @@ class TestListing:
     stop_reason: str = ""
     # Positions that failed even one at a time.
     problems: list[ProblemRange] = field(default_factory=list)
-    pages_recovered: int = 0  # failing pages re-read in smaller windows
     # Known tests re-read one by one (incremental mode) that could not be read: id -> error.
     reread_failed: dict[int, str] = field(default_factory=dict)
     _seen: set[int] = field(default_factory=set, repr=False)
@@ -231,11 +223,6 @@ class CustomerApiClient:
     async def list_products(self) -> Parsed:
         data = await self._api.get_json("products", endpoint="products")
         return parse_records(Product, _envelope(data, "products", "products"), entity="products")
-
-    async def get_product(self, product_id: int) -> Product:
-        path = f"products/{product_id}"
-        data = await self._api.get_json(path, endpoint="product")
-        return Product.from_api(_envelope(data, "product", path))
 
     # -- features and user stories (section-aware) -----------------------------------------
 
@@ -406,7 +393,6 @@ class CustomerApiClient:
                 if isinstance(result, TestioApiError):
                     # A page that keeps failing: read its range in smaller windows instead.
                     found, failed, end = await self._recover(product_id, start, start + per_page - 1, result)
-                    listing.pages_recovered += 1
                     listing._failed.extend(failed)
                     items = [found[o] for o in sorted(found)]
                     for offset in sorted(found):
