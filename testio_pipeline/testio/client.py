@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence
 
 import httpx
-from pydantic import ValidationError
 
 from .errors import (
     MalformedResponseError,
@@ -23,19 +22,10 @@ from .errors import (
     TestioTimeoutError,
 )
 from .http import ApiRequester, RequestStats, RetryPolicy
-from ..domain.credentials import strip_credentials
-from ..domain.records import (
-    Bug,
-    ExploratoryTest,
-    Feature,
-    Product,
-    ProblemRange,
-    Record,
-    RejectedRecord,
-    UserStory,
-)
+from .parsing import Parsed, envelope, parse_records
+from ..domain.records import Bug, ExploratoryTest, Feature, Product, ProblemRange, RejectedRecord, UserStory
 
-R = TypeVar("R", bound=Record)
+__all__ = ["BugFetch", "CustomerApiClient", "Parsed", "TestListing", "parse_records"]
 
 DEFAULT_PER_PAGE = 25
 DEFAULT_BUG_BATCH = 15  # the id list clients send to /bugs; more risks a 524
@@ -44,14 +34,6 @@ RECOVERY_PER_PAGE = (10, 5, 2, 1)
 # Attempts per window while recovering (and for a single test's bugs): the range is already
 # known to fail, so each smaller window gets one retry, not the full policy.
 RECOVERY_ATTEMPTS = 2
-
-
-@dataclass
-class Parsed:
-    """Records that could be typed, and the ones that could not (kept, with the reason)."""
-
-    records: list[Any] = field(default_factory=list)
-    rejected: list[RejectedRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -102,47 +84,6 @@ class BugFetch:
     # bugs must not be marked deleted, and they are asked for again next cycle.
     with_rejects: set[int] = field(default_factory=set)
     batches_split: int = 0
-
-
-def parse_records(model: type[R], items: Any, *, entity: str, **context: Any) -> Parsed:
-    """Type each API object; anything that does not fit goes to ``rejected`` with its reason.
-
-    ``context`` holds what the request implies but the objects do not carry (product_id,
-    section_id).
-    """
-    parsed = Parsed()
-    product_id = context.get("product_id")
-    if not isinstance(items, list):
-        raise MalformedResponseError(f"expected a list of {entity}, got {type(items).__name__}")
-    for item in items:
-        try:
-            parsed.records.append(model.from_api(item, **context))
-        except (ValidationError, ValueError, TypeError) as exc:
-            parsed.rejected.append(
-                RejectedRecord(
-                    entity=entity,
-                    product_id=product_id,
-                    record_id=str(item.get("id")) if isinstance(item, dict) and "id" in item else None,
-                    reason=_short_reason(exc),
-                    raw=strip_credentials(item),
-                )
-            )
-    return parsed
-
-
-def _short_reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<record>'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-    return str(exc)
-
-
-def _envelope(data: Any, key: str, path: str) -> Any:
-    if not isinstance(data, dict) or key not in data:
-        found = sorted(data)[:5] if isinstance(data, dict) else type(data).__name__
-        raise MalformedResponseError(f"GET {path}: expected a {{{key!r}: ...}} envelope, got {found}")
-    return data[key]
 
 
 def _chunks(seq: Sequence[int], size: int) -> Iterable[list[int]]:
@@ -222,7 +163,7 @@ class CustomerApiClient:
 
     async def list_products(self) -> Parsed:
         data = await self._api.get_json("products", endpoint="products")
-        return parse_records(Product, _envelope(data, "products", "products"), entity="products")
+        return parse_records(Product, envelope(data, "products", "products"), entity="products")
 
     # -- features and user stories (section-aware) -----------------------------------------
 
@@ -232,7 +173,7 @@ class CustomerApiClient:
             path = f"products/{product.id}/features"
             data = await self._api.get_json(path, endpoint="features")
             return parse_records(
-                Feature, _envelope(data, "features", path), entity="features", product_id=product.id
+                Feature, envelope(data, "features", path), entity="features", product_id=product.id
             )
         per_section = await asyncio.gather(
             *(self._section_features(product.id, sid) for sid in product.section_ids)
@@ -252,7 +193,7 @@ class CustomerApiClient:
         path = f"products/{product_id}/sections/{section_id}/features"
         data = await self._api.get_json(path, endpoint="section_features")
         return parse_records(
-            Feature, _envelope(data, "features", path), entity="features", product_id=product_id
+            Feature, envelope(data, "features", path), entity="features", product_id=product_id
         )
 
     async def list_user_stories(self, product: Product) -> Parsed:
@@ -260,14 +201,14 @@ class CustomerApiClient:
         if not product.has_sections:
             data = await self._api.get_json(path, endpoint="user_stories")
             return parse_records(
-                UserStory, _envelope(data, "user_stories", path), entity="user_stories", product_id=product.id
+                UserStory, envelope(data, "user_stories", path), entity="user_stories", product_id=product.id
             )
 
         async def one_section(section_id: int) -> Parsed:
             data = await self._api.get_json(path, endpoint="user_stories", params={"section_id": section_id})
             return parse_records(
                 UserStory,
-                _envelope(data, "user_stories", path),
+                envelope(data, "user_stories", path),
                 entity="user_stories",
                 product_id=product.id,
                 section_id=section_id,
@@ -296,7 +237,7 @@ class CustomerApiClient:
             params={"page": page, "per_page": per_page or self.per_page},
             attempts=attempts,
         )
-        items = _envelope(data, "exploratory_tests", path)
+        items = envelope(data, "exploratory_tests", path)
         if not isinstance(items, list):
             raise MalformedResponseError(f"GET {path}: 'exploratory_tests' is not a list")
         return items
@@ -446,7 +387,7 @@ class CustomerApiClient:
     async def get_test(self, test_id: int) -> ExploratoryTest:
         path = f"exploratory_tests/{test_id}"
         data = await self._api.get_json(path, endpoint="exploratory_test")
-        return ExploratoryTest.from_api(_envelope(data, "exploratory_test", path))
+        return ExploratoryTest.from_api(envelope(data, "exploratory_test", path))
 
     # -- bugs ------------------------------------------------------------------------------
 
@@ -473,7 +414,7 @@ class CustomerApiClient:
                 fail_fast_timeouts=not single,
                 attempts=RECOVERY_ATTEMPTS if single else None,
             )
-            items = _envelope(data, "bugs", "bugs")
+            items = envelope(data, "bugs", "bugs")
         except TestioApiError as exc:
             if not single and (exc.status == 524 or isinstance(exc, TestioTimeoutError)):
                 # Heavy query: halves usually succeed where the whole batch timed out.
