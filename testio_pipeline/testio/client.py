@@ -1,54 +1,32 @@
 """The TestIO Customer API v2 client: every endpoint the pipeline needs, typed records out.
 
-Knows the API's quirks (see ``shared/TESTIO_API.md``): sectioned products, a test list
-with no paging metadata that truncates without ``page`` and is sometimes not paged at
-all, heavy bug queries that time out. Knows nothing of Dagster or DuckDB.
+Each method knows its endpoint's path, envelope and quirks (see ``shared/TESTIO_API.md``):
+sectioned products are read per section, and the test list is always asked for with
+``page``. Reading a whole test list (no paging metadata, paging sometimes ignored, poison
+pages) is ``paging.TestListReader``'s job; asking for bugs in batches that are split when
+they time out is ``bugs.BugReader``'s; HTTP, retries and the in-flight cap are
+``http.ApiRequester``'s. Knows nothing of Dagster or DuckDB.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import httpx
 
-from .errors import (
-    MalformedResponseError,
-    TestioApiError,
-    TestioAuthError,
-    TestioConnectionError,
-    TestioTimeoutError,
-)
+from .bugs import BugFetch, BugReader
+from .errors import MalformedResponseError
 from .http import ApiRequester, RequestStats, RetryPolicy
-from .paging import RECOVERY_ATTEMPTS, ReadAhead, TestListing, TestListReader
+from .paging import ReadAhead, TestListing, TestListReader
 from .parsing import Parsed, envelope, parse_records
-from ..domain.records import Bug, ExploratoryTest, Feature, Product, RejectedRecord, UserStory
+from ..domain.records import ExploratoryTest, Feature, Product, UserStory
 
 __all__ = ["BugFetch", "CustomerApiClient", "Parsed", "TestListing", "parse_records"]
 
 DEFAULT_PER_PAGE = 25
 DEFAULT_BUG_BATCH = 15  # the id list clients send to /bugs; more risks a 524
-
-
-@dataclass
-class BugFetch:
-    """Bugs for a set of tests, and exactly which tests' bug lists were read completely."""
-
-    bugs: list[Bug] = field(default_factory=list)
-    rejected: list[RejectedRecord] = field(default_factory=list)
-    fetched_test_ids: set[int] = field(default_factory=set)
-    failed: dict[int, str] = field(default_factory=dict)  # test id -> error
-    # Tests whose bug list was read but held records that could not be typed: their stored
-    # bugs must not be marked deleted, and they are asked for again next cycle.
-    with_rejects: set[int] = field(default_factory=set)
-    batches_split: int = 0
-
-
-def _chunks(seq: Sequence[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(seq), size):
-        yield list(seq[start : start + size])
 
 
 class CustomerApiClient:
@@ -205,51 +183,4 @@ class CustomerApiClient:
 
     async def list_bugs(self, test_ids: Sequence[int], *, product_id: int | None = None) -> BugFetch:
         """Bugs of the given tests, asked for in batches; a batch that times out is split."""
-        result = BugFetch()
-        ids = sorted(set(test_ids))
-        await asyncio.gather(
-            *(self._bug_batch(batch, product_id, result) for batch in _chunks(ids, self.bug_batch_size))
-        )
-        return result
-
-    async def _bug_batch(self, batch: list[int], product_id: int | None, result: BugFetch) -> None:
-        params = {"filter_test_cycle_ids": ",".join(str(i) for i in batch)}
-        single = len(batch) == 1
-        try:
-            data = await self._api.get_json(
-                "bugs",
-                endpoint="bugs",
-                params=params,
-                # A heavy batch is split at once instead of being retried; a single test gets
-                # one retry, since its query cannot be made lighter.
-                fail_fast=frozenset() if single else frozenset({524}),
-                fail_fast_timeouts=not single,
-                attempts=RECOVERY_ATTEMPTS if single else None,
-            )
-            items = envelope(data, "bugs", "bugs")
-        except TestioApiError as exc:
-            if not single and (exc.status == 524 or isinstance(exc, TestioTimeoutError)):
-                # Heavy query: halves usually succeed where the whole batch timed out.
-                result.batches_split += 1
-                middle = len(batch) // 2
-                await asyncio.gather(
-                    self._bug_batch(batch[:middle], product_id, result),
-                    self._bug_batch(batch[middle:], product_id, result),
-                )
-                return
-            if isinstance(exc, (TestioAuthError, TestioConnectionError)):
-                raise
-            for test_id in batch:
-                result.failed[test_id] = str(exc)
-            return
-        context = {"product_id": product_id} if product_id is not None else {}
-        parsed = parse_records(Bug, items, entity="bugs", **context)
-        wanted = set(batch)
-        result.bugs.extend(b for b in parsed.records if b.test_id in wanted)
-        result.rejected.extend(parsed.rejected)
-        for rejected in parsed.rejected:
-            test = rejected.raw.get("test") if isinstance(rejected.raw, dict) else None
-            test_id = test.get("id") if isinstance(test, dict) else None
-            # A bug we could not type may belong to any test of the batch if it names none.
-            result.with_rejects.update([test_id] if test_id in wanted else batch)
-        result.fetched_test_ids.update(wanted - result.with_rejects)
+        return await BugReader(self._api, product_id=product_id).read(test_ids, self.bug_batch_size)

@@ -1,7 +1,7 @@
 """The HTTP layer: one httpx.AsyncClient, one in-flight cap, retries, counters.
 
-Endpoint knowledge lives in ``client.py``; this module only knows how to GET a path
-politely and turn failures into the client's errors.
+Endpoint knowledge lives in ``client.py`` (and ``bugs.py`` for ``/bugs``); this module only
+knows how to GET a path politely and turn failures into the client's errors.
 """
 
 from __future__ import annotations
