@@ -118,6 +118,7 @@ class TestListReader:
         self._fetch = fetch
         self._read_ahead = read_ahead
         self._pages_fetched = 0
+        self._stop_reason = ""
         self._tests: list[ExploratoryTest] = []
         self._rejected: list[RejectedRecord] = []
         self._seen: set[int] = set()
@@ -131,6 +132,8 @@ class TestListReader:
         ``max_pages`` were read. With ``stop_when`` pages are read one by one (the stop is
         decided page by page); without it, as many at a time as ``ReadAhead`` allows.
         """
+        if self._stop_reason:
+            raise RuntimeError("a TestListReader reads its list once")
         page = 1
         while page <= max_pages:
             window = 1 if stop_when is not None else self._read_ahead.window()
@@ -139,16 +142,17 @@ class TestListReader:
                 results = await asyncio.gather(*(self._page_or_failure(n, self.per_page) for n in numbers))
             for n, result in zip(numbers, results):
                 self._pages_fetched += 1
-                reason = await self._take_page(n, result, stop_when)
-                if reason is not None:
-                    return self._listing(reason)
+                self._stop_reason = await self._take_page(n, result, stop_when)
+                if self._stop_reason:
+                    return self._listing()
             page += len(numbers)
-        return self._listing("max_pages")
+        self._stop_reason = "max_pages"
+        return self._listing()
 
     async def _take_page(
         self, number: int, result: list[Any] | TestioApiError, stop_when: Callable[[list[Any]], bool] | None
-    ) -> str | None:
-        """Take one page's tests; the reason to stop paging after it, if any."""
+    ) -> str:
+        """Take one page's tests; the reason to stop paging after it, or "" to read on."""
         start = (number - 1) * self.per_page
         if isinstance(result, TestioApiError):
             # A page that keeps failing: read its range in smaller windows instead.
@@ -172,7 +176,7 @@ class TestListReader:
                 return "short_page"
         if stop_when is not None and stop_when(items):
             return "known_reached"
-        return None
+        return ""
 
     async def _page_or_failure(
         self, page: int, per_page: int, *, attempts: int | None = None
@@ -244,7 +248,7 @@ class TestListReader:
                 self._tests.append(test)
         self._rejected.extend(parsed.rejected)
 
-    def _listing(self, stop_reason: str) -> TestListing:
+    def _listing(self) -> TestListing:
         """The result, with the positions that could not be read as problems naming their neighbours."""
         problems = []
         for start, end, error in _merge_failed(self._failed):
@@ -257,7 +261,7 @@ class TestListReader:
             tests=self._tests,
             rejected=self._rejected,
             pages_fetched=self._pages_fetched,
-            stop_reason=stop_reason,
+            stop_reason=self._stop_reason,
             problems=problems,
         )
 
