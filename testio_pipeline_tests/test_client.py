@@ -142,9 +142,10 @@ def test_a_bad_token_fails_at_once_naming_the_setting(sim):
     assert "wrong-token" not in str(info.value)
 
 
-def test_a_deleted_product_is_not_found(sim):
+def test_a_deleted_product_is_not_found_not_a_list_to_recover(sim):
+    # A 404 says the product is gone: it is raised, not re-read in smaller windows.
     with pytest.raises(TestioNotFoundError):
-        run(_with_client(sim, lambda c: c.get_product(999_999_999)))
+        run(_with_client(sim, lambda c: c.list_tests(999_999_999)))
 
 
 def test_an_unreachable_api_is_a_clear_error_that_never_shows_the_token():
@@ -208,3 +209,35 @@ def test_every_request_is_counted_as_sent_whatever_happened_to_it():
     assert fetched.fetched_test_ids == set(test_ids) and not fetched.failed
     assert sorted(b.id for b in fetched.bugs) == sorted(b["id"] for pid in product_ids for b in sim.truth_bugs(pid))
 
+
+
+def test_the_list_reader_narrows_a_failing_page_down_to_the_bad_position():
+    """The reader alone, fed by a page function: a page that always fails is re-read in
+    windows of 10, 5, 2 and 1 (one retry each), and only the bad position is lost."""
+    from testio_pipeline.testio import TestioApiError
+    from testio_pipeline.testio.paging import RECOVERY_ATTEMPTS, ReadAhead, TestListReader
+
+    sim = make_simulator("tiny", tests_per_product=40)
+    product_id = sim.truth_products()[0]["id"]
+    served = sim.truth_tests(product_id)  # the raw objects only: no requests to the simulator
+    assert 25 < len(served) < 50
+    bad = 12
+    asked: list[tuple[int, int, int | None]] = []
+
+    async def fetch(page: int, per_page: int, *, attempts: int | None = None) -> list:
+        asked.append((page, per_page, attempts))
+        start = (page - 1) * per_page
+        if start <= bad < start + per_page:
+            raise TestioApiError(f"page={page} per_page={per_page}: HTTP 500", status=500)
+        return served[start : start + per_page]
+
+    reader = TestListReader(product_id, fetch, per_page=25, read_ahead=ReadAhead(pages=1, slots=1))
+    listing = run(reader.read())
+    assert [t.id for t in listing.tests] == [t["id"] for i, t in enumerate(served) if i != bad]
+    [problem] = listing.problems
+    assert (problem.range_start, problem.range_end) == (bad, bad) and "per_page=1" in problem.error
+    assert problem.neighbour_ids == (served[bad - 1]["id"], served[bad + 1]["id"])
+    assert listing.stop_reason == "short_page" and listing.reached_end and not listing.complete
+    assert listing.pages_fetched == 2  # pages of the list, not the recovery windows
+    assert {size for _, size, attempts in asked if attempts == RECOVERY_ATTEMPTS} == {10, 5, 2, 1}
+    assert (bad + 1, 1, RECOVERY_ATTEMPTS) in asked

@@ -1,6 +1,7 @@
 """The TestIO Customer API v2 client layer (httpx, async). Knows nothing of Dagster or DuckDB."""
 
-from .client import BugFetch, CustomerApiClient, Parsed, TestListing, parse_records
+from .bugs import BugFetch
+from .client import CustomerApiClient
 from .errors import (
     MalformedResponseError,
     TestioApiError,
@@ -10,6 +11,8 @@ from .errors import (
     TestioTimeoutError,
 )
 from .http import RequestStats, RetryPolicy
+from .paging import TestListing
+from .parsing import Parsed, parse_records
 
 __all__ = [
     "BugFetch",
