@@ -233,7 +233,7 @@ class Warehouse:
         return reads.products_in_scope(self._db, product_ids)
 
     def test_states(self, product_ids: Collection[int] | None = None) -> dict[int, tuple[int, str]]:
-        """Test id → (product_id, status) for non-deleted tests."""
+        """Test id → (product_id, status) for non-deleted tests, in the API's list order."""
         return reads.test_states(self._db, product_ids)
 
     def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:

@@ -73,6 +73,7 @@ def test_states(db: Connections, product_ids: Collection[int] | None) -> dict[in
     if product_ids is not None:
         sql += " AND list_contains($ids, product_id)"
         params = {"ids": sorted(set(product_ids))}
+    sql += " ORDER BY end_at DESC NULLS FIRST, id DESC"  # the API's list order, newest first
     with db.read() as con:
         return {tid: (pid, status) for tid, pid, status in con.execute(sql, params).fetchall()}
 
