@@ -12,10 +12,9 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from testio_pipeline.domain.records import (
     Bug,
@@ -28,6 +27,9 @@ from testio_pipeline.domain.records import (
 )
 
 from . import bookkeeping, migrations, reads, writes
+
+if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
+    import pandas as pd
 from .connection import Connections
 from .merge import WriteStats
 from .staging import Stage
@@ -215,6 +217,10 @@ class Warehouse:
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:
         """Run a read-only query and return a DataFrame."""
         return reads.query(self._db, sql, params)
+
+    def records(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """Run a read-only query and return its rows as dicts (no pandas: the run path uses this)."""
+        return reads.rows(self._db, sql, params)
 
     def running_sync_events(self) -> list[str]:
         """Run ids whose sync_events row is still open."""

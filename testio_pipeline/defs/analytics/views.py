@@ -72,7 +72,7 @@ def _spec(view: View) -> dg.AssetSpec:
 
 def _outdated(context: dg.AssetExecutionContext, wh: Warehouse, views: list[View]) -> list[str]:
     """The views to (re)create: missing from the file, or created from another definition."""
-    existing = set(wh.query("SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"])
+    existing = {r["view_name"] for r in wh.records("SELECT view_name FROM duckdb_views() WHERE NOT internal")}
     outdated = []
     for view in views:
         event = context.instance.get_latest_materialization_event(dg.AssetKey(view.name))
