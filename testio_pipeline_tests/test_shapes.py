@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, UserStory
-from testio_pipeline.simulator import faults
+from testio_pipeline.simulator import SimResponse, faults
 from testio_pipeline.simulator.shapes import VARIANTS
 from testio_pipeline.testio.client import parse_records
 from testio_pipeline.warehouse import Warehouse
@@ -300,3 +300,43 @@ def test_a_malformed_record_among_the_variants_is_rejected_naming_the_field_and_
     all_bugs = {b["id"] for p in sim.truth_products() for b in sim.truth_bugs(p["id"])}
     assert warehouse.ids("tests") == all_tests - {bad_test}
     assert warehouse.ids("bugs") == all_bugs - {bad_id, bad_date, no_test}
+
+
+# --- raw ids before typing: list positions and known tests -----------------------------------
+
+
+def test_a_poison_position_next_to_a_test_sent_with_a_string_id_still_names_it(tmp_path):
+    sim = shaped(tests_per_product=60)
+    pid = sim.truth_products()[0]["id"]
+    listed = sim.truth_tests(pid)
+    sent_as_string = {
+        i for i, t in enumerate(listed) if any(v.name == "ids_as_strings" for v in sim.shapes.chosen("tests", t))
+    }
+    before = next(i for i in sorted(sent_as_string) if i + 2 < len(listed))
+    sim.add_fault(faults.poison_offsets(sim, pid, [before + 1]))
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    cycle(sim, warehouse, "full")
+    problems = warehouse.query("SELECT range_start, neighbour_ids FROM problematic_records WHERE product_id = ?", [pid])
+    assert list(problems.range_start) == [before + 1]
+    assert list(problems.neighbour_ids[0]) == [listed[before]["id"], listed[before + 2]["id"]]
+
+
+def test_incremental_discovery_knows_tests_whatever_the_type_of_their_ids(tmp_path):
+    sim = make_simulator("tiny", tests_per_product=60)
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    cycle(sim, warehouse, "full")
+    log = faults.RequestLog()
+    sim.add_fault(log)
+
+    def string_ids(request):  # every test on the list with its id as a numeric string
+        if request.endpoint != "exploratory_tests":
+            return None
+        normal = sim.dispatch(request)
+        tests = [{**t, "id": str(t["id"])} for t in normal.body["exploratory_tests"]]
+        return SimResponse(200, dict(normal.headers), {"exploratory_tests": tests})
+
+    sim.add_fault(string_ids)
+    results = cycle(sim, warehouse, "incremental")
+    assert len(log.of("exploratory_tests")) == len(sim.truth_products()), "one page per product: known tests found"
+    assert all(not r.product_errors for r in results.values())
+    assert warehouse.ids("tests") == truth_ids(sim)["tests"]

@@ -34,6 +34,7 @@ from ..domain.records import (
     Record,
     RejectedRecord,
     UserStory,
+    raw_id,
 )
 
 log = logging.getLogger("testio_pipeline.client")
@@ -437,8 +438,8 @@ class CustomerApiClient:
     @staticmethod
     def _add_tests(listing: TestListing, items: list[Any], first_offset: int) -> None:
         for i, item in enumerate(items):
-            if isinstance(item, dict) and isinstance(item.get("id"), int):
-                listing._offsets.setdefault(first_offset + i, item["id"])
+            if (test_id := raw_id(item)) is not None:  # an int or a numeric string
+                listing._offsets.setdefault(first_offset + i, test_id)
         parsed = parse_records(ExploratoryTest, items, entity="tests", product_id=listing.product_id)
         for test in parsed.records:
             # A test can move between pages while we read; keep its first sighting only.
