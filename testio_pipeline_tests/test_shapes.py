@@ -13,8 +13,7 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-import pytest
-
+from benchmarks import verify
 from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, UserStory
 from testio_pipeline.simulator import SimResponse, faults
 from testio_pipeline.simulator.shapes import VARIANTS
@@ -259,6 +258,8 @@ def test_a_sync_of_a_world_sending_every_variant_ends_equal_to_its_truth_with_no
     assert warehouse.query("SELECT count(*) AS n FROM rejected_records").n[0] == 0
     assert all(not r.product_errors for r in results.values()), {e: r.product_errors for e, r in results.items()}
     assert_mirror_is_the_truth(sim, warehouse)
+    report = verify.verify(tmp_path / "t.duckdb", sim, verify.snapshot(sim, sim.clock.now()))
+    assert report.ok, report.problems
     # The shapes are stable: reading the same world again changes nothing.
     again = cycle(sim, warehouse, "full")
     for result in again.values():
@@ -269,6 +270,8 @@ def test_a_sync_of_a_world_sending_every_variant_ends_equal_to_its_truth_with_no
     cycle(sim, warehouse, "full")
     assert warehouse.query("SELECT count(*) AS n FROM rejected_records").n[0] == 0
     assert_mirror_is_the_truth(sim, warehouse)
+    report = verify.verify(tmp_path / "t.duckdb", sim, verify.snapshot(sim, sim.clock.now()))
+    assert report.ok, report.problems
 
 
 def test_a_malformed_record_among_the_variants_is_rejected_naming_the_field_and_its_page_is_stored(tmp_path):
