@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..domain.records import ExploratoryTest, ProblemRange, Product, RejectedRecord
+from ..domain.records import ExploratoryTest, ProblemRange, Product, RejectedRecord, raw_id
 from ..domain.vocabulary import FINAL_TEST_STATUSES
 from ..source import ApiSource
 from ..testio import CustomerApiClient, TestioApiError, TestioNotFoundError
@@ -63,7 +63,7 @@ def _fetch_and_write_tests(
             # New tests appear on page 1 (newest first): stop at the first page holding a known one.
             listing = await client.list_tests(
                 product.id,
-                stop_when=lambda items: any(isinstance(i, dict) and i.get("id") in mine for i in items),
+                stop_when=lambda items: any(raw_id(i) in mine for i in items),
                 then_pages=lambda tests, pages: pages_down_to_stale(mine, tests, pages, client.per_page),
             )
             seen = {t.id for t in listing.tests}

@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..domain.records import Bug, RejectedRecord
+from ..domain.records import Bug, RejectedRecord, raw_id
 from .errors import TestioApiError, TestioAuthError, TestioConnectionError, TestioTimeoutError
 from .http import ApiRequester
 from .paging import RECOVERY_ATTEMPTS
@@ -105,8 +105,7 @@ class BugReader:
 
 
 def _test_id(raw: Any) -> int | None:
-    test = raw.get("test") if isinstance(raw, dict) else None
-    return test.get("id") if isinstance(test, dict) else None
+    return raw_id(raw.get("test")) if isinstance(raw, dict) else None
 
 
 def _chunks(seq: Sequence[int], size: int) -> Iterable[list[int]]:
