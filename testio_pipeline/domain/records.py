@@ -120,6 +120,35 @@ class CoveredFeature(BaseModel):
     enable_visual: bool | None = None
 
 
+class Named(BaseModel):
+    """An ``{id, name}`` object (category, vendor, operating system, browser, version...)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: int | None = None
+    name: str | None = None
+
+
+def _name(item: Named | None) -> str | None:
+    return item.name if item is not None else None
+
+
+class Requirement(BaseModel):
+    """A platform a test asks for (``requirements[]``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    category: Named | None = None
+    operating_system: Named | None = None
+    min_operating_system_version: Named | None = None
+    max_operating_system_version: Named | None = None
+    browsers: EmptyIfNone[Named] = Field(default_factory=list)
+
+    @property
+    def browser_names(self) -> list[str]:
+        return [b.name for b in self.browsers if b.name is not None]
+
+
 class ExploratoryTest(Record):
     id: int
     product_id: int
@@ -141,6 +170,7 @@ class ExploratoryTest(Record):
     section_name: str | None = None
     test_environment: Environment | None = None
     features: EmptyIfNone[CoveredFeature] = Field(default_factory=list)
+    requirements: EmptyIfNone[Requirement] = Field(default_factory=list)
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "ExploratoryTest":
@@ -163,6 +193,60 @@ class ExploratoryTest(Record):
         return cls.model_validate(merged)
 
 
+class BugDevice(BaseModel):
+    """A device a tester used for a bug (``devices[]``); ``devices`` names the model."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    category: Named | None = None
+    vendor: Named | None = None
+    devices: Named | list[Named] | None = None
+    operating_system: Named | None = None
+    operating_system_version: Named | None = None  # not in the description; kept when sent
+    browsers: EmptyIfNone[Named] = Field(default_factory=list)
+
+    @property
+    def model_name(self) -> str | None:
+        if isinstance(self.devices, list):
+            return ", ".join(d.name for d in self.devices if d.name) or None
+        return _name(self.devices)
+
+
+class BugComment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: int | None = None
+    body: str | None = None
+    author: Named | None = None
+    created_at: datetime | None = None
+
+
+class ReportField(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    key: str | None = None
+    value: Any = None
+
+
+class ReportContent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    data: EmptyIfNone[ReportField] = Field(default_factory=list)
+
+
+class BugReport(BaseModel):
+    """The custom report fields a bug carries (``report``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    custom_report_configuration_id: int | None = None
+    content: ReportContent | None = None
+
+    @property
+    def fields(self) -> list[ReportField]:
+        return self.content.data if self.content is not None else []
+
+
 class Bug(Record):
     id: int
     product_id: int | None = None
@@ -182,6 +266,9 @@ class Bug(Record):
     feature_id: int | None = None
     language: str | None = None
     location: str | None = None
+    devices: EmptyIfNone[BugDevice] = Field(default_factory=list)
+    comments: EmptyIfNone[BugComment] = Field(default_factory=list)
+    report: BugReport | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "Bug":
@@ -202,6 +289,18 @@ class Bug(Record):
             "raw_json": text,
         }
         return cls.model_validate(merged)
+
+
+@dataclass(frozen=True)
+class RejectReason:
+    """One of the customer's rejection reasons (``bugs/reject_reasons``): TestIO posts its
+    ``default_comment`` on a bug rejected for it. ``source`` says where it came from: ``api``,
+    or ``standard`` (TestIO's standard list, for what the API did not list)."""
+
+    key: str
+    name: str | None
+    default_comment: str
+    source: str = "api"
 
 
 class RejectedRecord(BaseModel):

@@ -32,6 +32,8 @@ class SimulatorConfig:
     truncate_without_page: int = 150
     max_bug_test_ids: int | None = None
     max_in_flight: int | None = None
+    # False: an older deployment that answers bugs/reject_reasons with 404.
+    serves_reject_reasons: bool = True
     token: str = SIMULATOR_TOKEN
 
     PRESET_NAMES: ClassVar[tuple[str, ...]] = ("demo", "tiny", "bench", "large")

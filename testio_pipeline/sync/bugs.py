@@ -4,14 +4,41 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
-from ..domain.records import ProblemRange, Product
+from ..domain.records import ProblemRange, Product, RejectReason
+from ..domain.vocabulary import STANDARD_REJECT_REASONS
 from ..source import ApiSource
-from ..testio import BugFetch, CustomerApiClient
+from ..testio import BugFetch, CustomerApiClient, TestioApiError, TestioAuthError
 from ..warehouse import Warehouse
 from ..warehouse.staging import Stage
 from .common import EntityResult, SyncOptions, open_problems, per_product, records_issues, run_fetch, scoped_products
+
+log = logging.getLogger(__name__)
+
+
+def with_standard_reasons(listed: list[RejectReason]) -> list[RejectReason]:
+    """The API's reasons, then TestIO's standard ones for the keys the API did not list."""
+    keys = {r.key for r in listed}
+    standard = [RejectReason(k, n, c, source="standard") for k, n, c in STANDARD_REJECT_REASONS if k not in keys]
+    return [*listed, *standard]
+
+
+async def _reject_reasons(client: CustomerApiClient) -> list[RejectReason] | None:
+    """What the bugs' comments are matched against: the API's list completed with the
+    standard one (the standard one alone after a 404). None keeps the stored list: the
+    endpoint failing otherwise must not fail the bugs."""
+    try:
+        listed = await client.list_reject_reasons()
+    except TestioAuthError:
+        raise
+    except TestioApiError as exc:
+        log.warning("bugs/reject_reasons failed (%s): the stored rejection reasons are used", exc)
+        return None
+    if listed is None:
+        log.warning("bugs/reject_reasons answered 404 (an older deployment): TestIO's standard list is used")
+    return with_standard_reasons(listed or [])
 
 
 @records_issues
@@ -67,12 +94,19 @@ def _fetch_and_write_bugs(
 ) -> EntityResult:
     started = time.perf_counter()
 
+    reasons: list[RejectReason] | None = None
+
     async def fetch(client: CustomerApiClient):
+        nonlocal reasons
         by_product = {p.id: p for p in products}
-        return await per_product(
-            [by_product[pid] for pid in wanted if pid in by_product],
-            lambda p: _list_bugs_staged(client, wanted[p.id], p.id, staged),
+        bugs, reasons = await asyncio.gather(
+            per_product(
+                [by_product[pid] for pid in wanted if pid in by_product],
+                lambda p: _list_bugs_staged(client, wanted[p.id], p.id, staged),
+            ),
+            _reject_reasons(client),
         )
+        return bugs
 
     (ok, errors), api = run_fetch(fetch, source)
     fetch_s = time.perf_counter() - started
@@ -103,6 +137,7 @@ def _fetch_and_write_bugs(
         fetched_test_ids=fetched,
         complete_product_ids=sorted(complete),
         detect_deletions=options.mode == "full",
+        reject_reasons=reasons,
     )
     return EntityResult(
         entity="bugs",
@@ -115,6 +150,8 @@ def _fetch_and_write_bugs(
             "bugs_refreshed": stats.inserted + stats.updated,
             "tests_with_bugs_fetched": len(fetched),
             "bug_batches_split": split,
+            # 0: the API did not list any (404), the standard list was used.
+            "reject_reasons_from_api": sum(r.source == "api" for r in reasons or []),
         },
         fetch_s=fetch_s,
         problems=problems,

@@ -24,6 +24,7 @@ from testio_pipeline.domain.records import (
     ProblemRange,
     Product,
     RejectedRecord,
+    RejectReason,
     UserStory,
 )
 
@@ -159,9 +160,12 @@ class Warehouse:
         fetched_test_ids: Collection[int],
         complete_product_ids: Collection[int] = (),
         detect_deletions: bool = False,
+        reject_reasons: Sequence[RejectReason] | None = None,
     ) -> WriteStats:
-        """Upsert bugs (a record list or a filled stage); deletions only among the bugs of
-        tests whose bugs were fetched completely."""
+        """Upsert bugs (a record list or a filled stage) with their devices, comments, report
+        fields and rejection_reason (``reject_reasons`` replaces the stored list the comments
+        are matched against); deletions only among the bugs of tests whose bugs were fetched
+        completely."""
         return writes.write_bugs(
             self._db,
             bugs,
@@ -169,6 +173,7 @@ class Warehouse:
             fetched_test_ids=fetched_test_ids,
             complete_product_ids=complete_product_ids,
             detect_deletions=detect_deletions,
+            reject_reasons=reject_reasons,
         )
 
     # --- bookkeeping writes ----------------------------------------------------------------

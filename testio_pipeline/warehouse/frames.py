@@ -14,9 +14,11 @@ from testio_pipeline.domain.records import (
     Bug,
     ExploratoryTest,
     Feature,
+    Named,
     ProblemRange,
     Product,
     RejectedRecord,
+    RejectReason,
     UserStory,
 )
 
@@ -117,8 +119,8 @@ def user_stories_frame(stories: Sequence[UserStory]) -> pa.Table:
     return _frame("user_stories", cols)
 
 
-def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table]:
-    """(tests, test_features) frames."""
+def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(tests, test_features, test_platforms) frames."""
     tests = dedupe(tests)
     envs = [t.test_environment for t in tests]
     cols = {
@@ -155,10 +157,33 @@ def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table]:
         "enable_content": [tf.enable_content for _, tf in tfs],
         "enable_visual": [tf.enable_visual for _, tf in tfs],
     }
-    return _frame("tests", cols), _frame("test_features", tf_cols)
+    platforms = [(t.id, i, r) for t in tests for i, r in enumerate(t.requirements)]
+    platform_cols = {
+        "test_id": [tid for tid, _, _ in platforms],
+        "position": [i for _, i, _ in platforms],
+        "category": [_name(r.category) for _, _, r in platforms],
+        "operating_system": [_name(r.operating_system) for _, _, r in platforms],
+        "min_os_version": [_name(r.min_operating_system_version) for _, _, r in platforms],
+        "max_os_version": [_name(r.max_operating_system_version) for _, _, r in platforms],
+        "browsers": [r.browser_names for _, _, r in platforms],
+    }
+    return _frame("tests", cols), _frame("test_features", tf_cols), _frame("test_platforms", platform_cols)
 
 
-def bugs_frame(bugs: Sequence[Bug]) -> pa.Table:
+def _name(item: Named | None) -> str | None:
+    return item.name if item is not None else None
+
+
+def _text(value: Any) -> str | None:
+    """A report field's value as text: strings as they are, anything else as its JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return raw_text(value).decode()
+
+
+def bugs_frame(bugs: Sequence[Bug]) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
+    """(bugs, bug_devices, bug_comments, bug_report_fields) frames; bugs without
+    rejection_reason (derived in SQL from the comments when they are written)."""
     bugs = dedupe(bugs)
     cols = {
         "id": [b.id for b in bugs],
@@ -181,7 +206,63 @@ def bugs_frame(bugs: Sequence[Bug]) -> pa.Table:
         "location": [b.location for b in bugs],
         **_raw_and_hash(bugs, [str(b.product_id) for b in bugs]),
     }
-    return _frame("bugs", cols)
+    return _frame("bugs", cols), _devices_frame(bugs), _comments_frame(bugs), _report_fields_frame(bugs)
+
+
+def _devices_frame(bugs: Sequence[Bug]) -> pa.Table:
+    """One row per device and browser of that device (one row with no browser if it lists none)."""
+    rows = []
+    for b in bugs:
+        position = 0
+        for d in b.devices:
+            base = (_name(d.category), _name(d.operating_system), _name(d.operating_system_version), d.model_name, _name(d.vendor))
+            for browser in [x.name for x in d.browsers] or [None]:
+                rows.append((b.id, position, *base, browser))
+                position += 1
+    names = ("bug_id", "position", "category", "operating_system", "os_version", "device", "vendor", "browser")
+    return _frame("bug_devices", {n: [r[i] for r in rows] for i, n in enumerate(names)})
+
+
+def _comments_frame(bugs: Sequence[Bug]) -> pa.Table:
+    rows = [(b.id, i, c) for b in bugs for i, c in enumerate(b.comments)]
+    cols = {
+        "bug_id": [bid for bid, _, _ in rows],
+        "position": [i for _, i, _ in rows],
+        "comment_id": [c.id for _, _, c in rows],
+        "author_name": [_name(c.author) for _, _, c in rows],
+        "body": [c.body for _, _, c in rows],
+        "created_at": [c.created_at for _, _, c in rows],
+    }
+    return _frame("bug_comments", cols)
+
+
+def _report_fields_frame(bugs: Sequence[Bug]) -> pa.Table:
+    rows = [
+        (b.id, i, b.report.custom_report_configuration_id, f)
+        for b in bugs
+        if b.report is not None
+        for i, f in enumerate(b.report.fields)
+    ]
+    cols = {
+        "bug_id": [r[0] for r in rows],
+        "position": [r[1] for r in rows],
+        "configuration_id": [r[2] for r in rows],
+        "key": [r[3].key for r in rows],
+        "value": [_text(r[3].value) for r in rows],
+    }
+    return _frame("bug_report_fields", cols)
+
+
+def reject_reasons_frame(reasons: Sequence[RejectReason], synced_at: datetime) -> pa.Table:
+    reasons = dedupe(reasons, key=lambda r: r.key)
+    cols = {
+        "key": [r.key for r in reasons],
+        "name": [r.name for r in reasons],
+        "default_comment": [r.default_comment for r in reasons],
+        "source": [r.source for r in reasons],
+        "synced_at": [synced_at] * len(reasons),
+    }
+    return _frame("reject_reasons", cols)
 
 
 def rejected_frame(rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> pa.Table:
