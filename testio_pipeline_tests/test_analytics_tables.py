@@ -194,3 +194,33 @@ def test_the_readme_documents_the_standard_rejection_patterns():
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     for key, name, comment in STANDARD_REJECT_REASONS:
         assert f"| `{key}` | {name} | {comment} |" in text, key
+
+
+def test_nested_parts_in_other_shapes_are_read_not_rejected():
+    """A device model sent as a list, null browsers and objects, a numeric-string comment id,
+    a report without content: read where they say something, empty where they do not."""
+    from testio_pipeline.domain.records import Bug, ExploratoryTest
+
+    bug = Bug.from_api(
+        {
+            "id": 1,
+            "test": {"id": 2},
+            "devices": [
+                {"category": None, "devices": [{"name": "Pixel 7"}, {"name": "Pixel 8"}], "browsers": None,
+                 "operating_system": {"id": 3, "name": "Android"}},
+                "not a device",
+            ],
+            "comments": [{"id": "77", "body": "Rejected - known", "author": None, "created_at": "2026-11-01T10:00:00Z"}],
+            "report": {"custom_report_configuration_id": 5, "content": None},
+        }
+    )
+    assert bug.device_rows() == [(None, "Android", None, "Pixel 7, Pixel 8", None, None)]
+    [(comment_id, author, body, created)] = bug.comment_rows()
+    assert (comment_id, author, body, created.isoformat()) == (77, None, "Rejected - known", "2026-11-01T10:00:00+00:00")
+    assert bug.report_rows() == []
+    test = ExploratoryTest.from_api(
+        {"id": 9, "status": "running", "requirements": [{"operating_system": {"name": "iOS"}, "browsers": [{"name": 5}]}]},
+        product_id=1,
+    )
+    assert test.platform_rows() == [(None, "iOS", None, None, ["5"])]
+    assert Bug.from_api({"id": 1, "test": {"id": 2}, "devices": None, "comments": None}).device_rows() == []

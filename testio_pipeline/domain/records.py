@@ -120,33 +120,50 @@ class CoveredFeature(BaseModel):
     enable_visual: bool | None = None
 
 
-class Named(BaseModel):
-    """An ``{id, name}`` object (category, vendor, operating system, browser, version...)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: int | None = None
-    name: str | None = None
+# Nested lists of tests and bugs (requirements, devices, comments) are kept as the API sent
+# them and read by the *_rows methods below with plain dict lookups: typing each nested
+# object as a model made a bug's parsing several times slower (benchmarks/README.md), and
+# only the few fields the child tables hold are needed.
+JsonList = Annotated[list[Any], BeforeValidator(lambda value: value if isinstance(value, list) else [])]
 
 
-def _name(item: Named | None) -> str | None:
-    return item.name if item is not None else None
+def _text(value: Any) -> str | None:
+    """A name or text as the API sent it; a number is taken as its text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
-class Requirement(BaseModel):
-    """A platform a test asks for (``requirements[]``)."""
+def _name(obj: Any) -> str | None:
+    """``obj["name"]`` of an ``{id, name}`` object (None when it is null or not an object)."""
+    return _text(obj.get("name")) if isinstance(obj, dict) else None
 
-    model_config = ConfigDict(extra="ignore")
 
-    category: Named | None = None
-    operating_system: Named | None = None
-    min_operating_system_version: Named | None = None
-    max_operating_system_version: Named | None = None
-    browsers: EmptyIfNone[Named] = Field(default_factory=list)
+def _names(items: Any) -> list[str]:
+    return [n for n in (_name(i) for i in items) if n is not None] if isinstance(items, list) else []
 
-    @property
-    def browser_names(self) -> list[str]:
-        return [b.name for b in self.browsers if b.name is not None]
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdecimal():
+        return int(value)
+    return None
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _objects(items: list[Any]) -> list[dict[str, Any]]:
+    return [i for i in items if isinstance(i, dict)]
 
 
 class ExploratoryTest(Record):
@@ -170,7 +187,20 @@ class ExploratoryTest(Record):
     section_name: str | None = None
     test_environment: Environment | None = None
     features: EmptyIfNone[CoveredFeature] = Field(default_factory=list)
-    requirements: EmptyIfNone[Requirement] = Field(default_factory=list)
+    requirements: JsonList = Field(default_factory=list)
+
+    def platform_rows(self) -> list[tuple[str | None, str | None, str | None, str | None, list[str]]]:
+        """(category, operating system, min version, max version, browsers) per requirement."""
+        return [
+            (
+                _name(r.get("category")),
+                _name(r.get("operating_system")),
+                _name(r.get("min_operating_system_version")),
+                _name(r.get("max_operating_system_version")),
+                _names(r.get("browsers")),
+            )
+            for r in _objects(self.requirements)
+        ]
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "ExploratoryTest":
@@ -193,60 +223,6 @@ class ExploratoryTest(Record):
         return cls.model_validate(merged)
 
 
-class BugDevice(BaseModel):
-    """A device a tester used for a bug (``devices[]``); ``devices`` names the model."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    category: Named | None = None
-    vendor: Named | None = None
-    devices: Named | list[Named] | None = None
-    operating_system: Named | None = None
-    operating_system_version: Named | None = None  # not in the description; kept when sent
-    browsers: EmptyIfNone[Named] = Field(default_factory=list)
-
-    @property
-    def model_name(self) -> str | None:
-        if isinstance(self.devices, list):
-            return ", ".join(d.name for d in self.devices if d.name) or None
-        return _name(self.devices)
-
-
-class BugComment(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id: int | None = None
-    body: str | None = None
-    author: Named | None = None
-    created_at: datetime | None = None
-
-
-class ReportField(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    key: str | None = None
-    value: Any = None
-
-
-class ReportContent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    data: EmptyIfNone[ReportField] = Field(default_factory=list)
-
-
-class BugReport(BaseModel):
-    """The custom report fields a bug carries (``report``)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    custom_report_configuration_id: int | None = None
-    content: ReportContent | None = None
-
-    @property
-    def fields(self) -> list[ReportField]:
-        return self.content.data if self.content is not None else []
-
-
 class Bug(Record):
     id: int
     product_id: int | None = None
@@ -266,9 +242,38 @@ class Bug(Record):
     feature_id: int | None = None
     language: str | None = None
     location: str | None = None
-    devices: EmptyIfNone[BugDevice] = Field(default_factory=list)
-    comments: EmptyIfNone[BugComment] = Field(default_factory=list)
-    report: BugReport | None = None
+    devices: JsonList = Field(default_factory=list)
+    comments: JsonList = Field(default_factory=list)
+    report: Any = None
+
+    def device_rows(self) -> list[tuple[str | None, ...]]:
+        """(category, operating system, OS version, device, vendor, browser): one per device and
+        browser of that device, or one with browser None when it lists none. ``devices`` (the
+        model) is one object as documented; a list of them is read as their names joined."""
+        rows = []
+        for d in _objects(self.devices):
+            model = d.get("devices")
+            device = (", ".join(_names(model)) or None) if isinstance(model, list) else _name(model)
+            version = _name(d.get("operating_system_version"))
+            base = (_name(d.get("category")), _name(d.get("operating_system")), version, device, _name(d.get("vendor")))
+            rows.extend((*base, browser) for browser in (_names(d.get("browsers")) or [None]))
+        return rows
+
+    def comment_rows(self) -> list[tuple[int | None, str | None, str | None, datetime | None]]:
+        """(comment id, author name, body, created_at) per comment, in the API's order."""
+        return [
+            (_int(c.get("id")), _name(c.get("author")), _text(c.get("body")), _moment(c.get("created_at")))
+            for c in _objects(self.comments)
+        ]
+
+    def report_rows(self) -> list[tuple[int | None, str | None, Any]]:
+        """(configuration id, key, value) per custom report field (``report.content.data``)."""
+        if not isinstance(self.report, dict):
+            return []
+        content = self.report.get("content")
+        data = content.get("data") if isinstance(content, dict) else None
+        config = _int(self.report.get("custom_report_configuration_id"))
+        return [(config, _text(f.get("key")), f.get("value")) for f in _objects(data if isinstance(data, list) else [])]
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "Bug":

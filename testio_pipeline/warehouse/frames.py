@@ -14,7 +14,6 @@ from testio_pipeline.domain.records import (
     Bug,
     ExploratoryTest,
     Feature,
-    Named,
     ProblemRange,
     Product,
     RejectedRecord,
@@ -157,21 +156,14 @@ def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table, p
         "enable_content": [tf.enable_content for _, tf in tfs],
         "enable_visual": [tf.enable_visual for _, tf in tfs],
     }
-    platforms = [(t.id, i, r) for t in tests for i, r in enumerate(t.requirements)]
-    platform_cols = {
-        "test_id": [tid for tid, _, _ in platforms],
-        "position": [i for _, i, _ in platforms],
-        "category": [_name(r.category) for _, _, r in platforms],
-        "operating_system": [_name(r.operating_system) for _, _, r in platforms],
-        "min_os_version": [_name(r.min_operating_system_version) for _, _, r in platforms],
-        "max_os_version": [_name(r.max_operating_system_version) for _, _, r in platforms],
-        "browsers": [r.browser_names for _, _, r in platforms],
-    }
-    return _frame("tests", cols), _frame("test_features", tf_cols), _frame("test_platforms", platform_cols)
+    platforms = [(t.id, i, *row) for t in tests for i, row in enumerate(t.platform_rows())]
+    return _frame("tests", cols), _frame("test_features", tf_cols), _rows_frame("test_platforms", platforms)
 
 
-def _name(item: Named | None) -> str | None:
-    return item.name if item is not None else None
+def _rows_frame(table: str, rows: list[tuple]) -> pa.Table:
+    """A frame of ``table`` from row tuples in the order of its columns."""
+    names = TABLES[table].column_names
+    return _frame(table, {n: [r[i] for r in rows] for i, n in enumerate(names)})
 
 
 def _text(value: Any) -> str | None:
@@ -210,47 +202,23 @@ def bugs_frame(bugs: Sequence[Bug]) -> tuple[pa.Table, pa.Table, pa.Table, pa.Ta
 
 
 def _devices_frame(bugs: Sequence[Bug]) -> pa.Table:
-    """One row per device and browser of that device (one row with no browser if it lists none)."""
-    rows = []
-    for b in bugs:
-        position = 0
-        for d in b.devices:
-            base = (_name(d.category), _name(d.operating_system), _name(d.operating_system_version), d.model_name, _name(d.vendor))
-            for browser in [x.name for x in d.browsers] or [None]:
-                rows.append((b.id, position, *base, browser))
-                position += 1
-    names = ("bug_id", "position", "category", "operating_system", "os_version", "device", "vendor", "browser")
-    return _frame("bug_devices", {n: [r[i] for r in rows] for i, n in enumerate(names)})
+    rows = [(b.id, i, *row) for b in bugs for i, row in enumerate(b.device_rows())]
+    return _rows_frame("bug_devices", rows)
 
 
 def _comments_frame(bugs: Sequence[Bug]) -> pa.Table:
-    rows = [(b.id, i, c) for b in bugs for i, c in enumerate(b.comments)]
-    cols = {
-        "bug_id": [bid for bid, _, _ in rows],
-        "position": [i for _, i, _ in rows],
-        "comment_id": [c.id for _, _, c in rows],
-        "author_name": [_name(c.author) for _, _, c in rows],
-        "body": [c.body for _, _, c in rows],
-        "created_at": [c.created_at for _, _, c in rows],
-    }
-    return _frame("bug_comments", cols)
+    rows = [(b.id, i, *row) for b in bugs if b.comments for i, row in enumerate(b.comment_rows())]
+    return _rows_frame("bug_comments", rows)
 
 
 def _report_fields_frame(bugs: Sequence[Bug]) -> pa.Table:
     rows = [
-        (b.id, i, b.report.custom_report_configuration_id, f)
+        (b.id, i, config, key, _text(value))
         for b in bugs
         if b.report is not None
-        for i, f in enumerate(b.report.fields)
+        for i, (config, key, value) in enumerate(b.report_rows())
     ]
-    cols = {
-        "bug_id": [r[0] for r in rows],
-        "position": [r[1] for r in rows],
-        "configuration_id": [r[2] for r in rows],
-        "key": [r[3].key for r in rows],
-        "value": [_text(r[3].value) for r in rows],
-    }
-    return _frame("bug_report_fields", cols)
+    return _rows_frame("bug_report_fields", rows)
 
 
 def reject_reasons_frame(reasons: Sequence[RejectReason], synced_at: datetime) -> pa.Table:

@@ -208,7 +208,9 @@ FROM customers
     kpis="""
 SELECT
     count(*) FILTER (WHERE user_type = 'tester') AS testers,
-    count(*) FILTER (WHERE user_type = 'customer') AS customers
+    count(*) FILTER (WHERE user_type = 'customer') AS customers,
+    count(*) FILTER (WHERE user_type = 'tester' AND last_seen_at >= now() - INTERVAL 30 DAY)
+        AS testers_active_last_30_days
 FROM users
 """,
 )
