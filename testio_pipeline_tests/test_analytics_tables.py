@@ -114,6 +114,7 @@ def test_rejection_reason_of_every_bug_is_the_worlds(world):
     api_keys = {r["key"] for r in sim.truth_reject_reasons()}
     assert listed == sorted((k, "api" if k in api_keys else "standard") for k, *_ in STANDARD_REJECT_REASONS)
     assert results["bugs"].counts["reject_reasons_from_api"] == len(api_keys)
+    assert results["bugs"].counts["reject_reasons_read"] == 1
 
 
 def test_without_the_reject_reasons_endpoint_the_standard_list_finds_the_same_reasons(tmp_path):
@@ -141,6 +142,9 @@ def test_children_and_reasons_follow_their_parents_when_they_change(tmp_path):
     changed = {b for b in after if before.get(b) != after[b]}
     assert changed, "the world rejected some bugs meanwhile"
     assert results["bugs"].write.extra["bug_comments_removed"] > 0
+    # The reasons were stored by the full sync: an incremental cycle does not ask again.
+    assert results["bugs"].counts["reject_reasons_read"] == 0
+    assert results["bugs"].api["by_endpoint"].get("reject_reasons", 0) == 0
     assert reasons(warehouse) == after
     for table in CHILD_TABLES:
         assert stored(warehouse, table) == truth(sim, table), table

@@ -41,12 +41,19 @@ async def _reject_reasons(client: CustomerApiClient) -> list[RejectReason] | Non
     return with_standard_reasons(listed or [])
 
 
+async def _keep_stored() -> None:
+    return None
+
+
 @records_issues
 def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
     """Bugs of every test (full), or of tests that are new, not final or changed (incremental)."""
     with warehouse.reading():  # the reads before the fetch share one connection
         products = scoped_products(warehouse, options)
         wanted = warehouse.tests_needing_bugs([p.id for p in products], full=options.mode == "full")
+        # A customer's reasons seldom change: read with every full sync (nightly) and until a
+        # sync has stored them; incremental cycles match against the stored list.
+        read_reasons = options.mode == "full" or not warehouse.reject_reasons_synced()
         # Tests whose bug list failed before are asked for again (they may be final already).
         problem_products = open_problems(warehouse, "bugs")
         retry = {test_id for starts in problem_products.values() for test_id in starts}
@@ -55,7 +62,7 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
                 if test_id in retry and test_id not in wanted.get(product_id, []):
                     wanted.setdefault(product_id, []).append(test_id)
     with warehouse.stage("bugs") as staged:
-        return _fetch_and_write_bugs(source, warehouse, options, products, wanted, problem_products, staged)
+        return _fetch_and_write_bugs(source, warehouse, options, products, wanted, problem_products, staged, read_reasons)
 
 
 async def _list_bugs_staged(
@@ -91,6 +98,7 @@ def _fetch_and_write_bugs(
     wanted: dict[int, list[int]],
     problem_products: dict[int, set[int]],
     staged: Stage,
+    read_reasons: bool,
 ) -> EntityResult:
     started = time.perf_counter()
 
@@ -104,7 +112,7 @@ def _fetch_and_write_bugs(
                 [by_product[pid] for pid in wanted if pid in by_product],
                 lambda p: _list_bugs_staged(client, wanted[p.id], p.id, staged),
             ),
-            _reject_reasons(client),
+            _reject_reasons(client) if read_reasons else _keep_stored(),
         )
         return bugs
 
@@ -152,6 +160,7 @@ def _fetch_and_write_bugs(
             "bug_batches_split": split,
             # 0: the API did not list any (404), the standard list was used.
             "reject_reasons_from_api": sum(r.source == "api" for r in reasons or []),
+            "reject_reasons_read": int(read_reasons),
         },
         fetch_s=fetch_s,
         problems=problems,

@@ -241,6 +241,10 @@ class Warehouse:
         """Test id → (product_id, status) for non-deleted tests."""
         return reads.test_states(self._db, product_ids)
 
+    def reject_reasons_synced(self) -> bool:
+        """Whether a sync has written the rejection reasons (else: the schema's standard list)."""
+        return reads.reject_reasons_synced(self._db)
+
     def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:
         """Product id → test ids whose bugs a refresh must read.
 

@@ -348,7 +348,7 @@ _TABLE_LIST = (
             Column("name", "VARCHAR", "Readable name of the reason."),
             Column("default_comment", "VARCHAR", "The comment TestIO posts on a bug rejected for this reason; a comment containing it (case ignored) gives the reason.", not_null=True),
             Column("source", "VARCHAR", "api (listed by bugs/reject_reasons) or standard (TestIO's standard list: the API did not list it, or answered 404)."),
-            Column("synced_at", "TIMESTAMPTZ", "When the list was last written (UTC)."),
+            Column("synced_at", "TIMESTAMPTZ", "When a sync last wrote the list (UTC); empty for the standard list the schema starts with."),
         ),
         since=4,
     ),
@@ -449,7 +449,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         *add_columns_sql(4),
         "INSERT INTO reject_reasons (key, name, default_comment, source, synced_at) VALUES "
         + ", ".join(
-            f"({sql_literal(key)}, {sql_literal(name)}, {sql_literal(comment)}, 'standard', now())"
+            f"({sql_literal(key)}, {sql_literal(name)}, {sql_literal(comment)}, 'standard', NULL)"
             for key, name, comment in STANDARD_REJECT_REASONS
         ),
     )),
