@@ -71,6 +71,7 @@ ENDPOINTS = (
     "exploratory_tests",
     "exploratory_test",
     "bugs",
+    "reject_reasons",
 )
 
 

@@ -139,7 +139,7 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "tests",
-        "Exploratory tests of each product, with the features they cover.",
+        "Exploratory tests of each product, with the features they cover and the platforms they ask for.",
         "testio_pipeline.sync.tests:sync_tests",
         Readout(
             """SELECT id, product_id, title, status, testing_type, start_at, end_at
@@ -153,10 +153,11 @@ ENTITIES: tuple[Entity, ...] = (
                 FROM tests WHERE deleted_at IS NULL""",
         ),
         upstream=("products",),
-        children=("test_features",),
+        children=("test_features", "test_platforms"),
         references=(
             Reference("tests", "product_id", "products"),
             Reference("test_features", "test_id", "tests"),
+            Reference("test_platforms", "test_id", "tests"),
         ),
         staged=True,
         lists_positions=True,
@@ -164,7 +165,7 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "bugs",
-        "Bugs reported in each product's exploratory tests.",
+        "Bugs reported in each product's exploratory tests, with their devices, comments, report fields and rejection reason.",
         "testio_pipeline.sync.bugs:sync_bugs",
         Readout(
             """SELECT id, test_id, severity, status, auto_accepted, title, reported_at
@@ -179,9 +180,13 @@ ENTITIES: tuple[Entity, ...] = (
                 FROM bugs WHERE deleted_at IS NULL""",
         ),
         upstream=("tests",),
+        children=("bug_devices", "bug_comments", "bug_report_fields", "reject_reasons"),
         references=(
             Reference("bugs", "test_id", "tests"),
             Reference("bugs", "product_id", "products"),
+            Reference("bug_devices", "bug_id", "bugs"),
+            Reference("bug_comments", "bug_id", "bugs"),
+            Reference("bug_report_fields", "bug_id", "bugs"),
         ),
         staged=True,
         lists_positions=True,

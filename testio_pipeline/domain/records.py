@@ -199,6 +199,52 @@ TEST_FIELD_PAIRS = (
 )
 
 
+# Nested lists of tests and bugs (requirements, devices, comments) are kept as the API sent
+# them and read by the *_rows methods below with plain dict lookups: typing each nested
+# object as a model made a bug's parsing several times slower (benchmarks/README.md), and
+# only the few fields the child tables hold are needed.
+JsonList = Annotated[list[Any], BeforeValidator(lambda value: value if isinstance(value, list) else [])]
+
+
+def _text(value: Any) -> str | None:
+    """A name or text as the API sent it; a number is taken as its text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _name(obj: Any) -> str | None:
+    """``obj["name"]`` of an ``{id, name}`` object (None when it is null or not an object)."""
+    return _text(obj.get("name")) if isinstance(obj, dict) else None
+
+
+def _names(items: Any) -> list[str]:
+    return [n for n in (_name(i) for i in items) if n is not None] if isinstance(items, list) else []
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdecimal():
+        return int(value)
+    return None
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _objects(items: list[Any]) -> list[dict[str, Any]]:
+    return [i for i in items if isinstance(i, dict)]
+
+
 class ExploratoryTest(Record):
     id: Id
     # The list's product (context), else the embedded ``product.id``.
@@ -221,6 +267,20 @@ class ExploratoryTest(Record):
     section_name: Text = Field(None, validation_alias=nested("section", "name"))
     test_environment: Environment | None = None
     features: EmptyIfNone[CoveredFeature] = Field(default_factory=list)
+    requirements: JsonList = Field(default_factory=list)
+
+    def platform_rows(self) -> list[tuple[str | None, str | None, str | None, str | None, list[str]]]:
+        """(category, operating system, min version, max version, browsers) per requirement."""
+        return [
+            (
+                _name(r.get("category")),
+                _name(r.get("operating_system")),
+                _name(r.get("min_operating_system_version")),
+                _name(r.get("max_operating_system_version")),
+                _names(r.get("browsers")),
+            )
+            for r in _objects(self.requirements)
+        ]
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "ExploratoryTest":
@@ -252,6 +312,50 @@ class Bug(Record):
     feature_id: OptionalId = Field(None, validation_alias=nested("feature", "id"))
     language: Text = None
     location: Text = None
+    devices: JsonList = Field(default_factory=list)
+    comments: JsonList = Field(default_factory=list)
+    report: Any = None
+
+    def device_rows(self) -> list[tuple[str | None, ...]]:
+        """(category, operating system, OS version, device, vendor, browser): one per device and
+        browser of that device, or one with browser None when it lists none. ``devices`` (the
+        model) is one object as documented; a list of them is read as their names joined."""
+        rows = []
+        for d in _objects(self.devices):
+            model = d.get("devices")
+            device = (", ".join(_names(model)) or None) if isinstance(model, list) else _name(model)
+            version = _name(d.get("operating_system_version"))
+            base = (_name(d.get("category")), _name(d.get("operating_system")), version, device, _name(d.get("vendor")))
+            rows.extend((*base, browser) for browser in (_names(d.get("browsers")) or [None]))
+        return rows
+
+    def comment_rows(self) -> list[tuple[int | None, str | None, str | None, datetime | None]]:
+        """(comment id, author name, body, created_at) per comment, in the API's order."""
+        return [
+            (_int(c.get("id")), _name(c.get("author")), _text(c.get("body")), _moment(c.get("created_at")))
+            for c in _objects(self.comments)
+        ]
+
+    def report_rows(self) -> list[tuple[int | None, str | None, Any]]:
+        """(configuration id, key, value) per custom report field (``report.content.data``)."""
+        if not isinstance(self.report, dict):
+            return []
+        content = self.report.get("content")
+        data = content.get("data") if isinstance(content, dict) else None
+        config = _int(self.report.get("custom_report_configuration_id"))
+        return [(config, _text(f.get("key")), f.get("value")) for f in _objects(data if isinstance(data, list) else [])]
+
+
+@dataclass(frozen=True)
+class RejectReason:
+    """One of the customer's rejection reasons (``bugs/reject_reasons``): TestIO posts its
+    ``default_comment`` on a bug rejected for it. ``source`` says where it came from: ``api``,
+    or ``standard`` (TestIO's standard list, for what the API did not list)."""
+
+    key: str
+    name: str | None
+    default_comment: str
+    source: str = "api"
 
 
 class RejectedRecord(BaseModel):

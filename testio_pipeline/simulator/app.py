@@ -9,13 +9,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pydantic_core import to_json
 
 from .clock import SimClock, as_utc, midnight_utc
 from .config import API_PREFIX, SimulatorConfig
+from . import vocab
 from .shapes import Shapes
 from .world import ProductInfo, World
 
@@ -34,6 +35,7 @@ ENDPOINTS = (
     "exploratory_tests",
     "exploratory_test",
     "bugs",
+    "reject_reasons",
 )
 
 # (endpoint name, pattern of the path after the base URL); groups are integer ids.
@@ -49,6 +51,7 @@ _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("exploratory_tests", r"products/(\d+)/exploratory_tests"),
         ("exploratory_test", r"exploratory_tests/(\d+)"),
         ("bugs", r"bugs"),
+        ("reject_reasons", r"bugs/reject_reasons"),
     )
 )
 
@@ -416,6 +419,11 @@ class Simulator:
             bugs = [b for b in bugs if (b["exported_at"] is not None) == exported]
         return SimResponse(200, body={"bugs": bugs})
 
+    def _get_reject_reasons(self, request: SimRequest, ts: float) -> SimResponse:
+        if not self.config.serves_reject_reasons:
+            raise ApiError(404, "Not found: bugs/reject_reasons")
+        return SimResponse(200, body={"reject_reasons": self.truth_reject_reasons()})
+
     def _section_id(self, product_index: int, section_index: int) -> int:
         product = self.world.products[product_index]
         return product.sections[section_index].id if section_index >= 0 else product.default_section.id
@@ -578,6 +586,73 @@ class Simulator:
         ts = self._ts(now)
         bugs = self.world.bugs(self.world.tests(self._product(product_id), ts), ts)
         return sorted(self.shapes.truth("bugs", bugs), key=lambda b: b["id"])
+
+    def truth_reject_reasons(self) -> list[dict[str, str]]:
+        """The customer's rejection reasons, as ``bugs/reject_reasons`` serves them."""
+        return [{"key": k, "name": n, "default_comment": c} for k, n, c in vocab.REJECT_REASONS]
+
+    # .. truth of the rows the warehouse derives from tests and bugs ............................
+
+    def _live_drafts(self, product_id: int, ts: float) -> list[tuple[Any, dict[str, Any]]]:
+        """(draft, bug as served) of every bug of the product visible at ``ts``."""
+        product = self._product(product_id)
+        out = []
+        for spec in self.world.tests(product, ts):
+            if spec.n_bugs == 0 or ts < spec.start:
+                continue
+            for draft in self.world.bug_drafts(spec):
+                if draft.reported > ts:
+                    break
+                out.append((draft, draft.as_json(ts)))
+        return out
+
+    def truth_rejection_reasons(self, product_id: int, now: datetime | None = None) -> dict[int, str | None]:
+        """Bug id -> the reason the world rejected it for (``other``: no standard comment), or
+        None while the bug is not rejected."""
+        ts = self._ts(now)
+        return {
+            draft.id: draft.rejection_reason if bug["status"] == "rejected" else None
+            for draft, bug in self._live_drafts(product_id, ts)
+        }
+
+    def truth_bug_devices(self, product_id: int, now: datetime | None = None) -> list[tuple]:
+        """(bug_id, position, category, operating_system, os_version, device, vendor, browser):
+        one row per device of a bug and browser of that device (browser None when it has none)."""
+        rows = []
+        for draft, _ in self._live_drafts(product_id, self._ts(now)):
+            position = 0
+            for d in draft.devices:
+                for browser in d.browsers or (None,):
+                    rows.append((draft.id, position, d.category, d.os, d.os_version, d.name, d.vendor, browser))
+                    position += 1
+        return rows
+
+    def truth_bug_comments(self, product_id: int, now: datetime | None = None) -> list[tuple]:
+        """(bug_id, position, comment_id, author_name, body, created_at) of every visible comment."""
+        ts = self._ts(now)
+        return [
+            (draft.id, i, c.id, c.author, c.body, datetime.fromisoformat(c.at_iso).astimezone(timezone.utc))
+            for draft, _ in self._live_drafts(product_id, ts)
+            for i, c in enumerate(c for c in draft.comments if c.at <= ts)
+        ]
+
+    def truth_bug_report_fields(self, product_id: int, now: datetime | None = None) -> list[tuple]:
+        """(bug_id, position, configuration_id, key, value) of every custom report field."""
+        return [
+            (draft.id, i, draft.report[0], key, value)
+            for draft, _ in self._live_drafts(product_id, self._ts(now))
+            if draft.report is not None
+            for i, (key, value) in enumerate(draft.report[1])
+        ]
+
+    def truth_test_platforms(self, product_id: int, now: datetime | None = None) -> list[tuple]:
+        """(test_id, position, category, operating_system, min_os_version, max_os_version, browsers)."""
+        ts = self._ts(now)
+        return [
+            (spec.id, i, r.category, r.os, r.min_version, r.max_version, list(r.browsers))
+            for spec in self.world.tests(self._product(product_id), ts)
+            for i, r in enumerate(self.world.test_requirements(spec))
+        ]
 
 
 def _int_list(value: str | None) -> list[int] | None:

@@ -32,6 +32,8 @@ class SimulatorConfig:
     truncate_without_page: int = 150
     max_bug_test_ids: int | None = None
     max_in_flight: int | None = None
+    # False: an older deployment that answers bugs/reject_reasons with 404.
+    serves_reject_reasons: bool = True
     # Share of records (of every entity) sent in another shape TestIO documents or sends:
     # steps as a string, the older bug without status, ids as numeric strings, null booleans
     # and objects, "" for a missing date... (see shapes.py). Which ones is fixed by the seed.

@@ -153,7 +153,7 @@ def _test_null_booleans(r: Record, bits: int) -> None:
 
 def _test_null_objects(r: Record, bits: int) -> None:
     """Optional objects as null: the environment (lossy), and the documented nullable ones
-    the mirror does not model (``section.connection``, a requirement's ``vendor`` and
+    where absent (``section.connection``, a requirement's ``vendor`` and
     ``max_operating_system_version``)."""
     _set_null_if(r, "test_environment", dict)
     if isinstance(r.get("section"), dict):
@@ -217,17 +217,21 @@ def _bug_empty_dates(r: Record, bits: int) -> None:
         r["exported_at"] = ""
 
 
+def _null_vendor(device: Any) -> Any:
+    return {**device, "vendor": None} if isinstance(device, dict) else device
+
+
 def _bug_null_objects(r: Record, bits: int) -> None:
-    """``feature`` and ``test_feature`` as null (lossy), a device's ``vendor`` as null."""
-    _set_null_if(r, "feature", dict)
-    _set_null_if(r, "test_feature", dict)
-    if "devices" in r:
-        r["devices"] = _each(r["devices"], lambda d: _add_null(d, "vendor"))
+    """``feature``, ``test_feature`` and a device's ``vendor`` as null (lossy: bug_devices
+    holds the vendor)."""
+    _bug_null_objects_truth(r, bits)
 
 
 def _bug_null_objects_truth(r: Record, bits: int) -> None:
     _set_null_if(r, "feature", dict)
     _set_null_if(r, "test_feature", dict)
+    if "devices" in r:
+        r["devices"] = _each(r["devices"], _null_vendor)
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {

@@ -181,36 +181,39 @@ TZ_OFFSETS_MINUTES = (0, 60, 120, -300, -240, 330, -480, 540)
 
 DEVICES = {
     "desktop": (
-        {"name": "Desktop PC", "os": "Windows", "os_version": "11", "browser": "Chrome"},
-        {"name": "Desktop PC", "os": "Windows", "os_version": "10", "browser": "Edge"},
-        {"name": "MacBook Pro", "os": "macOS", "os_version": "14", "browser": "Safari"},
-        {"name": "ThinkPad", "os": "Ubuntu", "os_version": "22.04", "browser": "Firefox"},
+        {"name": "Desktop PC", "vendor": "Dell", "category": "Computers", "os": "Windows", "os_version": "11", "browser": "Chrome"},
+        {"name": "Desktop PC", "vendor": "HP", "category": "Computers", "os": "Windows", "os_version": "10", "browser": "Edge"},
+        {"name": "MacBook Pro", "vendor": "Apple", "category": "Computers", "os": "macOS", "os_version": "14", "browser": "Safari"},
+        {"name": "ThinkPad", "vendor": "Lenovo", "category": "Computers", "os": "Ubuntu", "os_version": "22.04", "browser": "Firefox"},
     ),
     "ios": (
-        {"name": "iPhone 15", "os": "iOS", "os_version": "17.4", "browser": None},
-        {"name": "iPhone 13 mini", "os": "iOS", "os_version": "16.7", "browser": None},
-        {"name": "iPad Air", "os": "iPadOS", "os_version": "17.2", "browser": None},
+        {"name": "iPhone 15", "vendor": "Apple", "category": "Smartphones", "os": "iOS", "os_version": "17.4", "browser": None},
+        {"name": "iPhone 13 mini", "vendor": "Apple", "category": "Smartphones", "os": "iOS", "os_version": "16.7", "browser": None},
+        {"name": "iPad Air", "vendor": "Apple", "category": "Tablets", "os": "iPadOS", "os_version": "17.2", "browser": None},
     ),
     "android": (
-        {"name": "Samsung Galaxy S23", "os": "Android", "os_version": "14", "browser": None},
-        {"name": "Google Pixel 7", "os": "Android", "os_version": "14", "browser": None},
-        {"name": "Xiaomi Redmi Note 12", "os": "Android", "os_version": "13", "browser": None},
+        {"name": "Samsung Galaxy S23", "vendor": "Samsung", "category": "Smartphones", "os": "Android", "os_version": "14", "browser": None},
+        {"name": "Google Pixel 7", "vendor": "Google", "category": "Smartphones", "os": "Android", "os_version": "14", "browser": None},
+        {"name": "Xiaomi Redmi Note 12", "vendor": "Xiaomi", "category": "Smartphones", "os": "Android", "os_version": "13", "browser": None},
     ),
     "windows": (
-        {"name": "Surface Pro 9", "os": "Windows", "os_version": "11", "browser": None},
-        {"name": "Dell XPS 13", "os": "Windows", "os_version": "10", "browser": None},
+        {"name": "Surface Pro 9", "vendor": "Microsoft", "category": "Tablets", "os": "Windows", "os_version": "11", "browser": None},
+        {"name": "Dell XPS 13", "vendor": "Dell", "category": "Computers", "os": "Windows", "os_version": "10", "browser": None},
     ),
     "tv": (
-        {"name": "Fire TV Stick 4K", "os": "Fire OS", "os_version": "7", "browser": None},
-        {"name": "Apple TV 4K", "os": "tvOS", "os_version": "17", "browser": None},
-        {"name": "Samsung Smart TV", "os": "Tizen", "os_version": "7.0", "browser": None},
+        {"name": "Fire TV Stick 4K", "vendor": "Amazon", "category": "Streaming devices", "os": "Fire OS", "os_version": "7", "browser": None},
+        {"name": "Apple TV 4K", "vendor": "Apple", "category": "Streaming devices", "os": "tvOS", "os_version": "17", "browser": None},
+        {"name": "Samsung Smart TV", "vendor": "Samsung", "category": "Streaming devices", "os": "Tizen", "os_version": "7.0", "browser": None},
     ),
     "console": (
-        {"name": "PlayStation 5", "os": "PS5 System Software", "os_version": "24.01", "browser": None},
-        {"name": "Xbox Series X", "os": "Xbox OS", "os_version": "10.0", "browser": None},
-        {"name": "Nintendo Switch", "os": "Horizon", "os_version": "17.0", "browser": None},
+        {"name": "PlayStation 5", "vendor": "Sony", "category": "Game consoles", "os": "PS5 System Software", "os_version": "24.01", "browser": None},
+        {"name": "Xbox Series X", "vendor": "Microsoft", "category": "Game consoles", "os": "Xbox OS", "os_version": "10.0", "browser": None},
+        {"name": "Nintendo Switch", "vendor": "Nintendo", "category": "Game consoles", "os": "Horizon", "os_version": "17.0", "browser": None},
     ),
 }
+
+# Browsers a tester with a computer may also have used (a bug names one to three).
+EXTRA_BROWSERS = ("Chrome", "Firefox", "Edge", "Safari")
 
 # Which device pools a product type is tested on (first entry is the main one).
 TYPE_DEVICE_POOLS = {
@@ -220,15 +223,6 @@ TYPE_DEVICE_POOLS = {
     "mobile_app_windows": ("windows",),
     "streaming_app": ("tv",),
     "gaming": ("console", "desktop"),
-}
-
-REQUIREMENT_CATEGORIES = {
-    "desktop": "Computers",
-    "ios": "Smartphones",
-    "android": "Smartphones",
-    "windows": "Computers",
-    "tv": "Streaming devices",
-    "console": "Game consoles",
 }
 
 ENVIRONMENT_NAMES = ("Staging", "Pre-production", "QA", "Release candidate")
@@ -243,3 +237,60 @@ ACCESS_NOTES = (
 
 SEVERITIES = ("low", "high", "visual", "content", "critical", "custom")
 SEVERITY_WEIGHTS = (35, 25, 15, 10, 8, 7)
+
+# Stable ids of the names the API sends as {id, name} objects.
+def _ids(names, base):
+    return {name: base + i for i, name in enumerate(dict.fromkeys(names))}
+
+
+CATEGORY_IDS = _ids((d["category"] for pool in DEVICES.values() for d in pool), 1)
+VENDOR_IDS = _ids((d["vendor"] for pool in DEVICES.values() for d in pool), 100)
+OS_IDS = _ids((d["os"] for pool in DEVICES.values() for d in pool), 200)
+DEVICE_IDS = _ids((d["name"] for pool in DEVICES.values() for d in pool), 500)
+OS_VERSION_IDS = _ids((f"{d['os']} {d['os_version']}" for pool in DEVICES.values() for d in pool), 1000)
+BROWSER_IDS = _ids((*EXTRA_BROWSERS, *(d["browser"] for pool in DEVICES.values() for d in pool if d["browser"])), 300)
+
+# The customer's rejection reasons as ``bugs/reject_reasons`` serves them: (key, name, the
+# comment TestIO posts on the bug when the customer rejects it for that reason), with how
+# often customers pick each.
+REJECT_REASONS = (
+    ("known_bug", "Known bug", "Rejected - this is a legit bug but already known."),
+    ("not_reproducible", "Not reproducible", "Rejected - with the information provided it was not possible to reproduce this bug."),
+    ("intended_behavior", "Intended behaviour", "Rejected - the behaviour/design described here is intentional."),
+    ("irrelevant", "Irrelevant", "Rejected - this bug is not relevant and will not be fixed."),
+    ("device_not_relevant", "Device not relevant", "Rejected - this device is not relevant and the bug will not be fixed."),
+    ("ignored_instructions", "Instructions ignored", "Rejected - the test instructions were not followed."),
+)
+REJECT_REASON_WEIGHTS = (30, 22, 18, 10, 6, 6)
+# TestIO rejects a bug itself when the tester does not answer a customer's question in time;
+# that reason is not one of the customer's.
+REQUEST_TIMEOUT_COMMENT = (
+    "Your bug was rejected automatically, because you didn't respond to the request within 24 hours."
+)
+REQUEST_TIMEOUT_SHARE = 0.05
+# Rejected bugs whose comments carry no standard reason (rejected before reasons existed, or
+# the customer wrote their own text): the pipeline calls their reason "other".
+UNEXPLAINED_REJECTION_SHARE = 0.04
+CUSTOMER_REJECTION_NOTES = (
+    "We will not fix this in the current release.",
+    "Please check the test instructions again.",
+    "Same as the crash reported yesterday.",
+    "Only happens on a build we no longer support.",
+)
+UNEXPLAINED_REJECTIONS = ("Not a bug for us.", "Closed, see internal ticket.")
+
+# How a bug's devices vary: a second device, a second browser, an OS version on the device.
+SECOND_DEVICE_SHARE = 0.15
+SECOND_BROWSER_SHARE = 0.3
+DEVICE_OS_VERSION_SHARE = 0.7
+# A test's requirement names a highest OS version this often (else: any newer one).
+MAX_OS_VERSION_SHARE = 0.5
+
+# Custom report fields some customers configure ("report.content.data" on a bug).
+REPORT_FIELDS = (
+    ("App version", ("4.2.0", "4.2.1", "4.3.0-beta")),
+    ("Build number", ("1812", "1815", "1820")),
+    ("Account type", ("free", "premium", "business")),
+    ("Reproducibility", ("always", "sometimes", "once")),
+)
+REPORT_FIELD_SHARE = 0.3

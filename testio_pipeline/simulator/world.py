@@ -38,6 +38,7 @@ STORY_ID_BASE, STORY_BLOCK = 2_000_000, 25_000
 TEST_ID_BASE, TEST_BLOCK = 1_000_000, 50_000
 TEST_FEATURE_ID_BASE, TEST_FEATURES_PER_TEST = 40_000_000, 8
 BUG_ID_BASE = 10_000_000
+REPORT_CONFIGURATION_ID_BASE = 7_000
 
 ATTACHMENT_URL = "https://attachments.testio.example/bugs"
 BUG_DRAFT_BUDGET = 40_000  # bugs whose static parts stay cached
@@ -203,14 +204,84 @@ class _Shape:
     section_index: int
 
 
+def _named(kind: dict[str, int], name: str | None) -> dict[str, Any] | None:
+    return None if name is None else {"id": kind[name], "name": name}
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One platform a test asks for: an OS (with a version range) of a device category."""
+
+    category: str
+    os: str
+    min_version: str
+    max_version: str | None
+    vendor: str | None
+    devices: tuple[str, ...]
+    browsers: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "category": _named(vocab.CATEGORY_IDS, self.category),
+            "vendor": _named(vocab.VENDOR_IDS, self.vendor),
+            "devices": [_named(vocab.DEVICE_IDS, d) for d in self.devices],
+            "operating_system": _named(vocab.OS_IDS, self.os),
+            "min_operating_system_version": _named(vocab.OS_VERSION_IDS, f"{self.os} {self.min_version}")
+            | {"name": self.min_version},
+            "max_operating_system_version": None
+            if self.max_version is None
+            else _named(vocab.OS_VERSION_IDS, f"{self.os} {self.max_version}") | {"name": self.max_version},
+            "browsers": [_named(vocab.BROWSER_IDS, b) for b in self.browsers],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device a tester used for a bug, with the browsers used on it (none for apps)."""
+
+    category: str
+    vendor: str
+    name: str
+    os: str
+    os_version: str | None  # not every payload says
+    browsers: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        out = {
+            "id": vocab.DEVICE_IDS[self.name],
+            "category": {"name": self.category},
+            "vendor": {"name": self.vendor},
+            "devices": {"name": self.name},
+            "operating_system": _named(vocab.OS_IDS, self.os),
+            "browsers": [{"name": b} for b in self.browsers],
+        }
+        if self.os_version is not None:
+            out["operating_system_version"] = {"name": self.os_version}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    id: int
+    at: float
+    at_iso: str
+    body: str
+    author: str
+
+
 @dataclass(frozen=True, slots=True)
 class _TestCore:
-    """Static parts of a test that bugs need too (title, features)."""
+    """Static parts of a test that bugs need too (title, features), and its requirements."""
 
     title: str
     area: str
     release: str
     features: tuple[dict[str, Any], ...]
+    requirements: tuple[Requirement, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +305,10 @@ class _BugDraft:
     test: tuple[int, str]
     test_feature_id: int | None
     feature: tuple[int, str] | None
-    comments: tuple[tuple[float, str, str, str], ...]  # (at, at as ISO, body, author)
-    device: dict[str, Any]
+    comments: tuple[Comment, ...]  # in time order
+    rejection_reason: str | None  # the reason its rejection comment gives; "other": none
+    devices: tuple[Device, ...]
+    report: tuple[int, tuple[tuple[str, str], ...]] | None  # (configuration id, fields)
     attachments: tuple[tuple[int, str, str], ...]  # (id, url, type)
     language: str
     location: str
@@ -261,11 +334,17 @@ class _BugDraft:
             "test_feature": {"id": self.test_feature_id} if self.test_feature_id is not None else None,
             "feature": {"id": self.feature[0], "title": self.feature[1]} if self.feature else None,
             "comments": [
-                {"body": body, "author": {"name": who}, "created_at": at_iso}
-                for at, at_iso, body, who in self.comments
-                if at <= ts
+                {"id": c.id, "body": c.body, "author": {"name": c.author}, "created_at": c.at_iso}
+                for c in self.comments
+                if c.at <= ts
             ],
-            "devices": [dict(self.device)],
+            "devices": [d.as_json() for d in self.devices],
+            "report": None
+            if self.report is None
+            else {
+                "custom_report_configuration_id": self.report[0],
+                "content": {"data": [{"key": k, "value": v} for k, v in self.report[1]]},
+            },
             "attachments": [{"id": aid, "url": url, "type": kind} for aid, url, kind in self.attachments],
             "language": self.language,
             "location": self.location,
@@ -701,7 +780,7 @@ class World:
         release = f"{p.release_major}.{spec.local // 3 + 1}"
         kind = (spec.testing_type or "test case").capitalize()
         title = rng.choice(vocab.TEST_TITLE_PATTERNS).format(kind=kind, area=area, release=release)
-        return _TestCore(title, area, release, tuple(features))
+        return _TestCore(title, area, release, tuple(features), self._requirements(spec, p))
 
     def test_json(self, spec: TestSpec, ts: float) -> dict[str, Any]:
         """The exploratory-test object as the list and single-test endpoints serve it at ``ts``."""
@@ -715,7 +794,6 @@ class World:
         creator = rng.choice(p.customer_users)
         submitter = rng.choice(p.customer_users)
         env = dict(p.environments[rng.randrange(len(p.environments))])
-        requirements = self._requirements(rng, p)
         enable_low, enable_high, enable_critical = rng.random() < 0.7, rng.random() < 0.95, True
         status = spec.status_at(ts)
         tz = _tz(spec.tz_minutes)
@@ -743,30 +821,36 @@ class World:
             "created_by": creator,
             "submitted_by": submitter if ts >= spec.finalized else None,
             "test_environment": env,
-            "requirements": requirements,
+            "requirements": [r.as_json() for r in core.requirements],
             "features": [dict(f, user_stories=list(f["user_stories"])) for f in core.features],
             "section": section,
             "product": {"id": p.id, "name": p.name},
         }
 
-    @staticmethod
-    def _requirements(rng: Random, p: ProductInfo) -> list[dict[str, Any]]:
+    def _requirements(self, spec: TestSpec, p: ProductInfo) -> tuple[Requirement, ...]:
+        """One requirement per operating system of the device pools the test asks for."""
+        rng = _rng(self.config.seed, "requirements", spec.id)
         pools = vocab.TYPE_DEVICE_POOLS[p.type]
-        chosen = pools[: rng.randint(1, len(pools))]
         out = []
-        for pool in chosen:
-            devices = vocab.DEVICES[pool]
-            os_name = devices[0]["os"]
-            browsers = sorted({d["browser"] for d in devices if d["browser"]})
-            out.append(
-                {
-                    "category": vocab.REQUIREMENT_CATEGORIES[pool],
-                    "operating_system": {"name": os_name, "min_version": devices[-1]["os_version"]},
-                    "browsers": [{"name": b} for b in browsers],
-                    "devices": [{"name": d["name"]} for d in devices if not d["browser"]],
-                }
-            )
-        return out
+        for pool in pools[: rng.randint(1, len(pools))]:
+            by_os: dict[str, list[dict[str, Any]]] = {}
+            for d in vocab.DEVICES[pool]:
+                by_os.setdefault(d["os"], []).append(d)
+            for os_name, devices in by_os.items():
+                versions = sorted({d["os_version"] for d in devices}, key=_version_key)
+                vendors = {d["vendor"] for d in devices}
+                out.append(
+                    Requirement(
+                        category=devices[0]["category"],
+                        os=os_name,
+                        min_version=versions[0],
+                        max_version=versions[-1] if rng.random() < vocab.MAX_OS_VERSION_SHARE else None,
+                        vendor=vendors.pop() if len(vendors) == 1 else None,
+                        devices=tuple(d["name"] for d in devices if not d["browser"]),
+                        browsers=tuple(sorted({d["browser"] for d in devices if d["browser"]})),
+                    )
+                )
+        return tuple(out)
 
     # .. bugs .................................................................................
 
@@ -799,11 +883,21 @@ class World:
                 out.append(draft.as_json(ts))
         return out
 
+    def bug_drafts(self, spec: TestSpec) -> tuple[_BugDraft, ...]:
+        """The static part of every bug the test will ever get (cached), in report order."""
+        return self._bug_drafts(spec)
+
+    def test_requirements(self, spec: TestSpec) -> tuple[Requirement, ...]:
+        return self._test_core(spec).requirements
+
     def _make_bug_drafts(self, spec: TestSpec) -> tuple[_BugDraft, ...]:
         """The static part of every bug a test will ever get, in report order."""
         p = self.products[spec.product_index]
         core = self._test_core(spec)
         rng = _rng(self.config.seed, "bugs", spec.id)
+        # Devices, rejection comments and report fields draw from their own generator, so
+        # adding them left every other field of the world as it was.
+        parts = _rng(self.config.seed, "bug-parts", spec.id)
         tz = _tz(spec.tz_minutes)
         pools = vocab.TYPE_DEVICE_POOLS[p.type]
         base_url = p.environments[0]["url"]
@@ -829,14 +923,16 @@ class World:
                 rng.choice(vocab.STEP_TEMPLATES).format(location=location, area=area)
                 for _ in range(rng.randint(2, 5))
             )
-            device = rng.choice(vocab.DEVICES[rng.choice(pools)])
+            first = rng.choice(vocab.DEVICES[rng.choice(pools)])
+            devices = self._devices(parts, pools, first)
+            rejection = self._rejection(parts, p) if decision == "rejected" else None
+            report = self._report(parts, p)
             language = rng.choice(vocab.LANGUAGES)
             author = rng.choice(vocab.TESTER_NAMES)
-            comments = []
+            notes = []
             for _ in range(rng.randint(0, 2)):
                 at = reported + rng.uniform(0.5, 72) * HOUR
-                body, who = rng.choice(vocab.COMMENT_BODIES), rng.choice((author, *p.customer_users))
-                comments.append((at, _iso(at, tz), body, who))
+                notes.append((at, rng.choice(vocab.COMMENT_BODIES), rng.choice((author, *p.customer_users))))
             n_attachments = rng.randint(0, 2)
             if spec.cancel is not None and reported >= spec.cancel:
                 continue  # reported after the test was cancelled: never happened
@@ -851,6 +947,15 @@ class World:
                 decided_at = final_at
             if export_at is not None and export_at > final_at:
                 export_at = final_at
+            reason = None
+            if rejection is not None and decided_at is not None:
+                # Posted when the bug is rejected, so it appears together with the status.
+                reason, body, who = rejection
+                notes.append((decided_at, body, who))
+            notes.sort(key=lambda n: n[0])
+            comments = tuple(
+                Comment(bug_id * 4 + k, at, _iso(at, tz), body, who) for k, (at, body, who) in enumerate(notes)
+            )
             drafts.append(
                 _BugDraft(
                     id=bug_id,
@@ -870,8 +975,10 @@ class World:
                     test=(spec.id, core.title),
                     test_feature_id=feature["id"] if feature else None,
                     feature=(feature["feature_id"], feature["title"]) if feature else None,
-                    comments=tuple(comments),
-                    device=device,
+                    comments=comments,
+                    rejection_reason=reason,
+                    devices=devices,
+                    report=report,
                     attachments=tuple(
                         (bug_id * 10 + a, f"{ATTACHMENT_URL}/{bug_id}/{a + 1}.png", "video" if a else "screenshot")
                         for a in range(n_attachments)
@@ -881,6 +988,45 @@ class World:
                 )
             )
         return tuple(drafts)
+
+
+    @staticmethod
+    def _devices(rng: Random, pools: tuple[str, ...], first: dict[str, Any]) -> tuple[Device, ...]:
+        picked = [first]
+        if rng.random() < vocab.SECOND_DEVICE_SHARE:
+            picked.append(rng.choice(vocab.DEVICES[rng.choice(pools)]))
+        devices = []
+        for d in picked:
+            browsers: tuple[str, ...] = ()
+            if d["browser"]:
+                browsers = (d["browser"],)
+                extra = rng.choice(vocab.EXTRA_BROWSERS)
+                if rng.random() < vocab.SECOND_BROWSER_SHARE and extra != d["browser"]:
+                    browsers += (extra,)
+            version = d["os_version"] if rng.random() < vocab.DEVICE_OS_VERSION_SHARE else None
+            devices.append(Device(d["category"], d["vendor"], d["name"], d["os"], version, browsers))
+        return tuple(devices)
+
+    @staticmethod
+    def _rejection(rng: Random, p: ProductInfo) -> tuple[str, str, str]:
+        """(reason, comment body, author) of a rejected bug's rejection comment."""
+        u = rng.random()
+        customer = rng.choice(p.customer_users)
+        note = rng.choice(vocab.CUSTOMER_REJECTION_NOTES) if rng.random() < 0.5 else None
+        if u < vocab.REQUEST_TIMEOUT_SHARE:
+            return "request_timeout", vocab.REQUEST_TIMEOUT_COMMENT, "TestIO"
+        if u < vocab.REQUEST_TIMEOUT_SHARE + vocab.UNEXPLAINED_REJECTION_SHARE:
+            return "other", rng.choice(vocab.UNEXPLAINED_REJECTIONS), customer
+        key, _name, comment = rng.choices(vocab.REJECT_REASONS, vocab.REJECT_REASON_WEIGHTS)[0]
+        # The default comment, followed by the customer's own words now and then.
+        return key, comment if note is None else f"{comment}\n\n{note}", customer
+
+    @staticmethod
+    def _report(rng: Random, p: ProductInfo) -> tuple[int, tuple[tuple[str, str], ...]] | None:
+        if rng.random() >= vocab.REPORT_FIELD_SHARE:
+            return None
+        fields = rng.sample(vocab.REPORT_FIELDS, rng.randint(1, len(vocab.REPORT_FIELDS)))
+        return REPORT_CONFIGURATION_ID_BASE + p.index, tuple((key, rng.choice(values)) for key, values in fields)
 
 
 def _review_status(spec: TestSpec, ts: float) -> str:

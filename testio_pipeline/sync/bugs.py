@@ -4,14 +4,45 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
-from ..domain.records import ProblemRange, Product
+from ..domain.records import ProblemRange, Product, RejectReason
+from ..domain.vocabulary import STANDARD_REJECT_REASONS
 from ..source import ApiSource
-from ..testio import BugFetch, CustomerApiClient
+from ..testio import BugFetch, CustomerApiClient, TestioApiError, TestioAuthError
 from ..warehouse import Warehouse
 from ..warehouse.staging import Stage
 from .common import FATAL_ERRORS, EntityResult, SyncOptions, open_problems, records_issues, run_fetch, scoped_products
+
+log = logging.getLogger(__name__)
+
+
+def with_standard_reasons(listed: list[RejectReason]) -> list[RejectReason]:
+    """The API's reasons, then TestIO's standard ones for the keys the API did not list."""
+    keys = {r.key for r in listed}
+    standard = [RejectReason(k, n, c, source="standard") for k, n, c in STANDARD_REJECT_REASONS if k not in keys]
+    return [*listed, *standard]
+
+
+async def _reject_reasons(client: CustomerApiClient) -> list[RejectReason] | None:
+    """What the bugs' comments are matched against: the API's list completed with the
+    standard one (the standard one alone after a 404). None keeps the stored list: the
+    endpoint failing otherwise must not fail the bugs."""
+    try:
+        listed = await client.list_reject_reasons()
+    except TestioAuthError:
+        raise
+    except TestioApiError as exc:
+        log.warning("bugs/reject_reasons failed (%s): the stored rejection reasons are used", exc)
+        return None
+    if listed is None:
+        log.warning("bugs/reject_reasons answered 404 (an older deployment): TestIO's standard list is used")
+    return with_standard_reasons(listed or [])
+
+
+async def _keep_stored() -> None:
+    return None
 
 
 @records_issues
@@ -20,6 +51,9 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
     with warehouse.reading():  # the reads before the fetch share one connection
         products = scoped_products(warehouse, options)
         wanted = warehouse.tests_needing_bugs([p.id for p in products], full=options.mode == "full")
+        # A customer's reasons seldom change: read with every full sync (nightly) and until a
+        # sync has stored them; incremental cycles match against the stored list.
+        read_reasons = options.mode == "full" or not warehouse.reject_reasons_synced()
         # Tests whose bug list failed before are asked for again (they may be final already).
         problem_products = open_problems(warehouse, "bugs")
         retry = {test_id for starts in problem_products.values() for test_id in starts}
@@ -28,7 +62,7 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
                 if test_id in retry and test_id not in wanted.get(product_id, []):
                     wanted.setdefault(product_id, []).append(test_id)
     with warehouse.stage("bugs") as staged:
-        return _fetch_and_write_bugs(source, warehouse, options, products, wanted, problem_products, staged)
+        return _fetch_and_write_bugs(source, warehouse, options, products, wanted, problem_products, staged, read_reasons)
 
 
 async def _list_bugs_staged(client: CustomerApiClient, wanted: dict[int, list[int]], staged: Stage) -> BugFetch:
@@ -72,13 +106,21 @@ def _fetch_and_write_bugs(
     wanted: dict[int, list[int]],
     problem_products: dict[int, set[int]],
     staged: Stage,
+    read_reasons: bool,
 ) -> EntityResult:
     started = time.perf_counter()
     in_scope = {p.id for p in products}
     wanted = {pid: ids for pid, ids in wanted.items() if pid in in_scope}
 
+    reasons: list[RejectReason] | None = None
+
     async def fetch(client: CustomerApiClient) -> BugFetch:
-        return await _list_bugs_staged(client, wanted, staged)
+        nonlocal reasons
+        bugs, reasons = await asyncio.gather(
+            _list_bugs_staged(client, wanted, staged),
+            _reject_reasons(client) if read_reasons else _keep_stored(),
+        )
+        return bugs
 
     fetched_all, api = run_fetch(fetch, source)
     fetch_s = time.perf_counter() - started
@@ -108,6 +150,7 @@ def _fetch_and_write_bugs(
         fetched_test_ids=fetched_all.fetched_test_ids,
         complete_product_ids=sorted(complete),
         detect_deletions=options.mode == "full",
+        reject_reasons=reasons,
     )
     return EntityResult(
         entity="bugs",
@@ -120,6 +163,9 @@ def _fetch_and_write_bugs(
             "bugs_refreshed": stats.inserted + stats.updated,
             "tests_with_bugs_fetched": len(fetched_all.fetched_test_ids),
             "bug_batches_split": fetched_all.batches_split,
+            # 0: the API did not list any (404), the standard list was used.
+            "reject_reasons_from_api": sum(r.source == "api" for r in reasons or []),
+            "reject_reasons_read": int(read_reasons),
         },
         fetch_s=fetch_s,
         problems=problems,

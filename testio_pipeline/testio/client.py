@@ -17,11 +17,11 @@ from typing import Any, Callable, Mapping, Sequence
 import httpx
 
 from .bugs import BugFetch, BugReader
-from .errors import MalformedResponseError
+from .errors import MalformedResponseError, TestioNotFoundError
 from .http import ApiRequester, RequestStats, RetryPolicy
 from .paging import ReadAhead, TestListing, TestListReader
 from .parsing import Parsed, envelope, parse_records
-from ..domain.records import ExploratoryTest, Feature, Product, UserStory
+from ..domain.records import ExploratoryTest, Feature, Product, RejectReason, UserStory
 
 __all__ = ["BugFetch", "CustomerApiClient", "Parsed", "TestListing", "parse_records"]
 
@@ -193,3 +193,21 @@ class CustomerApiClient:
         """
         reader = BugReader(self._api, product_id=product_id, product_of=product_of)
         return await reader.read(test_ids, self.bug_batch_size)
+
+    async def list_reject_reasons(self) -> list[RejectReason] | None:
+        """The customer's bug rejection reasons; None when the deployment does not have the
+        endpoint (older ones answer 404). Entries without a key or default comment cannot be
+        matched against comments and are left out."""
+        path = "bugs/reject_reasons"
+        try:
+            data = await self._api.get_json(path, endpoint="reject_reasons")
+        except TestioNotFoundError:
+            return None
+        items = envelope(data, "reject_reasons", path)
+        if not isinstance(items, list):
+            raise MalformedResponseError(f"GET {path}: 'reject_reasons' is not a list")
+        return [
+            RejectReason(str(item["key"]), item.get("name"), str(item["default_comment"]))
+            for item in items
+            if isinstance(item, dict) and item.get("key") and item.get("default_comment")
+        ]

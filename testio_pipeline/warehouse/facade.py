@@ -23,6 +23,7 @@ from testio_pipeline.domain.records import (
     ProblemRange,
     Product,
     RejectedRecord,
+    RejectReason,
     UserStory,
 )
 
@@ -161,9 +162,12 @@ class Warehouse:
         fetched_test_ids: Collection[int],
         complete_product_ids: Collection[int] = (),
         detect_deletions: bool = False,
+        reject_reasons: Sequence[RejectReason] | None = None,
     ) -> WriteStats:
-        """Upsert bugs (a record list or a filled stage); deletions only among the bugs of
-        tests whose bugs were fetched completely."""
+        """Upsert bugs (a record list or a filled stage) with their devices, comments, report
+        fields and rejection_reason (``reject_reasons`` replaces the stored list the comments
+        are matched against); deletions only among the bugs of tests whose bugs were fetched
+        completely."""
         return writes.write_bugs(
             self._db,
             bugs,
@@ -171,6 +175,7 @@ class Warehouse:
             fetched_test_ids=fetched_test_ids,
             complete_product_ids=complete_product_ids,
             detect_deletions=detect_deletions,
+            reject_reasons=reject_reasons,
         )
 
     # --- bookkeeping writes ----------------------------------------------------------------
@@ -241,6 +246,10 @@ class Warehouse:
     def test_states(self, product_ids: Collection[int] | None = None) -> dict[int, tuple[int, str]]:
         """Test id → (product_id, status) for non-deleted tests, in the API's list order."""
         return reads.test_states(self._db, product_ids)
+
+    def reject_reasons_synced(self) -> bool:
+        """Whether a sync has written the rejection reasons (else: the schema's standard list)."""
+        return reads.reject_reasons_synced(self._db)
 
     def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:
         """Product id → test ids whose bugs a refresh must read.

@@ -17,6 +17,7 @@ from testio_pipeline.domain.records import (
     ProblemRange,
     Product,
     RejectedRecord,
+    RejectReason,
     UserStory,
 )
 
@@ -117,8 +118,8 @@ def user_stories_frame(stories: Sequence[UserStory]) -> pa.Table:
     return _frame("user_stories", cols)
 
 
-def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table]:
-    """(tests, test_features) frames."""
+def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(tests, test_features, test_platforms) frames."""
     tests = dedupe(tests)
     envs = [t.test_environment for t in tests]
     cols = {
@@ -155,10 +156,26 @@ def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table]:
         "enable_content": [tf.enable_content for _, tf in tfs],
         "enable_visual": [tf.enable_visual for _, tf in tfs],
     }
-    return _frame("tests", cols), _frame("test_features", tf_cols)
+    platforms = [(t.id, i, *row) for t in tests for i, row in enumerate(t.platform_rows())]
+    return _frame("tests", cols), _frame("test_features", tf_cols), _rows_frame("test_platforms", platforms)
 
 
-def bugs_frame(bugs: Sequence[Bug]) -> pa.Table:
+def _rows_frame(table: str, rows: list[tuple]) -> pa.Table:
+    """A frame of ``table`` from row tuples in the order of its columns."""
+    names = TABLES[table].column_names
+    return _frame(table, {n: [r[i] for r in rows] for i, n in enumerate(names)})
+
+
+def _text(value: Any) -> str | None:
+    """A report field's value as text: strings as they are, anything else as its JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return raw_text(value).decode()
+
+
+def bugs_frame(bugs: Sequence[Bug]) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
+    """(bugs, bug_devices, bug_comments, bug_report_fields) frames; bugs without
+    rejection_reason (derived in SQL from the comments when they are written)."""
     bugs = dedupe(bugs)
     cols = {
         "id": [b.id for b in bugs],
@@ -181,7 +198,39 @@ def bugs_frame(bugs: Sequence[Bug]) -> pa.Table:
         "location": [b.location for b in bugs],
         **_raw_and_hash(bugs, [str(b.product_id) for b in bugs]),
     }
-    return _frame("bugs", cols)
+    return _frame("bugs", cols), _devices_frame(bugs), _comments_frame(bugs), _report_fields_frame(bugs)
+
+
+def _devices_frame(bugs: Sequence[Bug]) -> pa.Table:
+    rows = [(b.id, i, *row) for b in bugs for i, row in enumerate(b.device_rows())]
+    return _rows_frame("bug_devices", rows)
+
+
+def _comments_frame(bugs: Sequence[Bug]) -> pa.Table:
+    rows = [(b.id, i, *row) for b in bugs if b.comments for i, row in enumerate(b.comment_rows())]
+    return _rows_frame("bug_comments", rows)
+
+
+def _report_fields_frame(bugs: Sequence[Bug]) -> pa.Table:
+    rows = [
+        (b.id, i, config, key, _text(value))
+        for b in bugs
+        if b.report is not None
+        for i, (config, key, value) in enumerate(b.report_rows())
+    ]
+    return _rows_frame("bug_report_fields", rows)
+
+
+def reject_reasons_frame(reasons: Sequence[RejectReason], synced_at: datetime) -> pa.Table:
+    reasons = dedupe(reasons, key=lambda r: r.key)
+    cols = {
+        "key": [r.key for r in reasons],
+        "name": [r.name for r in reasons],
+        "default_comment": [r.default_comment for r in reasons],
+        "source": [r.source for r in reasons],
+        "synced_at": [synced_at] * len(reasons),
+    }
+    return _frame("reject_reasons", cols)
 
 
 def rejected_frame(rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> pa.Table:

@@ -97,6 +97,11 @@ def tests_needing_bugs(db: Connections, product_ids: Collection[int], *, full: b
     return {pid: list(ids) for pid, ids in rows}
 
 
+def reject_reasons_synced(db: Connections) -> bool:
+    with db.read() as con:
+        return con.execute("SELECT count(*) > 0 FROM reject_reasons WHERE synced_at IS NOT NULL").fetchall()[0][0]
+
+
 def table_counts(db: Connections) -> dict[str, int]:
     union = " UNION ALL ".join(
         f"SELECT '{t}', count(*) FROM {t} WHERE deleted_at IS NULL" for t in ENTITY_TABLES

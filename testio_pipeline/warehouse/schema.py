@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from testio_pipeline.domain.vocabulary import STANDARD_REJECT_REASONS
+
 
 @dataclass(frozen=True)
 class Column:
@@ -259,6 +261,20 @@ _TABLE_LIST = (
         ),
     ),
     Table(
+        "test_platforms",
+        "Platforms a test asks for: one row per requirement (an operating system of a device category, with a version range and browsers). Rows of a deleted test stay; join tests (deleted_at IS NULL) to leave them out.",
+        (
+            Column("test_id", "BIGINT", "The test (tests.id).", primary_key=True),
+            Column("position", "INTEGER", "0-based position of the requirement in the test's list, in the API's order.", primary_key=True),
+            Column("category", "VARCHAR", "Device category, e.g. Computers, Smartphones."),
+            Column("operating_system", "VARCHAR", "Operating system asked for, e.g. Windows, iOS."),
+            Column("min_os_version", "VARCHAR", "Lowest version of that operating system asked for."),
+            Column("max_os_version", "VARCHAR", "Highest version asked for; empty when any newer one will do."),
+            Column("browsers", "VARCHAR[]", "Browsers asked for on that platform (empty for apps)."),
+        ),
+        since=4,
+    ),
+    Table(
         "bugs",
         "Bugs reported by testers in tests.",
         (
@@ -281,7 +297,60 @@ _TABLE_LIST = (
             Column("language", "VARCHAR", "Language the bug report is written in."),
             Column("location", "VARCHAR", "Where in the product the bug occurs (URL or screen)."),
             *_tracking("bug"),
+            Column("rejection_reason", "VARCHAR", "For a rejected bug: the key of the standard rejection comment it carries (known_bug, not_reproducible, intended_behavior, irrelevant, device_not_relevant, ignored_instructions, request_timeout, ...; see reject_reasons), or other when its comments carry none; empty when the bug is not rejected.", since=4),
         ),
+    ),
+    Table(
+        "bug_devices",
+        "Devices a bug was found on: one row per device the bug names and per browser of that device. Rows of a deleted bug stay; join bugs (deleted_at IS NULL) or use bug_facts to leave them out.",
+        (
+            Column("bug_id", "BIGINT", "The bug (bugs.id).", primary_key=True),
+            Column("position", "INTEGER", "0-based position of the row among the bug's device rows, in the API's order.", primary_key=True),
+            Column("category", "VARCHAR", "Device category, e.g. Smartphones, Computers, Tablets."),
+            Column("operating_system", "VARCHAR", "Operating system of the device, e.g. Android, iOS, Windows."),
+            Column("os_version", "VARCHAR", "Version of that operating system; empty when the API does not say."),
+            Column("device", "VARCHAR", "Device model, e.g. Google Pixel 7."),
+            Column("vendor", "VARCHAR", "Maker of the device."),
+            Column("browser", "VARCHAR", "A browser used on that device; empty when the device lists none (apps)."),
+        ),
+        since=4,
+    ),
+    Table(
+        "bug_comments",
+        "Comments on bugs by testers, customers and TestIO (a rejection posts the reason's default comment). Rows of a deleted bug stay; join bugs to leave them out.",
+        (
+            Column("bug_id", "BIGINT", "The bug (bugs.id).", primary_key=True),
+            Column("position", "INTEGER", "0-based position of the comment in the bug's list, in the API's order.", primary_key=True),
+            Column("comment_id", "BIGINT", "TestIO id of the comment."),
+            Column("author_name", "VARCHAR", "Who wrote it (a tester, a customer's username, or TestIO)."),
+            Column("body", "VARCHAR", "The comment text."),
+            Column("created_at", "TIMESTAMPTZ", "When it was written (UTC); empty when the API does not say."),
+        ),
+        since=4,
+    ),
+    Table(
+        "bug_report_fields",
+        "Custom report fields a bug carries (the key/value pairs of report.content.data, configured per customer). Rows of a deleted bug stay; join bugs to leave them out.",
+        (
+            Column("bug_id", "BIGINT", "The bug (bugs.id).", primary_key=True),
+            Column("position", "INTEGER", "0-based position of the field in the bug's report, in the API's order.", primary_key=True),
+            Column("configuration_id", "BIGINT", "Id of the custom report configuration the fields come from."),
+            Column("key", "VARCHAR", "Field name, as configured."),
+            Column("value", "VARCHAR", "Field value as text (a number or list is kept as its JSON text)."),
+        ),
+        since=4,
+    ),
+    Table(
+        "reject_reasons",
+        "The rejection reasons bug comments are matched against to derive bugs.rejection_reason: the customer's list from the API, completed with TestIO's standard list; replaced with every bugs write.",
+        (
+            Column("key", "VARCHAR", "Reason key, e.g. known_bug; the value of bugs.rejection_reason.", primary_key=True),
+            Column("name", "VARCHAR", "Readable name of the reason."),
+            Column("default_comment", "VARCHAR", "The comment TestIO posts on a bug rejected for this reason; a comment containing it (case ignored) gives the reason.", not_null=True),
+            Column("source", "VARCHAR", "api (listed by bugs/reject_reasons) or standard (TestIO's standard list: the API did not list it, or answered 404)."),
+            Column("synced_at", "TIMESTAMPTZ", "When a sync last wrote the list (UTC); empty for the standard list the schema starts with."),
+        ),
+        since=4,
     ),
     Table(
         "sync_events",
@@ -371,6 +440,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Every table, asset and record label now calls tests "tests".
     Migration(2, "problematic_records: entity 'exploratory_tests' is now 'tests'", (
         "UPDATE problematic_records SET entity = 'tests' WHERE entity = 'exploratory_tests'",
+    )),
+    # Existing tests and bugs get their child rows and rejection_reason when they are next
+    # fetched (the nightly full sync fetches every one); reject_reasons starts as the
+    # standard list, so a rejected bug written before the next bug sync is matched too.
+    Migration(4, "bug_devices, bug_comments, bug_report_fields, test_platforms, reject_reasons; bugs.rejection_reason", (
+        *create_tables_sql(4),
+        *add_columns_sql(4),
+        "INSERT INTO reject_reasons (key, name, default_comment, source, synced_at) VALUES "
+        + ", ".join(
+            f"({sql_literal(key)}, {sql_literal(name)}, {sql_literal(comment)}, 'standard', NULL)"
+            for key, name, comment in STANDARD_REJECT_REASONS
+        ),
     )),
 )
 LATEST_VERSION = MIGRATIONS[-1].version

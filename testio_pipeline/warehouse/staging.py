@@ -47,14 +47,17 @@ def _tests_frames(records: Sequence[Any]) -> tuple[pa.Table, ...]:
 
 
 def _bugs_frames(records: Sequence[Any]) -> tuple[pa.Table, ...]:
-    return (frames.bugs_frame(records),)
+    return frames.bugs_frame(records)
 
 
 # entity -> (records -> frames, [(staged table, column naming the entity's id)]); the first
 # table is the entity's own, the others are its children (replaced with it).
 STAGED: dict[str, tuple[Callable[[Sequence[Any]], tuple[pa.Table, ...]], tuple[tuple[str, str], ...]]] = {
-    "tests": (_tests_frames, (("tests", "id"), ("test_features", "test_id"))),
-    "bugs": (_bugs_frames, (("bugs", "id"),)),
+    "tests": (_tests_frames, (("tests", "id"), ("test_features", "test_id"), ("test_platforms", "test_id"))),
+    "bugs": (
+        _bugs_frames,
+        (("bugs", "id"), ("bug_devices", "bug_id"), ("bug_comments", "bug_id"), ("bug_report_fields", "bug_id")),
+    ),
 }
 
 

@@ -16,7 +16,8 @@ from datetime import datetime
 
 import duckdb
 
-from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, UserStory
+from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, RejectReason, UserStory
+from testio_pipeline.domain.vocabulary import OTHER_REJECTION
 
 from . import frames, merge
 from .connection import Connections
@@ -144,19 +145,15 @@ def write_tests(
             con, "tests", "_tests", ts,
             delete_scope=Scope("product_id", complete) if detect_deletions else None,
         )
-        removed, added = merge.replace_children(
-            con, "test_features", "_test_features", "test_id IN (SELECT id FROM _tests)"
-        )
-        marked = merge.mark_synced(con, "products", "tests_synced_at", complete, ts)
-        stats.extra = {
-            "test_features_removed": removed,
-            "test_features_added": added,
-            "products_marked_synced": marked,
-        }
+        stats.extra = {}
+        for child in ("test_features", "test_platforms"):
+            removed, added = merge.replace_children(con, child, f"_{child}", "test_id IN (SELECT id FROM _tests)")
+            stats.extra |= {f"{child}_removed": removed, f"{child}_added": added}
+        stats.extra["products_marked_synced"] = merge.mark_synced(con, "products", "tests_synced_at", complete, ts)
         return stats
 
     rows = tests if isinstance(tests, Stage) else frames.tests_frame(tests)
-    stats, unit = db.write(body, rows=rows, names=("_tests", "_test_features"))
+    stats, unit = db.write(body, rows=rows, names=("_tests", "_test_features", "_test_platforms"))
     return stats.timed(started, unit.held_s)
 
 
@@ -168,21 +165,64 @@ def write_bugs(
     fetched_test_ids: Collection[int],
     complete_product_ids: Collection[int],
     detect_deletions: bool,
+    reject_reasons: Sequence[RejectReason] | None = None,
 ) -> WriteStats:
     started = time.perf_counter()
     ts = utc(synced_at)
     fetched = set(fetched_test_ids)
 
     def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
+        if reject_reasons is not None:  # else the stored list is matched
+            merge.run(con, "DELETE FROM reject_reasons")
+            con.register("_reject_reasons", frames.reject_reasons_frame(reject_reasons, ts))
+            merge.run(con, "INSERT INTO reject_reasons BY NAME SELECT * FROM _reject_reasons")
+        _derive_rejection_reasons(con)
         stats = merge.upsert(
             con, "bugs", "_bugs", ts,
+            compare=("content_hash", "rejection_reason"),  # a new reason list is a change too
             delete_scope=Scope("test_id", fetched) if detect_deletions else None,
         )
-        tests_marked = merge.mark_synced(con, "tests", "bugs_synced_at", fetched, ts)
-        products_marked = merge.mark_synced(con, "products", "bugs_synced_at", set(complete_product_ids), ts)
-        stats.extra = {"tests_marked_synced": tests_marked, "products_marked_synced": products_marked}
+        stats.extra = {}
+        for child in CHILDREN_OF_BUGS:
+            removed, added = merge.replace_children(con, child, f"_{child}", "bug_id IN (SELECT id FROM _bugs_in)")
+            stats.extra |= {f"{child}_removed": removed, f"{child}_added": added}
+        stats.extra["tests_marked_synced"] = merge.mark_synced(con, "tests", "bugs_synced_at", fetched, ts)
+        stats.extra["products_marked_synced"] = merge.mark_synced(
+            con, "products", "bugs_synced_at", set(complete_product_ids), ts
+        )
         return stats
 
     rows = bugs if isinstance(bugs, Stage) else frames.bugs_frame(bugs)
-    stats, unit = db.write(body, rows=rows, names=("_bugs",))
+    stats, unit = db.write(body, rows=rows, names=("_bugs_in", *(f"_{c}" for c in CHILDREN_OF_BUGS)))
     return stats.timed(started, unit.held_s)
+
+
+CHILDREN_OF_BUGS = ("bug_devices", "bug_comments", "bug_report_fields")
+
+
+def _derive_rejection_reasons(con: duckdb.DuckDBPyConnection) -> None:
+    """``_bugs``: the written bugs (``_bugs_in``) with their rejection_reason.
+
+    A rejected bug's reason is the key of the reason whose default comment its latest
+    matching comment contains (case ignored; the longest comment wins a tie), ``other`` when
+    none matches; a bug that is not rejected has none. Only the rejected bugs' comments are
+    looked at, so the join stays small.
+    """
+    merge.run(
+        con,
+        """CREATE OR REPLACE TEMP TABLE _rejections AS
+        SELECT c.bug_id, r.key
+        FROM _bug_comments c
+        JOIN (SELECT id FROM _bugs_in WHERE status = 'rejected') b ON b.id = c.bug_id
+        JOIN reject_reasons r ON contains(lower(c.body), lower(r.default_comment))
+        QUALIFY row_number() OVER (
+            PARTITION BY c.bug_id
+            ORDER BY c.created_at DESC NULLS LAST, c.position DESC, length(r.default_comment) DESC
+        ) = 1""",
+    )
+    merge.run(
+        con,
+        f"""CREATE OR REPLACE TEMP VIEW _bugs AS
+        SELECT s.*, CASE WHEN s.status = 'rejected' THEN coalesce(r.key, '{OTHER_REJECTION}') END AS rejection_reason
+        FROM _bugs_in s LEFT JOIN _rejections r ON r.bug_id = s.id""",
+    )
