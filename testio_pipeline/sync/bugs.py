@@ -85,7 +85,7 @@ def _fetch_and_write_bugs(
         split += result.batches_split
         for test_id, error in sorted(result.failed.items()):
             # One test's bug list that fails on its own: the "position" is the test id.
-            problems.append(ProblemRange(product_id, test_id, test_id, f"bugs of test {test_id}: {error}"))
+            problems.append(ProblemRange.bug_list(product_id, test_id, f"bugs of test {test_id}: {error}"))
         if result.failed:
             errors[product_id] = f"bugs of {len(result.failed)} tests could not be fetched (see problematic_records)"
         elif result.with_rejects:

@@ -253,10 +253,8 @@ class TestListReader:
         """The result, with the positions that could not be read as problems naming their neighbours."""
         problems = []
         for start, end, error in _merge_failed(self._failed):
-            neighbours = (self._offsets.get(start - 1), self._offsets.get(end + 1))
-            problems.append(
-                ProblemRange(self.product_id, start, end, error, tuple(n for n in neighbours if n is not None))
-            )
+            before, after = self._offsets.get(start - 1), self._offsets.get(end + 1)
+            problems.append(ProblemRange.in_list(self.product_id, start, end, error, before, after))
         return TestListing(
             product_id=self.product_id,
             tests=self._tests,
