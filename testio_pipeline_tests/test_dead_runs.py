@@ -81,6 +81,8 @@ def kill_run_in_its_bugs_step(env, instance) -> tuple[dg.DagsterRun, int]:
         proc.wait()
         raise
     [run_id] = held
+    assert fail_dead_runs(instance) == [], "a run whose process lives is left alone"
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     run = instance.get_run_by_id(run_id)
