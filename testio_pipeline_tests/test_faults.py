@@ -138,7 +138,6 @@ def test_backoff_honours_retry_after_with_a_floor_and_a_cap_and_gives_up_on_the_
     assert backoff(_RetryableStatus(429, 0.0, "")) == 0.25, "Retry-After: 0 must not spin"
     assert backoff(_RetryableStatus(503, 3600.0, "")) == 60
     assert backoff(_RetryableStatus(429, None, "")) is True  # exponential schedule with jitter
-    assert backoff(_RetryableStatus(524, None, ""), frozenset({524})) is False
     assert backoff(TestioAuthError("no")) is False
     assert backoff(MalformedResponseError("no")) is False
 
@@ -397,31 +396,95 @@ def test_a_single_test_whose_bugs_always_fail_is_a_problem_and_is_retried_next_c
     assert_mirror(sim, warehouse)
 
 
+def hostile_world():
+    """A world for the hostile API, with one test at a poison position and one test whose bug
+    list always fails (both tests with bugs, in the same product)."""
+    sim = make_simulator("tiny", tests_per_product=40)
+    pid = sim.truth_products()[0]["id"]
+    with_bugs = {b["test"]["id"] for b in sim.truth_bugs(pid)}
+    poisoned, broken = [t["id"] for t in sim.truth_tests(pid) if t["id"] in with_bugs][3:5]
+    return sim, pid, poisoned, broken
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.3])
+def test_the_first_full_sync_against_a_hostile_api_holds_everything_that_can_be_fetched(tmp_path, rate):
+    """Random 500s everywhere and 524s for bug queries over one test: a flaky leaf query (one
+    test's bugs, one list position) gets the whole retry budget, so only what can never be
+    read is missing after the first sync, and each such spot is in problematic_records."""
+    sim, pid, poisoned, broken = hostile_world()
+    hostile = faults.hostile(
+        sim, rate=rate, seed=14, heavy_above=1, poisoned_tests=[poisoned], broken_bug_lists=[broken]
+    )
+    sim.add_fault(hostile)
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    with api(sim, "in-process") as source:
+        results = cycle(source, warehouse)
+    assert hostile.random.fired > 0
+    assert results["bugs"].counts["bug_batches_split"] > 0
+    assert_mirror(sim, warehouse, lost_tests=[poisoned], lost_bug_tests=[broken])
+    offset = [t["id"] for t in sim.truth_tests(pid)].index(poisoned)
+    problems = warehouse.query("SELECT * FROM problematic_records WHERE resolved_at IS NULL ORDER BY entity")
+    assert [(r.entity, r.product_id, r.range_start, r.range_end) for r in problems.itertuples()] == [
+        ("bugs", pid, broken, broken), ("tests", pid, offset, offset)
+    ]
+    bug_error, test_error = problems.error
+    assert "524" in bug_error and "2 times" in bug_error, "a 524 at the leaf is tried only twice"
+    assert f"after {FAST_RETRY.attempts} attempts" in test_error and "HTTP 500" in test_error
+
+
+def test_a_524_at_the_leaf_is_tried_twice_while_transient_errors_get_the_whole_budget():
+    sim = make_simulator("tiny")
+    test_id = sim.truth_tests(sim.truth_products()[0]["id"])[0]["id"]
+    log = faults.RequestLog()
+    sim.add_fault(log)
+    sim.add_fault(faults.server_errors(times=FAST_RETRY.attempts - 1, endpoint="bugs"))
+
+    async def go():
+        async with client_for(sim) as client:
+            return await client.list_bugs([test_id])
+
+    fetched = run(go())
+    assert fetched.fetched_test_ids == {test_id} and not fetched.failed
+    sim.clear_faults()
+    sim.add_fault(log)
+    sim.add_fault(faults.broken_bug_tests([test_id]))
+    log.requests.clear()
+    failed = run(go())
+    assert list(failed.failed) == [test_id] and len(log.of("bugs")) == 2
+
+
 # --- timeouts and the network --------------------------------------------------------------
+
+
+# Client timeouts against slowed answers. In-process, only a slowed answer can time out
+# (the transport compares the delay with the timeout). Over HTTP every request runs against
+# the clock, so the timeout is far above what any request takes on a busy machine, and the
+# slowed answers far above the timeout (the server's sleeping threads are daemons).
+TIMEOUTS = {"in-process": (0.2, 2.0), "http": (5.0, 60.0)}  # transport -> (timeout, delay)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_slow_answers_beyond_the_timeout_are_retried(tmp_path, transport):
+    timeout, delay = TIMEOUTS[transport]
     sim = make_simulator("tiny")
-    slow = faults.slow(sim, 2.0, times=2, endpoint="exploratory_tests")
+    slow = faults.slow(sim, delay, times=2, endpoint="exploratory_tests")
     sim.add_fault(slow)
     warehouse = Warehouse(tmp_path / "t.duckdb")
-    started = time.monotonic()
-    with api(sim, transport, timeout=0.2) as source:
+    with api(sim, transport, timeout=timeout) as source:
         results = cycle(source, warehouse)
     assert slow.budget.used == 2
     assert results["tests"].api["retries_by_reason"] == {"timeout": 2}
-    assert time.monotonic() - started < 10
     assert_mirror(sim, warehouse)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_bug_batches_that_time_out_are_split_not_retried(tmp_path, transport):
+    timeout, delay = TIMEOUTS[transport]
     sim = make_simulator("tiny", tests_per_product=20)
-    heavy = faults.slow(sim, 2.0, times=None, endpoint="bugs", only=lambda r: len(faults._bug_test_ids(r)) > 5)
+    heavy = faults.slow(sim, delay, times=None, endpoint="bugs", only=lambda r: len(faults._bug_test_ids(r)) > 5)
     sim.add_fault(heavy)
     warehouse = Warehouse(tmp_path / "t.duckdb")
-    with api(sim, transport, timeout=0.2) as source:
+    with api(sim, transport, timeout=timeout) as source:
         results = cycle(source, warehouse)
     assert heavy.budget.used > 0
     assert results["bugs"].counts["bug_batches_split"] == heavy.budget.used

@@ -10,13 +10,19 @@ materialization and check metadata, exception messages, and the DuckDB file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
+import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import serialize_value
 
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
@@ -24,9 +30,10 @@ from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource,
 from testio_pipeline.simulator import SimRequest, faults, json_error
 from testio_pipeline.domain.credentials import clean_and_text, redact, strip_credentials
 from testio_pipeline.testio import TestioApiError
+from testio_pipeline.testio.http import ApiRequester
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import make_simulator
+from .conftest import REPO, api_env, make_simulator
 
 TOKEN = "secret-token-3b9d7f1e5a2c"
 
@@ -201,3 +208,99 @@ def test_credentials_are_stripped_everywhere_in_a_record_but_nothing_else_is():
     assert clean["nested"][0]["test_environment"] == {"title": "t"}
     assert clean["password"] == record["password"]
     assert record["test_environment"]["password"] == "p", "the input is not modified"
+
+
+def leaky(fault):
+    """``fault``'s error answers, each echoing the request's Authorization header."""
+
+    def wrapped(request: SimRequest):
+        response = fault(request)
+        if response is None or response.status < 400:
+            return response
+        return json_error(response.status, f"debug: authorization={request.headers.get('authorization')}")
+
+    return wrapped
+
+
+def files_text(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_the_hostile_fault_suite_through_a_real_dagster_run_leaves_no_secret_anywhere(tmp_path):
+    """A `dagster asset materialize` process against the hostile API whose every error page
+    echoes the token (random 500s, 524s, a poison position, a broken bug list, dropped
+    connections, records with credentials rejected), then every trace it left is searched:
+    its output, the event log with all metadata, compute logs and every other file of
+    DAGSTER_HOME, every column of every table, and every file under its temp dirs."""
+    sim = make_simulator("tiny", token=TOKEN, tests_per_product=40)
+    pid = sim.truth_products()[0]["id"]
+    tests = sim.truth_tests(pid)
+    with_bugs = {b["test"]["id"] for b in sim.truth_bugs(pid)}
+    poisoned, broken = [t["id"] for t in tests if t["id"] in with_bugs][3:5]
+    rejected = next(t for t in tests if t["test_environment"].get("password") and t["id"] not in (poisoned, broken))
+    secrets = {TOKEN} | credentials_of(sim)
+    hostile = faults.hostile(sim, rate=0.1, seed=6, poisoned_tests=[poisoned], broken_bug_lists=[broken])
+    sim.add_fault(leaky(hostile))
+    sim.add_fault(faults.disconnects(times=2))
+    sim.add_fault(faults.corrupt_records(sim, "exploratory_tests", {rejected["id"]: faults.set_field("end_at", "never")}))
+
+    db = tmp_path / "mirror.duckdb"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    config = {
+        "resources": {
+            "refresh": {"config": {"mode": "full"}},
+            "testio_api": {"config": {"retry_attempts": 5, "retry_wait_seconds": 0.01}},
+        }
+    }
+    with sim.serve() as server:
+        env = api_env(tmp_path, sim, server, db, TMPDIR=str(temp))
+        dagster = Path(sys.executable).parent / "dagster"
+        run = subprocess.run(
+            [str(dagster), "asset", "materialize", "--select", "*", "-m", "testio_pipeline.definitions",
+             "--config-json", json.dumps(config)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    # The run met every fault: the token was offered to it in error pages of every kind.
+    assert hostile.random.fired > 0
+    warehouse = Warehouse(db)
+    problems = warehouse.query("SELECT entity, error FROM problematic_records ORDER BY entity")
+    assert list(problems.entity) == ["bugs", "tests"]
+    assert all("Token ***" in e for e in problems.error), "the echoed token was redacted, not absent"
+    assert list(warehouse.query("SELECT record_id FROM rejected_records").record_id) == [str(rejected["id"])]
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
+        [record] = instance.get_run_records()
+        events = "\n".join(serialize_value(e) for e in instance.all_logs(record.dagster_run.run_id))
+    assert "api_retries" in events and "product_errors" in events, "the event log holds the metadata"
+    home_files = files_text(Path(env["DAGSTER_HOME"]))
+    assert any("compute_logs" in str(p) for p in home_files), "compute logs were captured"
+    places = {
+        "run output": (run.stdout + run.stderr).encode(),
+        "event log": events.encode(),
+        "warehouse values": duckdb_text(db).encode(),
+        **{str(p.relative_to(tmp_path)): blob for p, blob in {**home_files, **files_text(temp)}.items()},
+        **{str(p.relative_to(tmp_path)): blob for p, blob in files_text(tmp_path).items() if p.suffix in (".duckdb", ".wal")},
+    }
+    for place, blob in places.items():
+        for secret in secrets:
+            assert secret.encode() not in blob, f"a secret ({secret[:4]}...) found in {place}"
+
+
+def test_tls_verification_is_never_switched_off():
+    sources = [p for p in (REPO / "testio_pipeline").rglob("*.py")]
+    switched_off = re.compile(r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|_create_unverified_context")
+    assert not [str(p) for p in sources if switched_off.search(p.read_text())]
+
+    async def context_of_a_client():
+        requester = ApiRequester("https://api.test.io/customer/v2", TOKEN)
+        try:
+            return requester._http._transport._pool._ssl_context
+        finally:
+            await requester.aclose()
+
+    context = asyncio.run(context_of_a_client())
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

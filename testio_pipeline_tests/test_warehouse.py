@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -425,47 +426,60 @@ def test_failed_write_leaves_previous_data_intact(wh, monkeypatch):
     assert snapshot(wh) == before
 
 
+# Holds the file until told to let go (a line on stdin), not for a fixed time: the test
+# decides when, so a busy machine cannot make the lock end before the test looks.
 HOLD_LOCK = """
-import sys, time, duckdb
+import sys, duckdb
 con = duckdb.connect(sys.argv[1])
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()
 con.close()
 """
 
 
-def hold_lock(path, seconds: float) -> subprocess.Popen:
-    args = [sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+def hold_lock(path) -> subprocess.Popen:
+    args = [sys.executable, "-c", HOLD_LOCK, str(path)]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
 
-def test_write_waits_for_another_process_lock(wh):
+def let_go(proc: subprocess.Popen) -> None:
+    proc.stdin.write("\n")
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    proc.stdout.close()
+
+
+def test_write_waits_for_another_process_lock(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb", lock_timeout=120)  # the holder lets go when told
     wh.migrate()
-    proc = hold_lock(wh.path, 1.0)
+    proc = hold_lock(wh.path)
+    done: list[WriteStats] = []
+    writer = threading.Thread(target=lambda: done.append(wh.write_products([product(1)], T0)))
     try:
-        started = time.monotonic()
-        stats = wh.write_products([product(1)], T0)
-        assert stats.inserted == 1
-        assert time.monotonic() - started > 0.5  # it did wait for the other process
-        assert stats.lock_held_s < stats.duration_s
+        writer.start()
+        writer.join(timeout=0.5)
+        # A slower machine only makes the write later: it cannot finish while the file is held.
+        assert writer.is_alive() and not done, "the write waits for the other process"
     finally:
-        proc.wait(timeout=10)
+        let_go(proc)
+    writer.join(timeout=120)
+    [stats] = done
+    assert stats.inserted == 1 and stats.lock_held_s < stats.duration_s
 
 
 def test_lock_held_too_long_raises(tmp_path):
     wh = Warehouse(tmp_path / "w.duckdb", lock_timeout=0.5)
     wh.migrate()
-    proc = hold_lock(wh.path, 30)
+    proc = hold_lock(wh.path)
     try:
         started = time.monotonic()
         with pytest.raises(WarehouseLockedError, match="w.duckdb"):
-            wh.write_products([product(1)], T0)
-        assert 0.5 <= time.monotonic() - started < 3
+            wh.write_products([product(1)], T0)  # the holder never lets go before this returns
+        assert time.monotonic() - started >= 0.5
     finally:
-        proc.kill()
-        proc.wait()
+        let_go(proc)
     assert wh.write_products([product(1)], T0).inserted == 1  # usable once the lock is gone
 
 

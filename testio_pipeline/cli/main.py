@@ -19,6 +19,7 @@ def _run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from ..definitions import defs
+    from ..run_health import fail_dead_runs
     from ..run_log import TRIGGER_TAG
     from ..warehouse import Warehouse
 
@@ -30,6 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Warehouse: {os.path.abspath(settings.duckdb_path)}")
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    for run_id in fail_dead_runs(instance):  # a killed run would hold the pool slot forever
+        print(f"Run {run_id} lost its process (killed?): marked failed, its pool slot freed.")
     job = defs.resolve_implicit_global_asset_job_def()
     run_config = {
         "resources": {"refresh": {"config": {"mode": args.mode}}},

@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from ..domain.vocabulary import utcnow
+from ..run_health import HOST_TAG, host_name
 from ..run_log import RunLog, trigger_of
 from ..settings import Settings
 from ..simulator import SimClock, Simulator, SimulatorConfig
@@ -111,6 +112,9 @@ class RefreshResource(dg.ConfigurableResource):
         run = context.run
         if run is not None:
             self._run_log = RunLog(run_id=run.run_id, trigger=trigger_of(run.tags), mode=self.mode)
+            if context.instance is not None and run.tags.get(HOST_TAG) != host_name():
+                # Lets fail_dead_runs judge this run if its process dies.
+                context.instance.add_run_tags(run.run_id, {HOST_TAG: host_name()})
         self._instance = context.instance
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

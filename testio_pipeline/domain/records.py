@@ -373,7 +373,8 @@ class ProblemRange:
     """List positions that could not be read even one at a time (a row of problematic_records).
 
     For a test list the range is 0-based offsets, inclusive; for a single test's bug list it
-    is that test's id at both ends.
+    is that test's id at both ends. Offsets shift as new tests arrive at the top of the list,
+    so ``spot`` names the problem across runs: the test just after it, which stays.
     """
 
     product_id: int
@@ -381,6 +382,21 @@ class ProblemRange:
     range_end: int
     error: str
     neighbour_ids: tuple[int, ...] = ()
+    spot: str = ""
+
+    @classmethod
+    def in_list(
+        cls, product_id: int, start: int, end: int, error: str, before: int | None, after: int | None
+    ) -> "ProblemRange":
+        """Failing list positions between the tests ``before`` and ``after`` (None at an end)."""
+        spot = "at the end of the list" if after is None else f"before test {after}"
+        neighbours = tuple(n for n in (before, after) if n is not None)
+        return cls(product_id, start, end, error, neighbours, spot)
+
+    @classmethod
+    def bug_list(cls, product_id: int, test_id: int, error: str) -> "ProblemRange":
+        """One test's bug list that fails on its own."""
+        return cls(product_id, test_id, test_id, error, spot=f"test {test_id}")
 
     @property
     def size(self) -> int:

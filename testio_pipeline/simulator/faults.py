@@ -16,9 +16,11 @@ them); ``product_id`` matches the product id in the path (``products/{id}/...``)
 from __future__ import annotations
 
 import copy
+import hashlib
 import email.utils
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
@@ -119,6 +121,46 @@ def server_errors(
 ) -> Fault:
     """A burst of 5xx answers (``times`` of them), then normal service."""
     return _when(lambda r: json_error(status, message), endpoint=endpoint, product_id=product_id, times=times)
+
+
+def random_errors(
+    rate: float,
+    *,
+    seed: int = 0,
+    max_in_a_row: int = 2,
+    status: int = 500,
+    endpoint: str | Collection[str] | None = None,
+) -> Fault:
+    """A share ``rate`` of requests answered with ``status`` at random; the same request
+    succeeds after at most ``max_in_a_row`` failures in a row (a flaky, not a broken, server).
+
+    Whether the n-th asking of a request fails is drawn from (seed, path, query, n), not from
+    the order requests arrive in, so a scenario plays the same however its requests interleave.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError("rate must be in [0, 1)")
+    asked: Counter[str] = Counter()
+    streak: Counter[str] = Counter()  # failures in a row, per request
+    lock = threading.Lock()
+
+    def fault(request: SimRequest) -> SimResponse | None:
+        if not _matches(request, endpoint, None):
+            return None
+        key = request.path + "?" + "&".join(f"{k}={v}" for k, v in sorted(request.params.items()))
+        with lock:
+            asked[key] += 1
+            fails = streak[key] < max_in_a_row and _draw(seed, key, asked[key]) < rate
+            streak[key] = streak[key] + 1 if fails else 0
+            fault.fired += fails  # type: ignore[attr-defined]
+        return json_error(status, "Internal Server Error") if fails else None
+
+    fault.fired = 0  # type: ignore[attr-defined] - lets tests see how often it fired
+    return fault
+
+
+def _draw(seed: int, key: str, n: int) -> float:
+    digest = hashlib.blake2b(f"{seed}|{key}|{n}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def unauthorized(status: int = 401, *, endpoint: str | Collection[str] | None = None) -> Fault:
@@ -226,6 +268,33 @@ def broken_bug_tests(test_ids: Iterable[int], *, status: int = 524) -> Fault:
             return json_error(status, "A timeout occurred")
         return None
 
+    return fault
+
+
+def hostile(
+    sim: Simulator,
+    *,
+    rate: float = 0.05,
+    seed: int = 0,
+    heavy_above: int = 2,
+    poisoned_tests: Iterable[int] = (),
+    broken_bug_lists: Iterable[int] = (),
+) -> Fault:
+    """The fault suite's hostile API in one fault: random 500s (``rate`` of requests, at most
+    two in a row for one request), 524 for bug queries over more than ``heavy_above`` tests,
+    and what can never be read: list positions holding ``poisoned_tests``, and the bug lists
+    of ``broken_bug_lists``. Everything else can be fetched within a retry budget of 3+."""
+    parts = [
+        random_errors(rate, seed=seed),
+        heavy_bug_queries(heavy_above),
+        poison_tests(sim, poisoned_tests),
+        broken_bug_tests(broken_bug_lists),
+    ]
+
+    def fault(request: SimRequest) -> SimResponse | None:
+        return next((r for r in (part(request) for part in parts) if r is not None), None)
+
+    fault.random = parts[0]  # type: ignore[attr-defined]
     return fault
 
 

@@ -131,7 +131,7 @@ def _fetch_and_write_bugs(
         failed = {t: fetched_all.failed[t] for t in sorted(set(ids)) if t in fetched_all.failed}
         for test_id, error in failed.items():
             # One test's bug list that fails on its own: the "position" is the test id.
-            problems.append(ProblemRange(product_id, test_id, test_id, f"bugs of test {test_id}: {error}"))
+            problems.append(ProblemRange.bug_list(product_id, test_id, f"bugs of test {test_id}: {error}"))
         with_rejects = fetched_all.with_rejects.intersection(ids)
         if failed:
             errors[product_id] = f"bugs of {len(failed)} tests could not be fetched (see problematic_records)"

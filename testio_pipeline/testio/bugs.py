@@ -3,7 +3,9 @@
 ``/bugs`` has no paging: it is asked for the bugs of a list of test ids. A query over too many
 bugs times out (524, ``shared/TESTIO_API.md`` quirk 7), and retrying it as it is does not help,
 so a batch that times out is split in halves at once, down to single tests. A single test's
-query cannot be made lighter: it gets one retry, and if it still fails the test is reported as
+query cannot be made lighter: a timeout there gets one more try to be sure, while a transient
+error (a random 500, a 429, a dropped connection) gets the whole retry policy, like any request,
+since giving up here loses the test's bugs for a cycle. A test that still fails is reported as
 failed (not its bugs as deleted). The result says exactly which tests' bug lists were read
 completely, because only for those may a stored bug's absence mean deletion.
 """
@@ -62,11 +64,9 @@ class BugReader:
                 "bugs",
                 endpoint="bugs",
                 params=params,
-                # A heavy batch is split at once instead of being retried; a single test gets
-                # one retry, since its query cannot be made lighter.
-                fail_fast=frozenset() if single else frozenset({524}),
-                fail_fast_timeouts=not single,
-                attempts=RECOVERY_ATTEMPTS if single else None,
+                # A heavy batch is split at once instead of being retried; a single test's
+                # query cannot be made lighter, so a timeout there is tried once more.
+                heavy_attempts=RECOVERY_ATTEMPTS if single else 1,
             )
             items = envelope(data, "bugs", "bugs")
         except TestioApiError as exc:

@@ -133,6 +133,11 @@ def _describe(path: str, params: Mapping[str, Any] | None) -> str:
     return f"{path}?{urlencode(dict(params), safe=',')}"
 
 
+def _is_heavy(exc: Exception) -> bool:
+    """The answer of a query too heavy to be served in time: an edge timeout (524) or ours."""
+    return (isinstance(exc, _RetryableStatus) and exc.status == 524) or isinstance(exc, httpx.TimeoutException)
+
+
 def _retry_reason(exc: Exception) -> str:
     if isinstance(exc, _RetryableStatus):
         return str(exc.status)
@@ -189,22 +194,14 @@ class ApiRequester:
     def _redact(self, text: str) -> str:
         return redact(text, self._token)
 
-    def _backoff(
-        self, exc: Exception, fail_fast: frozenset[int] = frozenset(), fail_fast_timeouts: bool = False
-    ) -> bool | float:
+    def _backoff(self, exc: Exception) -> bool | float:
         """stamina backoff hook: False = give up, True = retry on the exponential schedule
         (with jitter), a float = wait exactly that long (Retry-After, floored and capped)."""
         if isinstance(exc, _RetryableStatus):
-            if exc.status in fail_fast:
-                return False
             if exc.retry_after is not None:
                 return min(max(exc.retry_after, self.retry.retry_after_floor), self.retry.retry_after_cap)
             return True
-        if isinstance(exc, httpx.TimeoutException):
-            return not fail_fast_timeouts
-        if isinstance(exc, httpx.TransportError):
-            return True
-        return False
+        return isinstance(exc, httpx.TransportError)  # timeouts and dropped connections
 
     async def get_json(
         self,
@@ -212,26 +209,40 @@ class ApiRequester:
         *,
         endpoint: str,
         params: Mapping[str, Any] | None = None,
-        fail_fast: frozenset[int] = frozenset(),
-        fail_fast_timeouts: bool = False,
         attempts: int | None = None,
+        heavy_attempts: int | None = None,
     ) -> Any:
         """GET ``path`` (relative to the base URL) and return the decoded JSON body.
 
-        Statuses in ``fail_fast`` (and timeouts, with ``fail_fast_timeouts``) are not retried:
-        the caller has a better remedy (e.g. splitting a bug batch that timed out with 524).
-        ``attempts`` overrides the policy's number of attempts (never more than it).
+        Transient failures (429, 5xx, timeouts, dropped connections) are retried on the
+        policy's schedule. ``heavy_attempts`` is for queries the caller can make lighter (a
+        bug batch, a window of a failing list): a 524 or a timeout says the query is too
+        heavy, so after that many of them it gives up and the caller splits the query, while
+        other transient errors (a random 500, a 429) still get the whole policy.
+        ``attempts`` lowers the policy's number of attempts, for a query whose failure costs
+        nothing but a finer re-read.
         """
         policy = self.retry
         tries = max(1, min(attempts or policy.attempts, policy.attempts))
         where = _describe(path, params)
         last_reason: list[str] = []
+        heavy_seen = 0
 
         def on(exc: Exception) -> bool | float:
-            verdict = self._backoff(exc, fail_fast, fail_fast_timeouts)
+            nonlocal heavy_seen
+            if heavy_attempts is not None and _is_heavy(exc):
+                heavy_seen += 1
+                if heavy_seen >= heavy_attempts:
+                    return False
+            verdict = self._backoff(exc)
             if verdict is not False:
                 last_reason[:] = [_retry_reason(exc)]
             return verdict
+
+        def how(exc: Exception) -> str:
+            if heavy_attempts is not None and _is_heavy(exc) and heavy_seen >= heavy_attempts:
+                return "once" if heavy_attempts == 1 else f"{heavy_seen} times"
+            return f"after {tries} attempts"
 
         try:
             async for attempt in stamina.retry_context(
@@ -250,16 +261,14 @@ class ApiRequester:
                 with attempt:
                     return await self._get_once(path, endpoint=endpoint, params=params)
         except _RetryableStatus as exc:
-            how = "once" if exc.status in fail_fast else f"after {tries} attempts"
             raise TestioApiError(
-                self._redact(f"GET {where} failed {how}: {exc}"),
+                self._redact(f"GET {where} failed {how(exc)}: {exc}"),
                 status=exc.status,
                 endpoint=endpoint,
             ) from None
         except httpx.TimeoutException as exc:
-            how = "once" if fail_fast_timeouts else f"after {tries} attempts"
             raise TestioTimeoutError(
-                self._redact(f"GET {where} timed out {how} ({type(exc).__name__})"),
+                self._redact(f"GET {where} timed out {how(exc)} ({type(exc).__name__})"),
                 endpoint=endpoint,
             ) from None
         except httpx.TransportError as exc:

@@ -30,8 +30,10 @@ from .parsing import parse_records
 
 # A test-list page that keeps failing is re-read in smaller windows (TESTIO_API.md quirk 6).
 RECOVERY_PER_PAGE = (10, 5, 2, 1)
-# Attempts per window while recovering (and for a single test's bugs): the range is already
-# known to fail, so each smaller window gets one retry, not the full policy.
+# Attempts per window while recovering (and timeouts of a single test's bugs): the range is
+# already known to fail, and a window that fails only costs a finer re-read, so it gets one
+# retry, not the full policy. A single position gets the full policy: giving up there loses
+# its record for a cycle, and a random 5xx must not pass for a poison record.
 RECOVERY_ATTEMPTS = 2
 
 # Why paging stopped when the reader went to the end of the list.
@@ -222,9 +224,8 @@ class TestListReader:
         if size is None:  # a single position (or the smallest window) that cannot be read
             return {}, [(first, last, str(error))], None
         pages = list(range(first // size + 1, last // size + 2))
-        results = await asyncio.gather(
-            *(self._page_or_failure(n, size, attempts=RECOVERY_ATTEMPTS) for n in pages)
-        )
+        attempts = None if size == 1 else RECOVERY_ATTEMPTS
+        results = await asyncio.gather(*(self._page_or_failure(n, size, attempts=attempts) for n in pages))
         if top and all(isinstance(r, TestioApiError) for r in results):
             # Not one bad record: every smaller window fails too, so the list is unreadable here.
             raise error
@@ -270,10 +271,8 @@ class TestListReader:
         """The result, with the positions that could not be read as problems naming their neighbours."""
         problems = []
         for start, end, error in _merge_failed(self._failed):
-            neighbours = (self._offsets.get(start - 1), self._offsets.get(end + 1))
-            problems.append(
-                ProblemRange(self.product_id, start, end, error, tuple(n for n in neighbours if n is not None))
-            )
+            before, after = self._offsets.get(start - 1), self._offsets.get(end + 1)
+            problems.append(ProblemRange.in_list(self.product_id, start, end, error, before, after))
         return TestListing(
             product_id=self.product_id,
             tests=self._tests,

@@ -1,9 +1,11 @@
 """Bookkeeping writes: what a sync could not store and how each run went.
 
-``rejected_records`` keeps the API objects the client could not type (appended, never
-merged), ``problematic_records`` the list positions the API failed to serve (one row per
-position, resolved once a later run reads it again), and ``sync_events`` one row per run.
-They go through the same write path as the entities: one short transaction each.
+``rejected_records`` keeps the API objects the client could not type, one row per entity,
+record id and content (a record that stays malformed is counted, not stored again);
+``problematic_records`` the list spots the API failed to serve, one row per spot with its
+history (resolved once a later run reads it again, reopened if it fails again), and
+``sync_events`` one row per run. They go through the same write path as the entities: one
+short transaction each.
 """
 
 from __future__ import annotations
@@ -26,12 +28,39 @@ log = logging.getLogger(__name__)
 
 
 def write_rejected(db: Connections, rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> int:
+    """Note this run's rejects; returns how many distinct (entity, record id, content) it saw."""
     if not rejects:
         return 0
-    frame = frames.rejected_frame(rejects, run_id, utc(seen_at))
-    cols = ", ".join(frame.column_names)
-    sql = f"INSERT INTO rejected_records ({cols}) SELECT {cols} FROM _rejects"
-    stored, _ = db.write(lambda con: merge.run(con, sql)[0][0], rows=frame, names=("_rejects",))
+    # One row per key of this write, hashed as the stored JSON text will read back.
+    sql_seen = """SELECT entity, record_id, md5(coalesce(raw::JSON::VARCHAR, '')) AS content_hash,
+            any_value(product_id) AS product_id, any_value(reason) AS reason, any_value(raw) AS raw
+        FROM _rejects GROUP BY ALL"""
+    params = {"ts": utc(seen_at), "run": run_id}
+
+    def body(con: duckdb.DuckDBPyConnection) -> int:
+        merge.run(
+            con,
+            f"""UPDATE rejected_records AS r SET last_seen_at = $ts, times_seen = r.times_seen + 1,
+                run_id = $run, reason = s.reason, product_id = coalesce(s.product_id, r.product_id)
+            FROM ({sql_seen}) s
+            WHERE r.entity = s.entity AND r.record_id IS NOT DISTINCT FROM s.record_id
+              AND r.content_hash = s.content_hash""",
+            params,
+        )
+        merge.run(
+            con,
+            f"""INSERT INTO rejected_records (run_id, entity, product_id, record_id, content_hash, reason, raw,
+                first_seen_at, last_seen_at, times_seen)
+            SELECT $run, entity, product_id, record_id, content_hash, reason, raw, $ts, $ts, 1 FROM ({sql_seen}) s
+            WHERE NOT EXISTS (SELECT 1 FROM rejected_records r
+                              WHERE r.entity = s.entity AND r.record_id IS NOT DISTINCT FROM s.record_id
+                                AND r.content_hash = s.content_hash)
+            ORDER BY entity, record_id NULLS LAST, content_hash""",
+            params,
+        )
+        return merge.run(con, f"SELECT count(*) FROM ({sql_seen})")[0][0]
+
+    stored, _ = db.write(body, rows=frames.rejected_frame(rejects), names=("_rejects",))
     return stored
 
 
@@ -44,6 +73,7 @@ def write_problematic(
     entity: str,
     checked_product_ids: Collection[int],
 ) -> WriteStats:
+    """Note the spots that failed; open spots of the checked products not seen again are resolved."""
     started = time.perf_counter()
     ts = utc(seen_at)
     frame = frames.problems_frame(problems, entity)
@@ -55,10 +85,14 @@ def write_problematic(
             con,
             f"""INSERT INTO problematic_records ({names}, first_seen_at, last_seen_at, run_id)
             SELECT {names}, $ts, $ts, $run FROM _problems
-            ON CONFLICT (product_id, entity, range_start) DO UPDATE SET
-                range_end = excluded.range_end, neighbour_ids = excluded.neighbour_ids,
-                error = excluded.error, last_seen_at = excluded.last_seen_at,
-                run_id = excluded.run_id, resolved_at = NULL""",
+            ON CONFLICT (product_id, entity, spot) DO UPDATE SET
+                range_start = excluded.range_start, range_end = excluded.range_end,
+                neighbour_ids = excluded.neighbour_ids, error = excluded.error,
+                last_seen_at = excluded.last_seen_at, run_id = excluded.run_id,
+                times_seen = problematic_records.times_seen + 1,
+                times_reopened = problematic_records.times_reopened
+                    + CASE WHEN problematic_records.resolved_at IS NULL THEN 0 ELSE 1 END,
+                resolved_at = NULL""",
             {"ts": ts, "run": run_id},
         )
         inserted = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0] - before
@@ -66,8 +100,7 @@ def write_problematic(
             """UPDATE problematic_records AS r SET resolved_at = $ts
             WHERE r.resolved_at IS NULL AND r.entity = $entity
               AND r.product_id IN (SELECT id FROM _checked)
-              AND NOT EXISTS (SELECT 1 FROM _problems p
-                              WHERE p.product_id = r.product_id AND p.range_start = r.range_start)""",
+              AND NOT EXISTS (SELECT 1 FROM _problems p WHERE p.product_id = r.product_id AND p.spot = r.spot)""",
             {"ts": ts, "entity": entity},
         ).fetchall()[0][0]
         open_rows = con.execute(

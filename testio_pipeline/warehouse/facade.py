@@ -181,7 +181,8 @@ class Warehouse:
     # --- bookkeeping writes ----------------------------------------------------------------
 
     def write_rejected(self, rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> int:
-        """Append records the client could not type; returns how many were stored."""
+        """Note records the client could not type (one row per entity, record id and content);
+        returns how many distinct ones this write saw."""
         return bookkeeping.write_rejected(self._db, rejects, run_id, seen_at)
 
     def write_problematic(
@@ -193,10 +194,11 @@ class Warehouse:
         entity: str,
         checked_product_ids: Collection[int] = (),
     ) -> WriteStats:
-        """Record failing list positions.
+        """Record failing list spots, one row per spot (``ProblemRange.spot``).
 
         Unresolved problems of ``entity`` for ``checked_product_ids`` that are not reported again
-        get ``resolved_at``; first_seen_at survives repeats.
+        get ``resolved_at``; one that comes back is reopened (times_reopened); first_seen_at
+        survives both.
         """
         return bookkeeping.write_problematic(
             self._db, problems, run_id, seen_at, entity=entity, checked_product_ids=checked_product_ids

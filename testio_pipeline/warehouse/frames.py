@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -233,31 +232,36 @@ def reject_reasons_frame(reasons: Sequence[RejectReason], synced_at: datetime) -
     return _frame("reject_reasons", cols)
 
 
-def rejected_frame(rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> pa.Table:
+def rejected_frame(rejects: Sequence[RejectedRecord]) -> pa.Table:
+    """Records that could not be typed; the content hash is taken in SQL, of the stored text."""
     cols = {
-        "run_id": [run_id] * len(rejects),
         "entity": [r.entity for r in rejects],
         "product_id": [r.product_id for r in rejects],
         "record_id": [r.record_id for r in rejects],
         "reason": [r.reason for r in rejects],
         "raw": [None if r.raw is None else raw_text(r.raw) for r in rejects],
-        "seen_at": [seen_at] * len(rejects),
     }
     return _frame("rejected_records", cols)
 
 
 def problems_frame(problems: Sequence[ProblemRange], entity: str) -> pa.Table:
-    """Failing list positions; one row per (product_id, range_start)."""
-    rows = list({(p.product_id, p.range_start): p for p in problems}.values())
+    """Failing list spots; one row per (product_id, spot)."""
+    rows = list({(p.product_id, p.spot or _positions(p)): p for p in problems}.values())
     cols = {
         "product_id": [p.product_id for p in rows],
         "entity": [entity] * len(rows),
+        "spot": [p.spot or _positions(p) for p in rows],
         "range_start": [p.range_start for p in rows],
         "range_end": [p.range_end for p in rows],
         "neighbour_ids": [list(p.neighbour_ids) for p in rows],
         "error": [p.error for p in rows],
     }
     return _frame("problematic_records", cols)
+
+
+def _positions(problem: ProblemRange) -> str:
+    """The spot of a problem that names none: its positions (they do not follow a moving record)."""
+    return f"positions {problem.range_start}..{problem.range_end}"
 
 
 def ids_frame(ids: Iterable[int]) -> pa.Table:

@@ -69,8 +69,9 @@ class Table:
         """CREATE statements for this table with the columns that existed at ``version``."""
         cols = [c for c in self.columns if version is None or c.since <= version]
         body = [c.ddl() for c in cols]
-        if self.primary_key:
-            body.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
+        key = [c.name for c in cols if c.primary_key]
+        if key:
+            body.append(f"PRIMARY KEY ({', '.join(key)})")
         exists = "IF NOT EXISTS " if if_not_exists else ""
         seqs = [f"CREATE SEQUENCE {exists}{s}" for s in self.sequences]
         return seqs + [f"CREATE TABLE {exists}{self.name} (\n  " + ",\n  ".join(body) + "\n)"]
@@ -368,31 +369,37 @@ _TABLE_LIST = (
     ),
     Table(
         "rejected_records",
-        "API objects that could not be read (e.g. missing required fields); kept for inspection instead of being dropped.",
+        "API objects that could not be read (e.g. missing required fields); kept for inspection instead of being dropped. One row per entity, record id and content: a record that stays malformed is counted, not appended again.",
         (
             Column("id", "BIGINT", "Running number of the rejection.", primary_key=True, default="nextval('rejected_records_id_seq')"),
-            Column("run_id", "VARCHAR", "Pipeline run that saw the object (sync_events.run_id)."),
+            Column("run_id", "VARCHAR", "Pipeline run that last saw the object (sync_events.run_id)."),
             Column("entity", "VARCHAR", "Entity the object belongs to (products, features, user_stories, tests, bugs)."),
             Column("product_id", "BIGINT", "Product the object was fetched for, if known."),
             Column("record_id", "VARCHAR", "The object's id as sent by the API, if any."),
-            Column("reason", "VARCHAR", "Why the object could not be read."),
+            Column("content_hash", "VARCHAR", "MD5 of the object as stored in raw: a changed object is a new row.", since=3),
+            Column("reason", "VARCHAR", "Why the object could not be read (as last seen)."),
             Column("raw", "JSON", "The object as the API sent it (test-environment credentials removed)."),
-            Column("seen_at", "TIMESTAMPTZ", "When it was seen (UTC).", not_null=True),
+            Column("first_seen_at", "TIMESTAMPTZ", "When this content was first seen (UTC).", not_null=True, since=3),
+            Column("last_seen_at", "TIMESTAMPTZ", "When this content was last seen (UTC).", not_null=True, since=3),
+            Column("times_seen", "BIGINT", "How many writes (runs) met this content.", not_null=True, default="1", since=3),
         ),
         sequences=("rejected_records_id_seq",),
     ),
     Table(
         "problematic_records",
-        "Positions in paged API lists that fail every time (e.g. one broken test on a page); the records there could not be read.",
+        "Spots in API lists that fail every time (e.g. one broken test on a page, or one test's bug list); the records there could not be read. One row per spot, kept with its history.",
         (
             Column("product_id", "BIGINT", "Product whose list has the problem (products.id).", primary_key=True),
             Column("entity", "VARCHAR", "Which list: tests (positions in a product's test list) or bugs (a test's bug list).", primary_key=True),
-            Column("range_start", "BIGINT", "First failing position in the list (0-based offset, newest first).", primary_key=True),
-            Column("range_end", "BIGINT", "Last failing position in the list (inclusive)."),
+            Column("spot", "VARCHAR", "What identifies the spot across runs: 'before test <id>' (the test just after the failing positions; new tests arrive at the top, so it stays while offsets shift), 'at the end of the list', or 'test <id>' for a bug list.", primary_key=True, since=3),
+            Column("range_start", "BIGINT", "First failing position in the list as last seen (0-based offset, newest first); the test id for a bug list."),
+            Column("range_end", "BIGINT", "Last failing position in the list (inclusive), as last seen."),
             Column("neighbour_ids", "BIGINT[]", "Ids of the records just before and after the failing positions, to help find the broken record."),
-            Column("error", "VARCHAR", "The error the API returned for these positions."),
+            Column("error", "VARCHAR", "The error the API returned for these positions (as last seen)."),
             Column("first_seen_at", "TIMESTAMPTZ", "When the problem was first seen (UTC).", not_null=True),
             Column("last_seen_at", "TIMESTAMPTZ", "When the problem was last seen (UTC).", not_null=True),
+            Column("times_seen", "BIGINT", "How many runs met the problem.", not_null=True, default="1", since=3),
+            Column("times_reopened", "BIGINT", "How often the problem came back after being resolved.", not_null=True, default="0", since=3),
             Column("run_id", "VARCHAR", "Pipeline run that last saw the problem (sync_events.run_id)."),
             Column("resolved_at", "TIMESTAMPTZ", "When a complete fetch of the list no longer hit the problem (UTC); empty while unresolved."),
         ),
@@ -433,6 +440,50 @@ def add_columns_sql(version: int) -> tuple[str, ...]:
     )
 
 
+def _rebuild(name: str, copy: str) -> tuple[str, ...]:
+    """Replace a table by its current declaration (a new key needs a new table), keeping its
+    rows through ``copy``, an INSERT … SELECT from ``{name}_old``."""
+    create = TABLES[name].create_sql()[-1]  # its sequence, if any, lives on
+    return (f"ALTER TABLE {name} RENAME TO {name}_old", create, copy, f"DROP TABLE {name}_old")
+
+
+def _rebuild_rejected_records() -> tuple[str, ...]:
+    """Rows of one entity, record id and content become one, counted by the runs that saw them."""
+    content = "md5(coalesce(raw::VARCHAR, ''))"
+    return (
+        # A file created at version 1 by this code never had seen_at (it is no longer declared).
+        "ALTER TABLE rejected_records ADD COLUMN IF NOT EXISTS seen_at TIMESTAMPTZ",
+        *_rebuild("rejected_records", f"""INSERT INTO rejected_records
+            (run_id, entity, product_id, record_id, content_hash, reason, raw, first_seen_at, last_seen_at, times_seen)
+            SELECT arg_max(run_id, seen_at), entity, arg_max(product_id, seen_at), record_id, {content},
+                   arg_max(reason, seen_at), arg_max(raw, seen_at), min(seen_at), max(seen_at),
+                   count(DISTINCT coalesce(run_id, seen_at::VARCHAR))
+            FROM rejected_records_old GROUP BY entity, record_id, {content}"""),
+    )
+
+
+# The spot of a test-list problem from its neighbour ids [before, after] as version 2 stored
+# them (a missing neighbour was left out): the same words as ``ProblemRange.spot``.
+_LEGACY_SPOT = """CASE
+    WHEN entity = 'bugs' THEN 'test ' || range_start
+    WHEN range_start = 0 AND coalesce(len(neighbour_ids), 0) >= 1 THEN 'before test ' || neighbour_ids[1]
+    WHEN coalesce(len(neighbour_ids), 0) = 2 THEN 'before test ' || neighbour_ids[2]
+    ELSE 'at the end of the list' END"""
+
+
+def _rebuild_problematic_records() -> tuple[str, ...]:
+    """Rows of one spot (a poison record that churned down its list) become one, open if any was."""
+    return _rebuild("problematic_records", f"""INSERT INTO problematic_records
+        (product_id, entity, spot, range_start, range_end, neighbour_ids, error,
+         first_seen_at, last_seen_at, times_seen, times_reopened, run_id, resolved_at)
+        SELECT product_id, entity, spot, arg_max(range_start, last_seen_at), arg_max(range_end, last_seen_at),
+               arg_max(neighbour_ids, last_seen_at), arg_max(error, last_seen_at),
+               min(first_seen_at), max(last_seen_at), count(*), count(*) - 1, arg_max(run_id, last_seen_at),
+               CASE WHEN bool_or(resolved_at IS NULL) THEN NULL ELSE max(resolved_at) END
+        FROM (SELECT *, {_LEGACY_SPOT} AS spot FROM problematic_records_old)
+        GROUP BY product_id, entity, spot""")
+
+
 # Append-only: a new version adds an entry (e.g. create_tables_sql(2) + add_columns_sql(2) +
 # hand-written steps); comments are regenerated from TABLES after any migration.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -440,6 +491,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Every table, asset and record label now calls tests "tests".
     Migration(2, "problematic_records: entity 'exploratory_tests' is now 'tests'", (
         "UPDATE problematic_records SET entity = 'tests' WHERE entity = 'exploratory_tests'",
+    )),
+    Migration(3, "rejected_records: one row per entity, record id and content; problematic_records keyed by spot", (
+        *_rebuild_rejected_records(),
+        *_rebuild_problematic_records(),
     )),
     # Existing tests and bugs get their child rows and rejection_reason when they are next
     # fetched (the nightly full sync fetches every one); reject_reasons starts as the

@@ -3,7 +3,8 @@
 It reads the Dagster instance only (never the API, never DuckDB): the staleness helper
 judges every asset from its freshness policy and last materialization; if any needs a
 refresh and no refresh run is queued or running, it requests ONE run for those assets
-plus everything upstream of them.
+plus everything upstream of them. A run whose process died is marked failed first
+(``run_health``), so a killed run neither blocks the cycle nor keeps its pool slot.
 """
 
 
@@ -15,6 +16,7 @@ import dagster as dg
 
 from ...domain.vocabulary import utcnow
 from ...freshness import SCOPE_METADATA_KEY, Staleness, cycle_members, judge_assets, policies_of, scope_label
+from ...run_health import fail_dead_runs
 from ...run_log import TRIGGER_TAG
 from ...settings import Settings
 from ..testio.assets import TESTIO_ASSETS
@@ -76,6 +78,8 @@ def build_refresh_sensor(
     )
     def testio_refresh_sensor(context: dg.SensorEvaluationContext):
         now = clock()
+        for run_id in fail_dead_runs(context.instance):
+            context.log.warning(f"run {run_id} lost its process; marked failed and its pool slot freed")
         in_flight = context.instance.get_run_records(
             dg.RunsFilter(statuses=IN_FLIGHT), limit=1
         )
