@@ -3,7 +3,10 @@
 ``rejected_records`` keeps the API objects the client could not type (appended, never
 merged), ``problematic_records`` the list positions the API failed to serve (one row per
 position, resolved once a later run reads it again), and ``sync_events`` one row per run.
-They go through the same write path as the entities: one short transaction each.
+They go through the same write path as the entities: one short transaction each, and the
+same SQL on both backends: a DuckLake has no keys to hang ``ON CONFLICT`` on, so repeats are
+merged by key (``MERGE INTO``) and rejection numbers are counted on from the stored maximum
+(it has no sequences either).
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ def write_rejected(db: Connections, rejects: Sequence[RejectedRecord], run_id: s
         return 0
     frame = frames.rejected_frame(rejects, run_id, utc(seen_at))
     cols = ", ".join(frame.column_names)
-    sql = f"INSERT INTO rejected_records ({cols}) SELECT {cols} FROM _rejects"
+    # The write path lets one writer commit at a time, so the maximum cannot move under us.
+    sql = f"""INSERT INTO rejected_records (id, {cols})
+        SELECT (SELECT coalesce(max(id), 0) FROM rejected_records) + row_number() OVER (), {cols}
+        FROM _rejects"""
     stored, _ = db.write(lambda con: merge.run(con, sql)[0][0], rows=frame, names=("_rejects",))
     return stored
 
@@ -53,12 +59,13 @@ def write_problematic(
         before = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0]
         merge.run(
             con,
-            f"""INSERT INTO problematic_records ({names}, first_seen_at, last_seen_at, run_id)
-            SELECT {names}, $ts, $ts, $run FROM _problems
-            ON CONFLICT (product_id, entity, range_start) DO UPDATE SET
-                range_end = excluded.range_end, neighbour_ids = excluded.neighbour_ids,
-                error = excluded.error, last_seen_at = excluded.last_seen_at,
-                run_id = excluded.run_id, resolved_at = NULL""",
+            f"""MERGE INTO problematic_records r USING _problems p
+            ON r.product_id = p.product_id AND r.entity = p.entity AND r.range_start = p.range_start
+            WHEN MATCHED THEN UPDATE SET
+                range_end = p.range_end, neighbour_ids = p.neighbour_ids, error = p.error,
+                last_seen_at = $ts, run_id = $run, resolved_at = NULL
+            WHEN NOT MATCHED THEN INSERT ({names}, first_seen_at, last_seen_at, run_id)
+                VALUES ({", ".join(f"p.{c}" for c in frame.column_names)}, $ts, $ts, $run)""",
             {"ts": ts, "run": run_id},
         )
         inserted = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0] - before
@@ -89,10 +96,13 @@ def write_problematic(
 
 def start_sync_event(db: Connections, run_id: str, trigger: str, mode: str, started_at: datetime) -> None:
     params = {"run": run_id, "trigger": trigger, "mode": mode, "ts": utc(started_at)}
-    sql = """INSERT INTO sync_events (run_id, trigger, mode, started_at, status)
-        VALUES ($run, $trigger, $mode, $ts, 'running')
-        ON CONFLICT (run_id) DO UPDATE SET trigger = excluded.trigger, mode = excluded.mode,
-            started_at = excluded.started_at, status = 'running', finished_at = NULL, error = NULL"""
+    sql = """MERGE INTO sync_events e
+        USING (SELECT $run AS run_id, $trigger AS trigger, $mode AS mode, $ts AS started_at) s
+        ON e.run_id = s.run_id
+        WHEN MATCHED THEN UPDATE SET trigger = s.trigger, mode = s.mode, started_at = s.started_at,
+            status = 'running', finished_at = NULL, error = NULL
+        WHEN NOT MATCHED THEN INSERT (run_id, trigger, mode, started_at, status)
+            VALUES (s.run_id, s.trigger, s.mode, s.started_at, 'running')"""
     db.write(lambda con: merge.run(con, sql, params))
 
 
@@ -112,6 +122,8 @@ def finish_sync_event(
     known = {k: int(v) for k, v in counts.items() if k in SYNC_COUNT_COLUMNS}
     cols = ["run_id", "status", "finished_at", "error", *known]
     params = {"run_id": run_id, "status": status, "finished_at": utc(finished_at), "error": error, **known}
-    sql = f"""INSERT INTO sync_events ({", ".join(cols)}) VALUES ({", ".join("$" + c for c in cols)})
-        ON CONFLICT (run_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in cols[1:])}"""
+    sql = f"""MERGE INTO sync_events e
+        USING (SELECT {", ".join(f"${c} AS {c}" for c in cols)}) s ON e.run_id = s.run_id
+        WHEN MATCHED THEN UPDATE SET {", ".join(f"{c} = s.{c}" for c in cols[1:])}
+        WHEN NOT MATCHED THEN INSERT ({", ".join(cols)}) VALUES ({", ".join(f"s.{c}" for c in cols)})"""
     db.write(lambda con: merge.run(con, sql, params))

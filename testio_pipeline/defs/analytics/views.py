@@ -59,7 +59,7 @@ def _view_asset(view: View) -> dg.AssetsDefinition:
     def _the_view(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         wh = warehouse.warehouse()
         created = create_views(wh, [view.name])
-        context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.path}")
+        context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.location}")
         return dg.MaterializeResult(metadata=view_metadata(wh, view))
 
     return _the_view

@@ -60,7 +60,7 @@ def create_views(warehouse, names: Sequence[str] | None = None) -> list[str]:
     built on a fresh file.
     """
     def body(con) -> list[str]:
-        existing = {r[0] for r in merge.run(con, "SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+        existing = {r[0] for r in merge.run(con, "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()")}
         statements = create_views_sql(names, existing)
         for stmt in statements:
             merge.run(con, stmt)
