@@ -161,13 +161,13 @@ class Connections:
                 con.begin()
                 try:
                     yield unit
-                    con.commit()
                 except BaseException:
                     try:
                         con.rollback()
                     except duckdb.Error:  # the original error matters more
                         log.exception("rollback failed on %s", self.backend.location)
                     raise
+                con.commit()  # a commit that fails (a lake conflict) has ended the transaction itself
         finally:
             con.close()  # closing also checkpoints, so it belongs to the time the lock was held
             unit.held_s = time.perf_counter() - opened
