@@ -22,6 +22,7 @@ import duckdb
 from . import extensions
 
 LAKE_PREFIX = "ducklake:"
+_ATTACH_FAILED = "cannot attach the ducklake"
 LAKE_ALIAS = "lake"  # the name the lake is attached under; USE makes it the default catalog
 _REMOTE_PREFIXES = ("s3://", "s3a://", "gs://", "gcs://", "r2://", "az://", "azure://", "abfss://", "http://", "https://")
 
@@ -116,7 +117,7 @@ class LakeBackend:
                 except duckdb.Error as exc:
                     db.close()
                     hint = "" if self.data_path else " (is TESTIO_LAKE_DATA_PATH set? a new lake needs it)"
-                    raise duckdb.IOException(f"cannot attach the DuckLake {self.attach!r}{hint}: {exc}") from exc
+                    raise duckdb.IOException(f"{_ATTACH_FAILED} {self.attach!r}{hint}: {exc}") from exc
                 self._db = db
             return self._db
 
@@ -126,7 +127,14 @@ class LakeBackend:
         return con
 
     def is_busy(self, exc: duckdb.Error) -> bool:
-        return False  # nothing is locked: readers and writers each see their own snapshot
+        """Another process is creating this (new) lake's catalog right now: attaching fails on
+        its half-made catalog tables, and succeeds once that process has committed them."""
+        msg = str(exc).lower()
+        return (
+            isinstance(exc, duckdb.IOException)
+            and msg.startswith(_ATTACH_FAILED)
+            and ("already exists" in msg or "duplicate key" in msg)
+        )
 
     def is_conflict(self, exc: duckdb.Error) -> bool:
         """Another writer committed first (see :meth:`claim`); this transaction can be run again."""
