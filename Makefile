@@ -5,10 +5,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# Dagster's instance folder; yours if DAGSTER_HOME is set (it must be an absolute path).
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+# The instance config make puts there: dagster.yaml (SQLite storage), or e.g.
+# DAGSTER_YAML=deploy/dagster.postgres.yaml (PostgreSQL storage; DAGSTER_PG_URL set).
+# A dagster.yaml already in a DAGSTER_HOME of yours is left alone unless DAGSTER_YAML is given.
+DAGSTER_YAML ?= dagster.yaml
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test dev bench install clean status browser docs
+.PHONY: run test dev bench install instance clean status browser docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,11 +22,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+install: $(STAMP) instance
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+instance:
+	@mkdir -p "$(DAGSTER_HOME)"
+	@if [ ! -f "$(DAGSTER_HOME)/dagster.yaml" ] || [ "$(DAGSTER_HOME)" = "$(CURDIR)/.dagster_home" ] \
+	    || [ "$(origin DAGSTER_YAML)" != "file" ]; then \
+	  cmp -s "$(DAGSTER_YAML)" "$(DAGSTER_HOME)/dagster.yaml" \
+	    || { cp "$(DAGSTER_YAML)" "$(DAGSTER_HOME)/dagster.yaml" && echo "$(DAGSTER_YAML) -> $(DAGSTER_HOME)/dagster.yaml"; }; \
+	fi
 
 ## make run: full sync of all five assets (built-in simulator unless configured) + summary
 run: install

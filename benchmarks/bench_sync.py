@@ -59,6 +59,7 @@ from testio_pipeline.source import ApiSource  # noqa: E402
 from testio_pipeline.sync import SyncOptions, run_cycle  # noqa: E402
 from testio_pipeline.testio.client import DEFAULT_BUG_BATCH, DEFAULT_PER_PAGE  # noqa: E402
 from testio_pipeline.warehouse import Warehouse  # noqa: E402
+from testio_pipeline.warehouse.backends import is_lake  # noqa: E402
 
 ANCHOR = datetime(2026, 11, 1, tzinfo=timezone.utc)
 START = datetime(2026, 11, 2, 12, tzinfo=timezone.utc)
@@ -103,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bugs-per-test", type=int, help="override the scale's bugs per test")
     parser.add_argument("--advance-hours", type=float, default=24.0, help="clock step before phase (c)")
     parser.add_argument("--server", choices=SERVER_KINDS, default="subprocess")
-    parser.add_argument("--db", help="DuckDB file to use (default: a temporary file, removed afterwards)")
+    parser.add_argument(
+        "--db",
+        help="DuckDB file to use (default: a temporary file, removed afterwards), or a DuckLake's "
+        "ATTACH string (ducklake:…; its catalog must be empty) with --lake-data-path",
+    )
+    parser.add_argument("--lake-data-path", help="where a --db ducklake:… lake puts its data files")
     parser.add_argument("--json", dest="json_path", help="also write every number to this JSON file")
     parser.add_argument("--no-overhead", action="store_true", help="skip the Dagster run-overhead measurement")
     parser.add_argument("--phases", default="abc", help="run only these phases, in order (e.g. 'a'; default abc)")
@@ -158,7 +164,7 @@ def run_phase(
 ) -> dict[str, Any]:
     """One ``run_cycle`` through the HTTP server, measured: wall, CPU, peak RSS, requests."""
     source = ApiSource.from_settings(settings)
-    warehouse = Warehouse(settings.duckdb_path)
+    warehouse = Warehouse(settings.duckdb_path, lake_data_path=settings.lake_data_path)
     server.reset_stats()
     rss_before = memory.current_rss_mib()
     hwm_ok = memory.reset_peak()
@@ -303,7 +309,9 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
         print(text, file=out, flush=True)
 
     tmp = None
-    if args.db:
+    if args.db and is_lake(args.db):
+        db_path = args.db
+    elif args.db:
         db_path = Path(args.db)
         if db_path.exists():
             db_path.unlink()
@@ -357,7 +365,11 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
     say(f"machine: {os.cpu_count()} CPUs, load average before {info['load_average_before']}")
     try:
         settings = Settings(
-            token=server.token, base_url=server.base_url, max_concurrent_requests=cap, duckdb_path=str(db_path)
+            token=server.token,
+            base_url=server.base_url,
+            max_concurrent_requests=cap,
+            duckdb_path=str(db_path),
+            lake_data_path=args.lake_data_path,
         )
         now = START
         previous: verify.Truth | None = None
@@ -384,7 +396,7 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
             truth_sim = Simulator(config, clock=SimClock(now))
             truth = verify.snapshot(truth_sim, now)
             plan = _plan(mode, truth, previous)
-            report = verify.verify(db_path, truth_sim, truth)
+            report = verify.verify(db_path, truth_sim, truth, lake_data_path=args.lake_data_path)
             del truth_sim
             gc.collect()
             result["plan"] = plan.summary()

@@ -1,4 +1,4 @@
-"""The simulator's truth at a moment, and a check of a DuckDB file against it.
+"""The simulator's truth at a moment, and a check of a warehouse against it.
 
 The truth comes from the ``Simulator.truth_*`` accessors, which build exactly what the API
 serves at a given time. The check compares, for every entity, the set of ids that are not
@@ -18,6 +18,7 @@ import duckdb
 
 from testio_pipeline.simulator import Simulator
 from testio_pipeline.domain.records import Product
+from testio_pipeline.warehouse import Warehouse
 
 MAX_EXAMPLES = 5
 
@@ -112,11 +113,11 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Iterable[Any] | None
     return con.execute(sql, params).fetchall()
 
 
-def verify(db_path: str | Path, sim: Simulator, truth: Truth) -> Report:
-    """Compare the warehouse with what the simulator serves at ``truth.now``."""
+def verify(db_path: str | Path, sim: Simulator, truth: Truth, *, lake_data_path: str | None = None) -> Report:
+    """Compare the warehouse (a DuckDB file or a ``ducklake:`` lake) with what the simulator
+    serves at ``truth.now``."""
     report = Report()
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
+    with Warehouse(db_path, lake_data_path=lake_data_path).read() as con:
         products = truth.products
         report.compare(
             "products",
@@ -193,6 +194,4 @@ def verify(db_path: str | Path, sim: Simulator, truth: Truth) -> Report:
                 "holds as final (archived/cancelled): an incremental cycle does not re-read the bugs of final "
                 "tests, so a bug decided after its test was archived stays stale until a full sync"
             )
-    finally:
-        con.close()
     return report

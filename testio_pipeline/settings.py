@@ -75,7 +75,10 @@ class Settings:
     token: str | None = field(default=None, repr=False)
     base_url: str | None = None
     product_ids: tuple[int, ...] | None = None
+    # A DuckDB file, or a DuckLake's ATTACH string (``ducklake:…``) whose data files go under
+    # lake_data_path (a folder or an object-store URL).
     duckdb_path: str = DEFAULT_DUCKDB_PATH
+    lake_data_path: str | None = None
     max_concurrent_requests: int = 10
     max_requests_per_second: float | None = None
     request_timeout_seconds: float = 60.0
@@ -110,6 +113,7 @@ class Settings:
             base_url=env.get("TESTIO_CUSTOMER_API_BASE_URL", "").strip() or None,
             product_ids=_product_ids(env.get("TESTIO_PRODUCT_IDS", "")),
             duckdb_path=env.get("TESTIO_DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH,
+            lake_data_path=env.get("TESTIO_LAKE_DATA_PATH", "").strip() or None,
             max_concurrent_requests=_int(env, "TESTIO_MAX_CONCURRENT_REQUESTS", 10),
             max_requests_per_second=_float_or_none(env, "TESTIO_MAX_REQUESTS_PER_SECOND"),
             request_timeout_seconds=float(

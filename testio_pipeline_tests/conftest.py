@@ -65,3 +65,20 @@ def api_env(tmp_path: Path, sim: Simulator, server, db: Path, **extra: str) -> d
         TESTIO_DUCKDB_PATH=str(db),
         **extra,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server shared by this worker's tests; stopped and removed at the end."""
+    from .postgres import throwaway_postgres
+
+    with throwaway_postgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+def lake(postgres, tmp_path, request):
+    """A fresh, empty DuckLake: (ATTACH string, data folder), its catalog a new PostgreSQL database."""
+    name = "lake_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    postgres.create_database(name)
+    return f"ducklake:postgres:{postgres.dsn(name)}", str(tmp_path / "lake_data")

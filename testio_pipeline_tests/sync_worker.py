@@ -2,6 +2,8 @@
 
     python -m testio_pipeline_tests.sync_worker '{"db": ..., "now": ..., "sim": {...}, ...}'
 
+``db`` is a DuckDB file or a ``ducklake:`` ATTACH string (then ``lake_data_path`` too).
+
 Runs the five sync steps (the code the assets run) against an in-process simulator built
 from the given config and frozen time, with a fixed sync clock so runs are reproducible.
 It prints markers on stdout (flushed) so the parent knows where it is:
@@ -19,6 +21,7 @@ Optional pauses make the interesting moments long enough to act on:
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from datetime import datetime
@@ -26,6 +29,8 @@ from datetime import datetime
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
+    # The warehouse's own notes (e.g. a lake write run again after a commit conflict) on stderr.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
 
     from testio_pipeline.settings import Settings
     from testio_pipeline.simulator import SimClock, Simulator, SimulatorConfig
@@ -43,7 +48,9 @@ def main(argv: list[str]) -> int:
     sim = Simulator(SimulatorConfig.preset(spec.get("preset", "tiny"), **sim_config), clock=SimClock(now))
     source = ApiSource.from_settings(Settings(), simulator=sim)
     source.retry = RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0)
-    warehouse = Warehouse(spec["db"], lock_timeout=spec.get("lock_timeout", 60.0))
+    warehouse = Warehouse(
+        spec["db"], lock_timeout=spec.get("lock_timeout", 60.0), lake_data_path=spec.get("lake_data_path")
+    )
     options = SyncOptions(mode=spec.get("mode", "full"), clock=lambda: now)
 
     pause_in_write = spec.get("pause_in_write")

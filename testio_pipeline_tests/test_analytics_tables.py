@@ -174,7 +174,7 @@ def test_migration_4_brings_an_existing_file_to_the_new_tables(tmp_path):
             con.execute(stmt)
         for migration in MIGRATIONS:
             if migration.version <= 2:
-                for stmt in migration.steps:
+                for stmt in migration.statements():
                     con.execute(stmt)
                 con.execute("INSERT INTO schema_migrations VALUES (?, now(), ?)", [migration.version, migration.description])
     warehouse = Warehouse(path)

@@ -143,7 +143,7 @@ V2_TABLES = [
 def test_migration_3_merges_repeated_rejects_and_churned_problems(tmp_path):
     path = tmp_path / "v2.duckdb"
     con = duckdb.connect(str(path))
-    for stmt in [*bootstrap_sql(), *MIGRATIONS[0].steps, *V2_TABLES]:
+    for stmt in [*bootstrap_sql(), *MIGRATIONS[0].statements(), *V2_TABLES]:
         con.execute(stmt)
     con.execute("INSERT INTO schema_migrations VALUES (1, now(), 'initial'), (2, now(), 'tests')")
     con.executemany(

@@ -4,6 +4,7 @@ the simulator served over HTTP with its clock moved forward between cycles."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,16 +41,35 @@ def wait_for(condition, what: str, deadline: float, daemon: subprocess.Popen, lo
 
 
 @pytest.mark.slow
-def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path):
+@pytest.mark.parametrize("storage", ["sqlite", "postgres"])
+def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path, storage, request):
+    """sqlite: dagster.yaml and a DuckDB file. postgres: deploy/dagster.postgres.yaml on a real
+    PostgreSQL, and the warehouse a DuckLake whose catalog is in that server too."""
     sim = make_simulator("tiny")
-    db = tmp_path / "mirror.duckdb"
     log = tmp_path / "daemon.log"
+    extra = {}
+    if storage == "sqlite":
+        db, data_path = str(tmp_path / "mirror.duckdb"), None
+    else:
+        pg = request.getfixturevalue("postgres")
+        dagster_db, lake_db = pg.create_database("dagster_daemon"), pg.create_database("lake_daemon")
+        db, data_path = f"ducklake:postgres:{pg.dsn(lake_db)}", str(tmp_path / "lake_data")
+        extra = {"DAGSTER_PG_URL": pg.url(dagster_db), "TESTIO_LAKE_DATA_PATH": data_path}
+        # This process reads the same instance: its dagster.yaml names the URL by variable.
+        request.getfixturevalue("monkeypatch").setenv("DAGSTER_PG_URL", extra["DAGSTER_PG_URL"])
+
+    def warehouse() -> Warehouse:
+        return Warehouse(db, lake_data_path=data_path)
+
     with sim.serve() as server:
         env = api_env(
             tmp_path, sim, server, db,
             TESTIO_CACHE_TTL_SECONDS="60",
             TESTIO_SENSOR_INTERVAL_SECONDS="3",
+            **extra,
         )
+        if storage == "postgres":
+            shutil.copy(REPO / "deploy" / "dagster.postgres.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
         daemon_bin = Path(sys.executable).parent / "dagster-daemon"
         with log.open("w") as out:
             # Its own process group, so one signal stops the daemon and the runs it launched.
@@ -67,7 +87,7 @@ def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path):
                 )[0]
                 failed = [r for r in sensor_runs(instance) if r.status == dg.DagsterRunStatus.FAILURE]
                 assert not failed, f"sensor runs failed: {[r.run_id for r in failed]}"
-                known = Warehouse(db).ids("tests")
+                known = warehouse().ids("tests")
                 assert known == {t["id"] for p in sim.truth_products() for t in sim.truth_tests(p["id"])}
 
                 # The world moves on: a day later the simulator has new tests on top.
@@ -84,10 +104,18 @@ def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path):
                     ],
                     "a second sensor-launched run to succeed", deadline, daemon, log,
                 )
-                assert new <= Warehouse(db).ids("tests"), "tests created after cycle 1 are mirrored"
-                events = Warehouse(db).query("SELECT trigger, status FROM sync_events ORDER BY started_at")
+                assert new <= warehouse().ids("tests"), "tests created after cycle 1 are mirrored"
+                events = warehouse().query("SELECT trigger, status FROM sync_events ORDER BY started_at")
                 assert len(events) >= 2
                 assert set(events.trigger) == {"sensor"} and set(events.status) == {"success"}
+                run_ids = {r.run_id for r in sensor_runs(instance)}
+            if storage == "postgres":  # the instance really kept them in PostgreSQL
+                stored = {r[0] for r in pg.execute(dagster_db, "SELECT run_id FROM runs")}
+                assert run_ids and run_ids <= stored
+                [(steps_done,)] = pg.execute(
+                    dagster_db, "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'STEP_SUCCESS'"
+                )
+                assert steps_done >= 2 * 5  # the five sync steps of each of the two runs
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             try:

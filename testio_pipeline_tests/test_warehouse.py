@@ -157,7 +157,7 @@ def test_migration_2_renames_the_test_list_problems(tmp_path):
 
     path = tmp_path / "v1.duckdb"
     con = duckdb.connect(str(path))
-    for stmt in [*bootstrap_sql(), *MIGRATIONS[0].steps]:
+    for stmt in [*bootstrap_sql(), *MIGRATIONS[0].statements()]:
         con.execute(stmt)
     con.execute("INSERT INTO schema_migrations VALUES (1, now(), 'initial schema')")
     con.execute(

@@ -22,13 +22,15 @@ def _run(args: argparse.Namespace) -> int:
     from ..run_health import fail_dead_runs
     from ..run_log import TRIGGER_TAG
     from ..warehouse import Warehouse
+    from ..warehouse.backends import is_lake
 
     settings = Settings.from_env()
     if settings.uses_simulator:
         print(f"Source: the built-in TestIO simulator (preset {settings.simulator_preset!r}, fake data).")
     else:
         print(f"Source: {settings.effective_base_url}")
-    print(f"Warehouse: {os.path.abspath(settings.duckdb_path)}")
+    lake = is_lake(settings.duckdb_path)
+    print(f"Warehouse: {settings.duckdb_path if lake else os.path.abspath(settings.duckdb_path)}")
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     for run_id in fail_dead_runs(instance):  # a killed run would hold the pool slot forever
@@ -54,14 +56,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Sync failed (run {result.run_id}); previous data in the warehouse is intact.", file=sys.stderr)
         return 1
 
-    warehouse = Warehouse(settings.duckdb_path)
+    warehouse = Warehouse(settings.duckdb_path, lake_data_path=settings.lake_data_path)
     counts = warehouse.table_counts()
     print(f"\nSync finished (run {result.run_id}, mode {args.mode}). Rows per table:")
     for table, count in counts.items():
         print(f"  {table:<14} {count:>8}")
     print(
         "\nQuery it: .venv/bin/python -m testio_pipeline.cli.query \"SELECT * FROM product_summary\"  "
-        f"(or any DuckDB client: duckdb -readonly {settings.duckdb_path}). For example:"
+        + (
+            "(or any DuckDB client that ATTACHes the lake: see the README's \"Beyond one machine\"). For example:"
+            if lake
+            else f"(or any DuckDB client: duckdb -readonly {settings.duckdb_path}). For example:"
+        )
     )
     print(EXAMPLE_QUERY + ";")
     print(warehouse.query(EXAMPLE_QUERY).to_string(index=False))

@@ -19,12 +19,14 @@ import pandas as pd
 
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse
+from ..warehouse.backends import is_lake
 
 LIST_SQL = """
 SELECT 'view' AS kind, view_name AS name, comment AS description
-FROM duckdb_views() WHERE NOT internal AND schema_name = 'main'
+FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' AND database_name = current_database()
 UNION ALL
-SELECT 'table', table_name, comment FROM duckdb_tables() WHERE schema_name = 'main'
+SELECT 'table', table_name, comment FROM duckdb_tables()
+WHERE schema_name = 'main' AND database_name = current_database()
 ORDER BY kind DESC, name
 """
 
@@ -46,14 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error("give a query, --file or --list")
     try:
-        path = args.db or Settings.from_env().duckdb_path
+        settings = Settings.from_env()
     except SettingsError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         return 2
-    if not Path(path).exists():
+    path = args.db or settings.duckdb_path
+    if not is_lake(path) and not Path(path).exists():
         print(f"{path} does not exist yet: run `make run` (or a sync) first.", file=sys.stderr)
         return 2
-    frame = Warehouse(path).query(sql.strip().rstrip(";"))
+    frame = Warehouse(path, lake_data_path=settings.lake_data_path).query(sql.strip().rstrip(";"))
     with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", None,
                            "display.width", 200, "display.max_colwidth", 60):
         print(frame.to_string(index=False, max_rows=args.max_rows) if len(frame) else "(no rows)")

@@ -88,12 +88,14 @@ class CustomerApiResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file (TESTIO_DUCKDB_PATH, default data/testio.duckdb)."""
+    """The warehouse: TESTIO_DUCKDB_PATH (default the file data/testio.duckdb, or a ``ducklake:``
+    ATTACH string with TESTIO_LAKE_DATA_PATH)."""
 
     path: str | None = None
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.path or Settings.from_env().duckdb_path)
+        settings = Settings.from_env()
+        return Warehouse(self.path or settings.duckdb_path, lake_data_path=settings.lake_data_path)
 
 
 class RefreshResource(dg.ConfigurableResource):

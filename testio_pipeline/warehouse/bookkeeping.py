@@ -5,7 +5,9 @@ record id and content (a record that stays malformed is counted, not stored agai
 ``problematic_records`` the list spots the API failed to serve, one row per spot with its
 history (resolved once a later run reads it again, reopened if it fails again), and
 ``sync_events`` one row per run. They go through the same write path as the entities: one
-short transaction each.
+short transaction each, and the same SQL on both backends: a DuckLake has no keys to hang
+``ON CONFLICT`` on, so repeats are merged by key (``MERGE INTO``, or update then insert) and
+rejection numbers are counted on from the stored maximum (it has no sequences either).
 """
 
 from __future__ import annotations
@@ -47,15 +49,18 @@ def write_rejected(db: Connections, rejects: Sequence[RejectedRecord], run_id: s
               AND r.content_hash = s.content_hash""",
             params,
         )
+        # The write path lets one writer commit at a time, so the maximum cannot move under us.
         merge.run(
             con,
-            f"""INSERT INTO rejected_records (run_id, entity, product_id, record_id, content_hash, reason, raw,
+            f"""INSERT INTO rejected_records (id, run_id, entity, product_id, record_id, content_hash, reason, raw,
                 first_seen_at, last_seen_at, times_seen)
-            SELECT $run, entity, product_id, record_id, content_hash, reason, raw, $ts, $ts, 1 FROM ({sql_seen}) s
+            SELECT (SELECT coalesce(max(id), 0) FROM rejected_records)
+                       + row_number() OVER (ORDER BY entity, record_id NULLS LAST, content_hash),
+                   $run, entity, product_id, record_id, content_hash, reason, raw, $ts, $ts, 1
+            FROM ({sql_seen}) s
             WHERE NOT EXISTS (SELECT 1 FROM rejected_records r
                               WHERE r.entity = s.entity AND r.record_id IS NOT DISTINCT FROM s.record_id
-                                AND r.content_hash = s.content_hash)
-            ORDER BY entity, record_id NULLS LAST, content_hash""",
+                                AND r.content_hash = s.content_hash)""",
             params,
         )
         return merge.run(con, f"SELECT count(*) FROM ({sql_seen})")[0][0]
@@ -83,16 +88,16 @@ def write_problematic(
         before = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0]
         merge.run(
             con,
-            f"""INSERT INTO problematic_records ({names}, first_seen_at, last_seen_at, run_id)
-            SELECT {names}, $ts, $ts, $run FROM _problems
-            ON CONFLICT (product_id, entity, spot) DO UPDATE SET
-                range_start = excluded.range_start, range_end = excluded.range_end,
-                neighbour_ids = excluded.neighbour_ids, error = excluded.error,
-                last_seen_at = excluded.last_seen_at, run_id = excluded.run_id,
-                times_seen = problematic_records.times_seen + 1,
-                times_reopened = problematic_records.times_reopened
-                    + CASE WHEN problematic_records.resolved_at IS NULL THEN 0 ELSE 1 END,
-                resolved_at = NULL""",
+            f"""MERGE INTO problematic_records r USING _problems p
+            ON r.product_id = p.product_id AND r.entity = p.entity AND r.spot = p.spot
+            WHEN MATCHED THEN UPDATE SET
+                range_start = p.range_start, range_end = p.range_end,
+                neighbour_ids = p.neighbour_ids, error = p.error,
+                last_seen_at = $ts, run_id = $run, times_seen = r.times_seen + 1,
+                times_reopened = r.times_reopened + CASE WHEN r.resolved_at IS NULL THEN 0 ELSE 1 END,
+                resolved_at = NULL
+            WHEN NOT MATCHED THEN INSERT ({names}, first_seen_at, last_seen_at, run_id, times_seen, times_reopened)
+                VALUES ({", ".join(f"p.{c}" for c in frame.column_names)}, $ts, $ts, $run, 1, 0)""",
             {"ts": ts, "run": run_id},
         )
         inserted = con.execute("SELECT count(*) FROM problematic_records").fetchall()[0][0] - before
@@ -122,10 +127,13 @@ def write_problematic(
 
 def start_sync_event(db: Connections, run_id: str, trigger: str, mode: str, started_at: datetime) -> None:
     params = {"run": run_id, "trigger": trigger, "mode": mode, "ts": utc(started_at)}
-    sql = """INSERT INTO sync_events (run_id, trigger, mode, started_at, status)
-        VALUES ($run, $trigger, $mode, $ts, 'running')
-        ON CONFLICT (run_id) DO UPDATE SET trigger = excluded.trigger, mode = excluded.mode,
-            started_at = excluded.started_at, status = 'running', finished_at = NULL, error = NULL"""
+    sql = """MERGE INTO sync_events e
+        USING (SELECT $run AS run_id, $trigger AS trigger, $mode AS mode, $ts AS started_at) s
+        ON e.run_id = s.run_id
+        WHEN MATCHED THEN UPDATE SET trigger = s.trigger, mode = s.mode, started_at = s.started_at,
+            status = 'running', finished_at = NULL, error = NULL
+        WHEN NOT MATCHED THEN INSERT (run_id, trigger, mode, started_at, status)
+            VALUES (s.run_id, s.trigger, s.mode, s.started_at, 'running')"""
     db.write(lambda con: merge.run(con, sql, params))
 
 
@@ -145,6 +153,8 @@ def finish_sync_event(
     known = {k: int(v) for k, v in counts.items() if k in SYNC_COUNT_COLUMNS}
     cols = ["run_id", "status", "finished_at", "error", *known]
     params = {"run_id": run_id, "status": status, "finished_at": utc(finished_at), "error": error, **known}
-    sql = f"""INSERT INTO sync_events ({", ".join(cols)}) VALUES ({", ".join("$" + c for c in cols)})
-        ON CONFLICT (run_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in cols[1:])}"""
+    sql = f"""MERGE INTO sync_events e
+        USING (SELECT {", ".join(f"${c} AS {c}" for c in cols)}) s ON e.run_id = s.run_id
+        WHEN MATCHED THEN UPDATE SET {", ".join(f"{c} = s.{c}" for c in cols[1:])}
+        WHEN NOT MATCHED THEN INSERT ({", ".join(cols)}) VALUES ({", ".join(f"s.{c}" for c in cols)})"""
     db.write(lambda con: merge.run(con, sql, params))

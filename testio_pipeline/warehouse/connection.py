@@ -1,10 +1,12 @@
-"""Opening the warehouse file: short-lived connections, lock-conflict retry, one write path.
+"""Opening the warehouse: short-lived connections, lock-conflict retry, one write path.
 
 DuckDB lets one process at a time open a file for writing, and one process cannot hold it
 read-only and read-write at once. So every unit of work opens the file, does its work and
 closes it again, leaving the file free in between for a second run or an analyst's
 session. Opening retries with backoff while another connection holds the lock, and gives up
-with :class:`WarehouseLockedError` after ``lock_timeout`` seconds.
+with :class:`WarehouseLockedError` after ``lock_timeout`` seconds. A DuckLake
+(:mod:`.backends`) has no lock to wait for; there a write whose commit meets another writer's
+is run again from the start, within the same ``lock_timeout``.
 
 Every write, entity or bookkeeping, goes through :meth:`Connections.write`: one transaction
 in which the rows to write are first given names (:func:`name_sources`), the same way
@@ -26,6 +28,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
+from .backends import Backend, FileBackend
 from .merge import run
 from .staging import Stage
 
@@ -37,24 +40,32 @@ Rows = Stage | pa.Table | Sequence[pa.Table]
 
 
 class WarehouseLockedError(RuntimeError):
-    """Another process kept the DuckDB file locked for longer than ``lock_timeout``."""
+    """Another process kept the warehouse busy (the DuckDB file locked, or the lake's commits
+    conflicting) for longer than ``lock_timeout``."""
 
-    def __init__(self, path: Path, waited_s: float, lock_timeout: float, cause: BaseException):
-        self.path = path
+    def __init__(self, location: str, waited_s: float, lock_timeout: float, cause: BaseException):
+        self.location = location
         self.waited_s = waited_s
         super().__init__(
-            f"warehouse file {path} is locked by another process; gave up after {waited_s:.1f}s "
+            f"warehouse {location} is busy with another process's writes; gave up after {waited_s:.1f}s "
             f"(lock_timeout={lock_timeout}s). Last error: {cause}"
         )
 
 
-def _is_lock_conflict(exc: duckdb.Error) -> bool:
-    msg = str(exc).lower()
-    # Another process holds the file lock, or this process has it open in the other mode
-    # (read-only vs read-write); both clear once the other connection closes.
-    return (isinstance(exc, duckdb.IOException) and "lock" in msg) or (
-        isinstance(exc, duckdb.ConnectionException) and "different configuration" in msg
-    )
+class _Backoff:
+    """Jittered, doubling waits until ``timeout`` seconds have passed since it was made."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.start = time.monotonic()
+        self.delay = 0.02
+
+    def wait_or_raise(self, location: str, exc: BaseException) -> None:
+        waited = time.monotonic() - self.start
+        if waited >= self.timeout:
+            raise WarehouseLockedError(location, waited, self.timeout, exc) from exc
+        time.sleep(min(self.delay * random.uniform(0.8, 1.2), self.timeout - waited))
+        self.delay = min(self.delay * 2, 1.0)
 
 
 def name_sources(con: duckdb.DuckDBPyConnection, rows: Rows, names: Sequence[str]) -> None:
@@ -77,7 +88,7 @@ class Unit:
 
 
 class Connections:
-    """How the warehouse file at ``path`` is opened; every unit of work opens its own connection.
+    """How the warehouse (a :mod:`.backends` backend) is opened; every unit of work opens its own connection.
 
     ``prepare`` runs before a read or write for as long as ``ready`` is false (the facade
     passes ``migrations.ensure_ready``, which sets it once the schema is current).
@@ -85,39 +96,40 @@ class Connections:
 
     def __init__(
         self,
-        path: Path,
+        backend: Backend,
         lock_timeout: float,
         merge_memory_limit: str | None,
         prepare: Callable[[Connections], None],
     ):
-        self.path = path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.backend = backend
         self.lock_timeout = lock_timeout
         self.merge_memory_limit = merge_memory_limit
         self.ready = False
         self._prepare = prepare
         self._shared_read: tuple[int, duckdb.DuckDBPyConnection] | None = None
 
+    @property
+    def path(self) -> Path:
+        """The DuckDB file (a file backend only)."""
+        if not isinstance(self.backend, FileBackend):
+            raise AttributeError(f"the warehouse {self.backend.location} is a DuckLake, not a file")
+        return self.backend.path
+
     def _ensure_ready(self) -> None:
         if not self.ready:
             self._prepare(self)
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """Open the file, retrying with backoff while another process holds the lock."""
-        start = time.monotonic()
-        delay = 0.02
+        """Open a connection, retrying with backoff while another process holds the lock."""
+        backoff = _Backoff(self.lock_timeout)
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = self.backend.connect(read_only)
                 break
             except duckdb.Error as exc:
-                waited = time.monotonic() - start
-                if not _is_lock_conflict(exc):
+                if not self.backend.is_busy(exc):
                     raise
-                if waited >= self.lock_timeout:
-                    raise WarehouseLockedError(self.path, waited, self.lock_timeout, exc) from exc
-                time.sleep(min(delay * random.uniform(0.8, 1.2), self.lock_timeout - waited))
-                delay = min(delay * 2, 1.0)
+                backoff.wait_or_raise(self.backend.location, exc)
         try:
             run(con, "SET TimeZone = 'UTC'")  # TIMESTAMPTZ values come back as UTC datetimes
         except BaseException:
@@ -149,13 +161,13 @@ class Connections:
                 con.begin()
                 try:
                     yield unit
-                    con.commit()
                 except BaseException:
                     try:
                         con.rollback()
                     except duckdb.Error:  # the original error matters more
-                        log.exception("rollback failed on %s", self.path)
+                        log.exception("rollback failed on %s", self.backend.location)
                     raise
+                con.commit()  # a commit that fails (a lake conflict) has ended the transaction itself
         finally:
             con.close()  # closing also checkpoints, so it belongs to the time the lock was held
             unit.held_s = time.perf_counter() - opened
@@ -197,19 +209,40 @@ class Connections:
         A stage's merge runs under ``merge_memory_limit`` first; some operations (e.g.
         rewriting rows under a large primary-key index) cannot spill, so if DuckDB runs out
         of memory the transaction (rolled back) runs once more without the cap: a finished
-        sync matters more than the memory goal.
+        sync matters more than the memory goal. On a DuckLake, a transaction whose commit
+        conflicts with another writer's is run again (``body`` must not keep state between tries).
         """
+        self._ensure_ready()
+        return self.transaction(body, rows=rows, names=names)
+
+    def transaction(
+        self,
+        body: Callable[[duckdb.DuckDBPyConnection], T],
+        *,
+        rows: Rows = (),
+        names: Sequence[str] = (),
+        claim: bool = True,
+    ) -> tuple[T, Unit]:
+        """``write`` without the schema check (migrations use this, and claim the warehouse
+        themselves once ``schema_migrations`` exists: ``claim=False``)."""
         stage = rows if isinstance(rows, Stage) else None
-        limits = [self.merge_memory_limit, None] if stage is not None and self.merge_memory_limit else [None]
-        for attempt, limit in enumerate(limits, start=1):
+        limit = self.merge_memory_limit if stage is not None else None
+        backoff = _Backoff(self.lock_timeout)
+        while True:
             try:
-                self._ensure_ready()
                 with self.unit(read_only=False, stage=stage, memory_limit=limit) as unit:
+                    if claim:
+                        self.backend.claim(unit.con)
                     name_sources(unit.con, rows, names)
                     value = body(unit.con)
                 return value, unit
             except duckdb.OutOfMemoryException:
-                if attempt == len(limits):
+                if limit is None:
                     raise
-                log.warning("merge into %s ran out of memory under %s; retrying without the cap", self.path, limit)
-        raise AssertionError("unreachable")  # pragma: no cover
+                log.warning("merge into %s ran out of memory under %s; retrying without the cap", self.backend.location, limit)
+                limit = None
+            except duckdb.Error as exc:
+                if not self.backend.is_conflict(exc):
+                    raise
+                log.info("write to %s met another writer's commit; running it again", self.backend.location)
+                backoff.wait_or_raise(self.backend.location, exc)

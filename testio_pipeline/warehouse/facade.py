@@ -3,7 +3,8 @@
 A thin facade. Each method hands its call to the module that does the work: ``writes``
 (entities), ``bookkeeping`` (rejected and problematic records, sync events), ``reads`` and
 ``migrations``, all over one :class:`~.connection.Connections`, which opens the file for
-each call and closes it right after, so other processes get the file in between.
+each call and closes it right after, so other processes get the file in between. The same
+methods serve a DuckLake (``ducklake:…`` location, :mod:`.backends`).
 """
 
 from __future__ import annotations
@@ -28,23 +29,45 @@ from testio_pipeline.domain.records import (
 )
 
 from . import bookkeeping, migrations, reads, writes
-
-if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
-    import pandas as pd
+from .backends import LakeBackend, backend_for
 from .connection import Connections
 from .merge import WriteStats
 from .staging import Stage
 
+if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
+    import pandas as pd
+
 
 class Warehouse:
-    """The DuckDB mirror of the TestIO data. Every method opens and closes its own connection."""
+    """The DuckDB mirror of the TestIO data. Every method opens and closes its own connection.
 
-    def __init__(self, path: str | Path, lock_timeout: float = 60.0, merge_memory_limit: str = "384MB"):
-        self._db = Connections(Path(path), lock_timeout, merge_memory_limit, prepare=migrations.ensure_ready)
+    ``location`` is a DuckDB file path, or a ``ducklake:`` ATTACH string; a new lake's data
+    files go under ``lake_data_path`` (a folder or an object-store URL).
+    """
+
+    def __init__(
+        self,
+        location: str | Path,
+        lock_timeout: float = 60.0,
+        merge_memory_limit: str = "384MB",
+        *,
+        lake_data_path: str | None = None,
+    ):
+        backend = backend_for(location, lake_data_path)
+        self._db = Connections(backend, lock_timeout, merge_memory_limit, prepare=migrations.ensure_ready)
+
+    @property
+    def location(self) -> str:
+        """The DuckDB file's path, or the lake's ATTACH string."""
+        return self._db.backend.location
+
+    @property
+    def is_lake(self) -> bool:
+        return isinstance(self._db.backend, LakeBackend)
 
     @property
     def path(self) -> Path:
-        """The DuckDB file."""
+        """The DuckDB file (AttributeError for a DuckLake)."""
         return self._db.path
 
     @property
@@ -85,8 +108,9 @@ class Warehouse:
 
     @property
     def staging_dir(self) -> Path:
-        """Where stages live: next to the warehouse file (same disk), in a hidden directory."""
-        return self.path.parent / f".{self.path.name}.staging"
+        """Where stages live: next to a warehouse file (same disk), in a hidden directory; a
+        local temp folder for a lake."""
+        return self._db.backend.staging_dir
 
     @contextmanager
     def stage(self, entity: str, *, batch_rows: int = 5000) -> Iterator[Stage]:

@@ -26,12 +26,17 @@ class Column:
     default: str | None = None  # SQL expression
     since: int = 1
 
-    def ddl(self) -> str:
-        """The column definition as used in CREATE TABLE / ADD COLUMN."""
+    def ddl(self, constraints: bool = True) -> str:
+        """The column definition as used in CREATE TABLE / ADD COLUMN.
+
+        Without ``constraints`` (DuckLake: no keys, no sequences) a key column is plain NOT
+        NULL and a default drawn from a sequence is left out (writes then give the value).
+        """
         parts = [self.name, self.type]
-        if self.default is not None:
+        if self.default is not None and (constraints or "nextval(" not in self.default):
             parts.append(f"DEFAULT {self.default}")
-        if self.not_null and not self.primary_key:  # key columns are NOT NULL anyway
+        # A PRIMARY KEY clause already makes its columns NOT NULL; without one, say it here.
+        if (self.not_null or self.primary_key) and not (self.primary_key and constraints):
             parts.append("NOT NULL")
         return " ".join(parts)
 
@@ -65,15 +70,18 @@ class Table:
                 return col
         raise KeyError(f"{self.name}.{name}")
 
-    def create_sql(self, *, version: int | None = None, if_not_exists: bool = False) -> list[str]:
-        """CREATE statements for this table with the columns that existed at ``version``."""
+    def create_sql(
+        self, *, version: int | None = None, if_not_exists: bool = False, constraints: bool = True
+    ) -> list[str]:
+        """CREATE statements for this table with the columns that existed at ``version``;
+        without ``constraints``, no primary key and no sequences (see ``Column.ddl``)."""
         cols = [c for c in self.columns if version is None or c.since <= version]
-        body = [c.ddl() for c in cols]
+        body = [c.ddl(constraints) for c in cols]
         key = [c.name for c in cols if c.primary_key]
-        if key:
+        if key and constraints:
             body.append(f"PRIMARY KEY ({', '.join(key)})")
         exists = "IF NOT EXISTS " if if_not_exists else ""
-        seqs = [f"CREATE SEQUENCE {exists}{s}" for s in self.sequences]
+        seqs = [f"CREATE SEQUENCE {exists}{s}" for s in self.sequences] if constraints else []
         return seqs + [f"CREATE TABLE {exists}{self.name} (\n  " + ",\n  ".join(body) + "\n)"]
 
     def comment_sql(self) -> list[str]:
@@ -416,17 +424,50 @@ SYNC_STATUSES = ("running", "success", "partial", "failed")
 
 
 @dataclass(frozen=True)
+class CreateTables:
+    """A migration step: create the tables introduced in ``version``, as they were then. A step
+    rather than SQL text, because the DDL depends on the backend (keys, sequences)."""
+
+    version: int
+
+    def statements(self, constraints: bool = True) -> list[str]:
+        return [
+            stmt
+            for t in TABLES.values()
+            if t.since == self.version
+            for stmt in t.create_sql(version=self.version, constraints=constraints)
+        ]
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    """A migration step: create one table as it is declared now (a rebuild under a new key);
+    its sequence, if any, already exists."""
+
+    name: str
+
+    def statements(self, constraints: bool = True) -> list[str]:
+        return TABLES[self.name].create_sql(constraints=constraints)[-1:]
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     description: str
-    steps: tuple[str, ...]
+    steps: tuple[str | CreateTables | CreateTable, ...]
+
+    def statements(self, constraints: bool = True) -> list[str]:
+        """The SQL of every step, for a backend with or without keys and sequences."""
+        return [
+            stmt
+            for step in self.steps
+            for stmt in ((step,) if isinstance(step, str) else step.statements(constraints))
+        ]
 
 
-def create_tables_sql(version: int) -> tuple[str, ...]:
-    """CREATE statements for the tables introduced in ``version``, as they were at that version."""
-    return tuple(
-        stmt for t in TABLES.values() if t.since == version for stmt in t.create_sql(version=version)
-    )
+def create_tables_sql(version: int) -> tuple[CreateTables, ...]:
+    """The step creating the tables introduced in ``version``, as they were at that version."""
+    return (CreateTables(version),)
 
 
 def add_columns_sql(version: int) -> tuple[str, ...]:
@@ -440,14 +481,13 @@ def add_columns_sql(version: int) -> tuple[str, ...]:
     )
 
 
-def _rebuild(name: str, copy: str) -> tuple[str, ...]:
+def _rebuild(name: str, copy: str) -> tuple[str | CreateTable, ...]:
     """Replace a table by its current declaration (a new key needs a new table), keeping its
     rows through ``copy``, an INSERT … SELECT from ``{name}_old``."""
-    create = TABLES[name].create_sql()[-1]  # its sequence, if any, lives on
-    return (f"ALTER TABLE {name} RENAME TO {name}_old", create, copy, f"DROP TABLE {name}_old")
+    return (f"ALTER TABLE {name} RENAME TO {name}_old", CreateTable(name), copy, f"DROP TABLE {name}_old")
 
 
-def _rebuild_rejected_records() -> tuple[str, ...]:
+def _rebuild_rejected_records() -> tuple[str | CreateTable, ...]:
     """Rows of one entity, record id and content become one, counted by the runs that saw them."""
     content = "md5(coalesce(raw::VARCHAR, ''))"
     return (
@@ -471,7 +511,7 @@ _LEGACY_SPOT = """CASE
     ELSE 'at the end of the list' END"""
 
 
-def _rebuild_problematic_records() -> tuple[str, ...]:
+def _rebuild_problematic_records() -> tuple[str | CreateTable, ...]:
     """Rows of one spot (a poison record that churned down its list) become one, open if any was."""
     return _rebuild("problematic_records", f"""INSERT INTO problematic_records
         (product_id, entity, spot, range_start, range_end, neighbour_ids, error,
@@ -512,9 +552,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-def bootstrap_sql() -> list[str]:
+def bootstrap_sql(constraints: bool = True) -> list[str]:
     """Create the migrations table itself (idempotent)."""
-    return TABLES["schema_migrations"].create_sql(if_not_exists=True)
+    return TABLES["schema_migrations"].create_sql(if_not_exists=True, constraints=constraints)
 
 
 def comment_sql() -> list[str]:

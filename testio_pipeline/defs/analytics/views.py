@@ -54,7 +54,7 @@ def _code_version(view: View) -> str:
 
 
 def _definition(view: View, wh: Warehouse) -> str:
-    return f"{_code_version(view)} schema v{LATEST_VERSION} {wh.path}"
+    return f"{_code_version(view)} schema v{LATEST_VERSION} {wh.location}"
 
 
 def _spec(view: View) -> dg.AssetSpec:
@@ -72,7 +72,9 @@ def _spec(view: View) -> dg.AssetSpec:
 
 def _outdated(context: dg.AssetExecutionContext, wh: Warehouse, views: list[View]) -> list[str]:
     """The views to (re)create: missing from the file, or created from another definition."""
-    existing = {r["view_name"] for r in wh.records("SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+    existing = {r["view_name"] for r in wh.records(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
+    )}
     outdated = []
     for view in views:
         event = context.instance.get_latest_materialization_event(dg.AssetKey(view.name))
@@ -94,7 +96,7 @@ def analytics_views(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     outdated = _outdated(context, wh, selected)
     if outdated:
         created = create_views(wh, outdated)
-        context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.path}")
+        context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.location}")
     with wh.reading():  # one read-only connection for every view's readout
         for view in selected:
             metadata = {**view_metadata(wh, view), DEFINITION_KEY: _definition(view, wh)}

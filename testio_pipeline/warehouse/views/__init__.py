@@ -58,13 +58,20 @@ def create_views(warehouse, names: Sequence[str] | None = None) -> list[str]:
 
     ``warehouse`` is a :class:`~testio_pipeline.warehouse.Warehouse`; its schema is migrated first if needed.
     Missing views that a requested view reads are created with it, so any one view can be
-    built on a fresh file.
+    built on a fresh file. DuckLake keeps no comments on a view's columns, so on a lake those
+    are left out (the view's own comment and the data dictionary still describe them).
     """
     def body(con) -> list[str]:
-        existing = {r[0] for r in merge.run(con, "SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+        existing = {
+            r[0]
+            for r in merge.run(
+                con, "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
+            )
+        }
         statements = create_views_sql(names, existing)
         for stmt in statements:
-            merge.run(con, stmt)
+            if not (warehouse.is_lake and stmt.startswith("COMMENT ON COLUMN")):
+                merge.run(con, stmt)
         return statements
 
     statements, _ = warehouse._db.write(body)  # noqa: SLF001 — same package; the one write path
