@@ -18,7 +18,7 @@ import duckdb
 
 from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, UserStory
 
-from . import frames, merge
+from . import frames, merge, search
 from .connection import Connections
 from .merge import Scope, WriteStats, utc
 from .staging import Stage
@@ -185,4 +185,18 @@ def write_bugs(
 
     rows = bugs if isinstance(bugs, Stage) else frames.bugs_frame(bugs)
     stats, unit = db.write(body, rows=rows, names=("_bugs",))
-    return stats.timed(started, unit.held_s)
+    held_s = unit.held_s + _refresh_search_index(db, stats)
+    return stats.timed(started, held_s)
+
+
+def _refresh_search_index(db: Connections, stats: WriteStats) -> float:
+    """Rebuild the bug search index after a write that changed bugs (or when there is none
+    yet), in its own short transaction so the merge's memory cap and retry stay its own;
+    returns the seconds the file was held for it."""
+    changed = stats.inserted + stats.updated + stats.marked_deleted + stats.restored
+    if not changed and search.has_index(db):
+        return 0.0
+    build, held_s = search.rebuild(db)
+    stats.extra["search_index_documents"] = build.documents
+    stats.extra["search_index_ms"] = round(build.seconds * 1000)
+    return held_s
