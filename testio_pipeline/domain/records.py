@@ -4,6 +4,15 @@ Every record keeps the object it was built from in ``raw`` (with test-environmen
 credentials removed), so nothing the API sends is lost even when we do not model it.
 Enum-like fields (status, severity) are plain strings: unknown values are kept as they
 came and flagged by the ``*_known`` properties rather than rejected.
+
+Every shape of a field that TestIO documents or sends is accepted and normalised to the
+one column type (README, "Shapes the API sends"); only what cannot be typed is rejected,
+with a reason naming the field. Most of it is pydantic's own (lax) coercion, done in Rust:
+an id as a numeric string (``"123"`` -> 123), a boolean as null, a number where a string
+is expected (``coerce_numbers_to_str``), an optional object as null (``AliasPath`` reads
+``test.id``, ``author.name``... and finds nothing in a null). The reusable types below add
+a Python step only where pydantic has none: a list sent as null, ``steps`` sent as one
+string, an empty string for a missing date.
 """
 
 from __future__ import annotations
@@ -13,14 +22,74 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field
 
 from .credentials import clean_and_text
 
 T = TypeVar("T")
 
+
+def _empty_if_none(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _steps(value: Any) -> Any:
+    """A bug's steps: a list of strings (the deployed API), or one string (the API
+    description): one step per line (surrounding spaces trimmed), blank lines dropped."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [step for step in (line.strip() for line in value.splitlines()) if step]
+    return value
+
+
+def _none_if_blank(value: Any) -> Any:
+    """An empty (or blank) string stands for a missing value."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
 # A list the API may send as null: stored as an empty list.
-EmptyIfNone = Annotated[list[T], BeforeValidator(lambda value: [] if value is None else value)]
+EmptyIfNone = Annotated[list[T], BeforeValidator(_empty_if_none)]
+# A bug's steps: list of strings, one string (split on line breaks, blank lines dropped) or null.
+Steps = Annotated[list[str], BeforeValidator(_steps)]
+# A moment (ISO 8601, or epoch seconds); null or "" is a missing moment. Anything else that
+# is not a date is rejected.
+Timestamp = Annotated[datetime | None, BeforeValidator(_none_if_blank)]
+# Ids: integers, or numeric strings (pydantic's lax mode: "123" and " 123 " -> 123). A
+# non-numeric id is rejected.
+Id = int
+OptionalId = int | None
+# Free text: a number is taken as its text (coerce_numbers_to_str); lists and objects are rejected.
+Text = str | None
+# Booleans may come as null (unknown); "true"/"false"/0/1 are read by pydantic's lax mode.
+Flag = bool | None
+
+# Shared by every model: unknown keys ignored, numbers accepted where text is expected, and
+# fields read through an alias (``test.id``) may also be given by their name.
+MODEL_CONFIG = ConfigDict(extra="ignore", coerce_numbers_to_str=True, populate_by_name=True)
+
+
+def nested(*path: str | int) -> Any:
+    """Where a field is read from inside an optional object (``nested("test", "id")``): a
+    missing or null object reads as a missing field (its default), not as an error, and an
+    error names the path (``test.id``)."""
+    return AliasPath(*path)
+
+
+def raw_id(item: Any) -> int | None:
+    """The id of a raw API object (an int or a numeric string) as an int, else None.
+
+    For code that looks at API objects before they are typed (list positions, known ids);
+    the records themselves get their ids from pydantic, which reads the same shapes.
+    """
+    value = item.get("id") if isinstance(item, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdecimal():
+        return int(value)
+    return None
 
 
 class Record(BaseModel):
@@ -31,7 +100,7 @@ class Record(BaseModel):
     on demand (a new dict each time).
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=False)
+    model_config = MODEL_CONFIG
 
     raw_json: bytes = Field(default=b"{}", repr=False, exclude=True)
 
@@ -48,18 +117,18 @@ class Record(BaseModel):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = MODEL_CONFIG
 
-    id: int
-    name: str | None = None
+    id: Id
+    name: Text = None
 
 
 class Product(Record):
-    id: int
+    id: Id
     name: str
-    type: str | None = None
-    description: str | None = None
-    default_section_id: int | None = None
+    type: Text = None
+    description: Text = None
+    default_section_id: OptionalId = None
     sections: EmptyIfNone[Section] = Field(default_factory=list)
     sections_with_default: EmptyIfNone[Section] = Field(default_factory=list)
 
@@ -80,128 +149,109 @@ class Product(Record):
 
 
 class Feature(Record):
-    id: int
-    product_id: int
+    id: Id
+    product_id: Id
     title: str
-    description: str | None = None
-    howtofind: str | None = None
+    description: Text = None
+    howtofind: Text = None
     user_stories: EmptyIfNone[str] = Field(default_factory=list)
     # Filled by the client: every section whose feature list named this feature.
     section_ids: list[int] = Field(default_factory=list)
 
 
 class UserStory(Record):
-    id: int
-    product_id: int
-    section_id: int | None = None
+    id: Id
+    product_id: Id
+    section_id: OptionalId = None
     title: str
-    path: str | None = None
+    path: Text = None
 
 
 class Environment(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = MODEL_CONFIG
 
-    id: int | None = None
-    title: str | None = None
-    url: str | None = None
+    id: OptionalId = None
+    title: Text = None
+    url: Text = None
 
 
 class CoveredFeature(BaseModel):
     """A feature as listed on a test: ``id`` is the test-feature id, ``feature_id`` the product's."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = MODEL_CONFIG
 
-    id: int
-    feature_id: int | None = None
-    title: str | None = None
+    id: Id
+    feature_id: OptionalId = None
+    title: Text = None
     user_stories: EmptyIfNone[Any] = Field(default_factory=list)
-    enable_default: bool | None = None
-    enable_content: bool | None = None
-    enable_visual: bool | None = None
+    enable_default: Flag = None
+    enable_content: Flag = None
+    enable_visual: Flag = None
+
+
+# A test's fields that come under two names (Markdown and plain text, or the description's
+# name and the deployed one): the first non-empty one wins.
+TEST_FIELD_PAIRS = (
+    ("title", "test_title"),
+    ("goal", "goal_text"),
+    ("instructions", "instructions_text"),
+    ("out_of_scope", "out_of_scope_text"),
+)
 
 
 class ExploratoryTest(Record):
-    id: int
-    product_id: int
-    title: str | None = None
+    id: Id
+    # The list's product (context), else the embedded ``product.id``.
+    product_id: Id = Field(validation_alias=AliasChoices("product_id", nested("product", "id")))
+    title: Text = None
     status: str
-    review_status: str | None = None
-    testing_type: str | None = None
-    goal: str | None = None
-    instructions: str | None = None
-    out_of_scope: str | None = None
-    enable_low: bool | None = None
-    enable_high: bool | None = None
-    enable_critical: bool | None = None
-    start_at: datetime | None = None
-    end_at: datetime | None = None
-    created_by: str | None = None
-    submitted_by: str | None = None
-    section_id: int | None = None
-    section_name: str | None = None
+    review_status: Text = None
+    testing_type: Text = None
+    goal: Text = None
+    instructions: Text = None
+    out_of_scope: Text = None
+    enable_low: Flag = None
+    enable_high: Flag = None
+    enable_critical: Flag = None
+    start_at: Timestamp = None
+    end_at: Timestamp = None
+    created_by: Text = None
+    submitted_by: Text = None
+    section_id: OptionalId = Field(None, validation_alias=nested("section", "id"))
+    section_name: Text = Field(None, validation_alias=nested("section", "name"))
     test_environment: Environment | None = None
     features: EmptyIfNone[CoveredFeature] = Field(default_factory=list)
 
     @classmethod
     def from_api(cls, data: dict[str, Any], **context: Any) -> "ExploratoryTest":
         clean, text = clean_and_text(data)
-        section = clean.get("section") or {}
-        product = clean.get("product") or {}
-        merged = {
-            **clean,
-            "title": clean.get("title") or clean.get("test_title"),
-            "goal": clean.get("goal") or clean.get("goal_text"),
-            "instructions": clean.get("instructions") or clean.get("instructions_text"),
-            "out_of_scope": clean.get("out_of_scope") or clean.get("out_of_scope_text"),
-            "section_id": section.get("id") if isinstance(section, dict) else None,
-            "section_name": section.get("name") if isinstance(section, dict) else None,
-            **context,
-            "raw_json": text,
-        }
-        if "product_id" not in context and isinstance(product, dict) and "id" in product:
-            merged["product_id"] = product["id"]
+        merged = {**clean, **context, "raw_json": text}
+        for name, other in TEST_FIELD_PAIRS:
+            merged[name] = clean.get(name) or clean.get(other)
         return cls.model_validate(merged)
 
 
 class Bug(Record):
-    id: int
-    product_id: int | None = None
-    test_id: int
-    title: str | None = None
-    severity: str | None = None
-    status: str | None = None
-    auto_accepted: bool | None = None
-    known: bool | None = None
-    steps: EmptyIfNone[str] = Field(default_factory=list)
-    actual_result: str | None = None
-    expected_result: str | None = None
-    reported_at: datetime | None = None
-    exported_at: datetime | None = None
-    author_name: str | None = None
-    test_feature_id: int | None = None
-    feature_id: int | None = None
-    language: str | None = None
-    location: str | None = None
-
-    @classmethod
-    def from_api(cls, data: dict[str, Any], **context: Any) -> "Bug":
-        clean, text = clean_and_text(data)
-        test = clean.get("test")
-        if not isinstance(test, dict) or test.get("id") is None:
-            raise ValueError("bug has no test.id, so it cannot be attached to a test")
-        author = clean.get("author") if isinstance(clean.get("author"), dict) else {}
-        test_feature = clean.get("test_feature") if isinstance(clean.get("test_feature"), dict) else {}
-        feature = clean.get("feature") if isinstance(clean.get("feature"), dict) else {}
-        merged = {
-            **clean,
-            "test_id": test["id"],
-            "author_name": author.get("name"),
-            "test_feature_id": test_feature.get("id"),
-            "feature_id": feature.get("id"),
-            **context,
-            "raw_json": text,
-        }
-        return cls.model_validate(merged)
+    id: Id
+    product_id: OptionalId = None
+    # A bug belongs to a test through ``test.id``: without one it cannot be typed.
+    test_id: Id = Field(validation_alias=nested("test", "id"))
+    title: Text = None
+    severity: Text = None
+    # The API description's older bug has no status, auto_accepted or reported_at.
+    status: Text = None
+    auto_accepted: Flag = None
+    known: Flag = None
+    steps: Steps = Field(default_factory=list)
+    actual_result: Text = None
+    expected_result: Text = None
+    reported_at: Timestamp = None
+    exported_at: Timestamp = None
+    author_name: Text = Field(None, validation_alias=nested("author", "name"))
+    test_feature_id: OptionalId = Field(None, validation_alias=nested("test_feature", "id"))
+    feature_id: OptionalId = Field(None, validation_alias=nested("feature", "id"))
+    language: Text = None
+    location: Text = None
 
 
 class RejectedRecord(BaseModel):

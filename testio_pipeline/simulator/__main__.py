@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-bug-test-ids", type=int, help="quirk 7: more test ids per bug query -> 524")
     serve.add_argument("--max-in-flight", type=int, help="quirk 8: more concurrent requests -> 429")
     serve.add_argument(
+        "--shape-variants", type=float, help="share of records sent in another documented shape (0..1)"
+    )
+    serve.add_argument(
         "--warm", action="store_true", help="build the cached test and bug data before listening (benchmarks)"
     )
     return parser

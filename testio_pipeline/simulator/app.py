@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from .clock import SimClock, as_utc, midnight_utc
 from .config import API_PREFIX, SimulatorConfig
+from .shapes import Shapes
 from .world import ProductInfo, World
 
 if TYPE_CHECKING:
@@ -242,6 +243,7 @@ class Simulator:
         # (or tests with the same frozen clock) see the same world.
         self.anchor = as_utc(config.anchor) if config.anchor is not None else midnight_utc(self.clock.now())
         self.world = World(config, self.anchor)
+        self.shapes = Shapes(config.seed, config.shape_variants)
         self.stats = RequestStats()
         self._faults: list[Fault] = []
         self._faults_lock = threading.Lock()
@@ -282,8 +284,20 @@ class Simulator:
         for fault in faults:
             response = fault(request)
             if response is not None:
-                return response
-        return self.dispatch(request)
+                return self._shaped(request, response)
+        return self._shaped(request, self.dispatch(request))
+
+    def _shaped(self, request: SimRequest, response: SimResponse) -> SimResponse:
+        """The answer with its records in the shapes chosen for them (``shape_variants``).
+
+        Applied last, to what the faults left: faults see (and corrupt) the regular records.
+        """
+        if self.shapes.share <= 0 or response.status != 200 or response._rendered is not None:
+            return response
+        body = self.shapes.wire_body(request.endpoint, response.body)
+        if body is response.body:
+            return response
+        return SimResponse(response.status, dict(response.headers), body, response.delay_s, response.disconnect)
 
     def _authorized(self, request: SimRequest) -> bool:
         return request.headers.get("authorization", "") == f"Token {self.config.token}"
@@ -514,7 +528,9 @@ class Simulator:
 
         return SimulatorServer(self, host, port).start()
 
-    # .. truth accessors: exactly what the API serves at ``now`` (default: clock.now()) .......
+    # .. truth accessors: what the API serves at ``now`` (default: clock.now()) ..............
+    # Records come in the regular shape, with the values a correct mirror holds: with
+    # ``shape_variants`` the information a record's shape does not send is null (shapes.py).
 
     def _ts(self, now: datetime | None) -> float:
         return as_utc(now).timestamp() if now is not None else self.clock.now().timestamp()
@@ -529,12 +545,13 @@ class Simulator:
         return [self.world.product_json(p) for p in self.world.products]
 
     def truth_products(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        return self.truth_products_at(self._ts(now))
+        return self.shapes.truth("products", self.truth_products_at(self._ts(now)))
 
     def truth_features(self, product_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
         """Every feature of the product once (a feature shared by sections appears once)."""
         ts = self._ts(now)
-        return [self.world.feature_json(f, ts) for f in self.world.features(self._product(product_id), ts)]
+        features = [self.world.feature_json(f, ts) for f in self.world.features(self._product(product_id), ts)]
+        return self.shapes.truth("features", features)
 
     def truth_feature_sections(self, product_id: int, now: datetime | None = None) -> dict[int, list[int]]:
         """Feature id -> ids of the sections listing it ([] for products without sections)."""
@@ -544,7 +561,7 @@ class Simulator:
     def truth_user_stories(self, product_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
         """Every user story of the product once."""
         ts = self._ts(now)
-        return [s.as_json(ts) for s in self.world.stories(self._product(product_id), ts)]
+        return self.shapes.truth("user_stories", [s.as_json(ts) for s in self.world.stories(self._product(product_id), ts)])
 
     def truth_user_story_sections(self, product_id: int, now: datetime | None = None) -> dict[int, list[int]]:
         """User story id -> ids of the sections whose story list includes it."""
@@ -554,13 +571,13 @@ class Simulator:
     def truth_tests(self, product_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
         """Every test of the product, newest first by end_at, as the list endpoint serves them."""
         ts = self._ts(now)
-        return [self.world.test_json(s, ts) for s in self.world.tests(self._product(product_id), ts)]
+        return self.shapes.truth("tests", [self.world.test_json(s, ts) for s in self.world.tests(self._product(product_id), ts)])
 
     def truth_bugs(self, product_id: int, now: datetime | None = None) -> list[dict[str, Any]]:
         """Every bug of the product visible at ``now``, by id."""
         ts = self._ts(now)
         bugs = self.world.bugs(self.world.tests(self._product(product_id), ts), ts)
-        return sorted(bugs, key=lambda b: b["id"])
+        return sorted(self.shapes.truth("bugs", bugs), key=lambda b: b["id"])
 
 
 def _int_list(value: str | None) -> list[int] | None:

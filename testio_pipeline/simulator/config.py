@@ -32,6 +32,10 @@ class SimulatorConfig:
     truncate_without_page: int = 150
     max_bug_test_ids: int | None = None
     max_in_flight: int | None = None
+    # Share of records (of every entity) sent in another shape TestIO documents or sends:
+    # steps as a string, the older bug without status, ids as numeric strings, null booleans
+    # and objects, "" for a missing date... (see shapes.py). Which ones is fixed by the seed.
+    shape_variants: float = 0.0
     token: str = SIMULATOR_TOKEN
 
     PRESET_NAMES: ClassVar[tuple[str, ...]] = ("demo", "tiny", "bench", "large")
@@ -52,6 +56,8 @@ class SimulatorConfig:
             raise ValueError("bugs_per_test, new_tests_per_day and latency_ms must be >= 0")
         if not 0.0 <= self.sectioned_fraction <= 1.0:
             raise ValueError("sectioned_fraction must be between 0 and 1")
+        if not 0.0 <= self.shape_variants <= 1.0:
+            raise ValueError("shape_variants must be between 0 and 1")
 
     @property
     def sectioned_products(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..domain.records import ExploratoryTest, ProblemRange, Product, RejectedRecord
+from ..domain.records import ExploratoryTest, ProblemRange, Product, RejectedRecord, raw_id
 from ..domain.vocabulary import FINAL_TEST_STATUSES
 from ..source import ApiSource
 from ..testio import CustomerApiClient, TestioApiError, TestioNotFoundError
@@ -61,7 +61,7 @@ def _fetch_and_write_tests(
         else:
             # New tests appear on page 1 (newest first): stop at the first page holding a known one.
             listing = await client.list_tests(
-                product.id, stop_when=lambda items: any(isinstance(i, dict) and i.get("id") in mine for i in items)
+                product.id, stop_when=lambda items: any(raw_id(i) in mine for i in items)
             )
             seen = {t.id for t in listing.tests}
             stale = [tid for tid, status in mine.items() if tid not in seen and status not in FINAL_TEST_STATUSES]

@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from ..domain.records import Bug, RejectedRecord
+from ..domain.records import Bug, RejectedRecord, raw_id
 from .errors import TestioApiError, TestioAuthError, TestioConnectionError, TestioTimeoutError
 from .http import ApiRequester
 from .paging import RECOVERY_ATTEMPTS
@@ -82,8 +82,7 @@ class BugReader:
         result.bugs.extend(b for b in parsed.records if b.test_id in wanted)
         result.rejected.extend(parsed.rejected)
         for rejected in parsed.rejected:
-            test = rejected.raw.get("test") if isinstance(rejected.raw, dict) else None
-            test_id = test.get("id") if isinstance(test, dict) else None
+            test_id = raw_id(rejected.raw.get("test")) if isinstance(rejected.raw, dict) else None
             # A bug we could not type may belong to any test of the batch if it names none.
             result.with_rejects.update([test_id] if test_id in wanted else batch)
         result.fetched_test_ids.update(wanted - result.with_rejects)

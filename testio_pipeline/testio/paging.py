@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterator, Protocol
 
-from ..domain.records import ExploratoryTest, ProblemRange, RejectedRecord
+from ..domain.records import ExploratoryTest, ProblemRange, RejectedRecord, raw_id
 from .errors import (
     MalformedResponseError,
     TestioApiError,
@@ -237,8 +237,8 @@ class TestListReader:
     def _add(self, placed: list[tuple[int, Any]]) -> None:
         """Take raw test objects with their list positions."""
         for offset, item in placed:
-            if isinstance(item, dict) and isinstance(item.get("id"), int):
-                self._offsets.setdefault(offset, item["id"])
+            if (test_id := raw_id(item)) is not None:  # an int or a numeric string
+                self._offsets.setdefault(offset, test_id)
         items = [item for _, item in placed]
         parsed = parse_records(ExploratoryTest, items, entity="tests", product_id=self.product_id)
         for test in parsed.records:
