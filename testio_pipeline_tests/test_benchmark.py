@@ -60,6 +60,9 @@ def test_the_benchmark_runs_three_verified_phases_and_prints_one_table(tmp_path)
     assert nochange["entities"]["bugs"]["inserted"] == nochange["entities"]["tests"]["inserted"] == 0
     assert nochange["requests_total"] <= nochange["plan"]["issue3_budget"]
     assert moved["entities"]["tests"]["inserted"] > 0, "a day later the tiny world has new tests"
+    # The search index was rebuilt once more on the synced file and timed: every live bug is in it.
+    assert data["search_index"]["documents"] == moved["verification"]["checked"]["bugs"]
+    assert data["search_index"]["build_s"] > 0 and "search index:" in text
 
 
 def test_a_difference_between_duckdb_and_the_simulator_is_reported(tmp_path):
