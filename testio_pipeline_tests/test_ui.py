@@ -233,7 +233,7 @@ def test_the_dagster_ui_shows_assets_views_a_running_sensor_and_freshness(tmp_pa
 
                 # 5. The quality report's page: its Markdown, the HTML file's path and its KPIs.
                 page.goto(f"{base}/assets/{REPORT_ASSET}")
-                for key in ("report", "html_path", "bugs", "acceptance_rate"):
+                for key in ("report", "html_path", "bugs", "products_reported"):
                     expect(page.get_by_text(key, exact=True).first).to_be_visible()
                 page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
                 page.screenshot(path=str(SHOTS / "ui_quality_report.png"))
