@@ -17,7 +17,7 @@ from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource,
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import NOW, REPO, make_simulator
+from .conftest import NOW, make_simulator
 from .test_search import _readable
 
 DAYS = 30

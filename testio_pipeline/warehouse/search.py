@@ -79,7 +79,7 @@ def _documents_sql(with_comments: bool) -> str:
     comments = (
         """
     LEFT JOIN (
-        SELECT bug_id, string_agg(body, ' ' ORDER BY created_at, comment_id) AS text
+        SELECT bug_id, string_agg(body, ' ') AS text  -- word order does not matter to BM25
         FROM bug_comments GROUP BY bug_id
     ) c ON c.bug_id = b.id"""
         if with_comments
