@@ -191,7 +191,7 @@ def write_bugs(
 
 def _refresh_search_index(db: Connections, stats: WriteStats) -> float:
     """Rebuild the bug search index after a write that changed bugs (or when there is none
-    yet), in its own short transaction so the merge's memory cap and retry stay its own;
+    yet), in its own transaction so the merge's memory cap and retry stay its own;
     returns the seconds the file was held for it."""
     changed = stats.inserted + stats.updated + stats.marked_deleted + stats.restored
     if not changed and search.has_index(db):
