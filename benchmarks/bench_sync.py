@@ -145,7 +145,7 @@ def _entity_row(result: Any) -> dict[str, Any]:
         "total_rows": write.total_rows,
         "product_errors": {str(k): v for k, v in result.product_errors.items()},
         "rejected": len(result.rejected),
-        "extra": dict(write.extra),  # e.g. the bugs write's search_index_ms
+        "extra": dict(write.extra),  # e.g. the bugs write's search_index_documents
     }
 
 

@@ -198,5 +198,4 @@ def _refresh_search_index(db: Connections, stats: WriteStats) -> float:
         return 0.0
     build, held_s = search.rebuild(db)
     stats.extra["search_index_documents"] = build.documents
-    stats.extra["search_index_ms"] = round(build.seconds * 1000)
     return held_s
