@@ -21,8 +21,6 @@ analyst views after the tables), so bad data does not travel further.
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
-
 from .domain.credentials import CREDENTIAL_PATTERN
 from .entities import (
     NO_CREDENTIALS_IN_RAW,
@@ -54,18 +52,8 @@ class CheckOutcome:
     def blocking(self) -> bool:
         return self.name in BLOCKING
 
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays (as pandas hands them out) to plain Python values."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _one(wh: Warehouse, sql: str, params: Any = None) -> dict[str, Any]:
-    frame = wh.query(sql, params)
-    return {k: _plain(v) for k, v in frame.iloc[0].to_dict().items()}
+    return wh.records(sql, params)[0]
 
 
 def _live(table: str, alias: str) -> str:
@@ -171,41 +159,41 @@ def user_stories_resolve_to_features(wh: Warehouse, entity: Entity, run_id: str 
 
 
 def no_rejected_records_this_run(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
-    frame = wh.query(
+    rows = wh.records(
         "SELECT record_id, product_id, reason FROM rejected_records WHERE run_id = ? AND entity = ? ORDER BY id",
         [run_id, entity.name],
     )
     sample = {
-        f"{r.record_id or '(no id)'} (product {r.product_id})": str(r.reason)[:300]
-        for r in frame.head(SAMPLE_ROWS).itertuples(index=False)
+        f"{r['record_id'] or '(no id)'} (product {r['product_id']})": str(r["reason"])[:300]
+        for r in rows[:SAMPLE_ROWS]
     }
     return CheckOutcome(
         name=NO_REJECTED_RECORDS,
-        passed=frame.empty,
-        metadata={"rejected": len(frame), "sample": sample},
-        description=None if frame.empty else f"{len(frame)} records of this run could not be typed (rejected_records)",
+        passed=not rows,
+        metadata={"rejected": len(rows), "sample": sample},
+        description=f"{len(rows)} records of this run could not be typed (rejected_records)" if rows else None,
     )
 
 
 def no_unreadable_positions(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
-    frame = wh.query(
+    rows = wh.records(
         """SELECT product_id, range_start, range_end, neighbour_ids, error, first_seen_at
            FROM problematic_records WHERE resolved_at IS NULL AND entity = ? ORDER BY product_id, range_start""",
         [entity.name],
     )
     sample = {
-        f"product {r.product_id} {r.range_start}..{r.range_end}": {
-            "neighbour_ids": [int(i) for i in (r.neighbour_ids if r.neighbour_ids is not None else [])],
-            "since": str(r.first_seen_at),
-            "error": str(r.error)[:300],
+        f"product {r['product_id']} {r['range_start']}..{r['range_end']}": {
+            "neighbour_ids": [int(i) for i in (r["neighbour_ids"] or [])],
+            "since": str(r["first_seen_at"]),
+            "error": str(r["error"])[:300],
         }
-        for r in frame.head(SAMPLE_ROWS).itertuples(index=False)
+        for r in rows[:SAMPLE_ROWS]
     }
     return CheckOutcome(
         name=NO_UNREADABLE_POSITIONS,
-        passed=frame.empty,
-        metadata={"open_problems": len(frame), "sample": sample},
-        description=None if frame.empty else f"{len(frame)} list positions could not be read (problematic_records)",
+        passed=not rows,
+        metadata={"open_problems": len(rows), "sample": sample},
+        description=f"{len(rows)} list positions could not be read (problematic_records)" if rows else None,
     )
 
 

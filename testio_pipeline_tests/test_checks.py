@@ -11,7 +11,7 @@ import pytest
 
 from testio_pipeline import quality as checks_module
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-from testio_pipeline.defs.testio.checks import TESTIO_CHECKS, check_result
+from testio_pipeline.defs.testio.checks import check_result
 from testio_pipeline.entities import ENTITY_BY_NAME
 from testio_pipeline.quality import references_resolve
 from testio_pipeline.definitions import defs
@@ -55,7 +55,7 @@ def materialize(db, instance, *, mode="full"):
         "warehouse": WarehouseResource(path=str(db)),
         "refresh": RefreshResource(mode=mode),
     }
-    return dg.materialize([*TESTIO_ASSETS, *TESTIO_CHECKS], resources=resources, instance=instance, raise_on_error=False)
+    return dg.materialize(TESTIO_ASSETS, resources=resources, instance=instance, raise_on_error=False)
 
 
 @pytest.fixture(scope="module")

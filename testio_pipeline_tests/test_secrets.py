@@ -20,7 +20,6 @@ import pytest
 from dagster._serdes import serialize_value
 
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-from testio_pipeline.defs.testio.checks import TESTIO_CHECKS
 from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import SimRequest, faults, json_error
 from testio_pipeline.domain.credentials import clean_and_text, redact, strip_credentials
@@ -89,7 +88,7 @@ def test_no_token_or_credential_reaches_logs_events_metadata_or_duckdb(tmp_path,
         monkeypatch.setenv("TESTIO_CUSTOMER_API_BASE_URL", server.base_url)
         monkeypatch.setenv("TESTIO_CUSTOMER_API_TOKEN", TOKEN)
         result = dg.materialize(
-            [*TESTIO_ASSETS, *TESTIO_CHECKS],
+            TESTIO_ASSETS,
             resources={
                 "testio_api": CustomerApiResource(retry_attempts=4, retry_wait_seconds=0.001),
                 "warehouse": WarehouseResource(path=str(db)),

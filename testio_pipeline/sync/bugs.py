@@ -11,7 +11,7 @@ from ..source import ApiSource
 from ..testio import BugFetch, CustomerApiClient
 from ..warehouse import Warehouse
 from ..warehouse.staging import Stage
-from .common import EntityResult, SyncOptions, open_problems, per_product, records_issues, run_fetch, scoped_products
+from .common import FATAL_ERRORS, EntityResult, SyncOptions, open_problems, records_issues, run_fetch, scoped_products
 
 
 @records_issues
@@ -31,20 +31,28 @@ def sync_bugs(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> 
         return _fetch_and_write_bugs(source, warehouse, options, products, wanted, problem_products, staged)
 
 
-async def _list_bugs_staged(
-    client: CustomerApiClient, test_ids: list[int], product_id: int, staged: Stage
-) -> BugFetch:
-    """``client.list_bugs`` one batch at a time, each batch's bugs framed into the stage at once.
+async def _list_bugs_staged(client: CustomerApiClient, wanted: dict[int, list[int]], staged: Stage) -> BugFetch:
+    """The bugs of every wanted test, one batch at a time, each batch framed into the stage at once.
 
-    The batches are the client's own (sorted ids, ``bug_batch_size`` each), so the requests
-    are the same; only the bug records no longer wait for the product's last batch.
+    The tests are taken product after product and cut into batches of ``bug_batch_size``, so
+    a batch may span two products: ``⌈tests / batch⌉`` queries in all, where batches per
+    product would cost one more for every product's last, partly filled batch. Each bug's
+    product comes from its test. A batch that fails for an unexpected reason fails its tests
+    (reported per product), not the step.
     """
-    ids = sorted(set(test_ids))
+    product_of = {test_id: product_id for product_id, ids in wanted.items() for test_id in ids}
+    ids = [test_id for product_id in wanted for test_id in sorted(set(wanted[product_id]))]
     size = max(1, client.bug_batch_size)
     total = BugFetch()
 
     async def one(batch: list[int]) -> None:
-        part = await client.list_bugs(batch, product_id=product_id)
+        try:
+            part = await client.list_bugs(batch, product_of=product_of)
+        except FATAL_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded per test, surfaced per product
+            total.failed.update({test_id: f"{type(exc).__name__}: {exc}" for test_id in batch})
+            return
         staged.add(part.bugs)
         total.rejected.extend(part.rejected)
         total.fetched_test_ids |= part.fetched_test_ids
@@ -66,31 +74,28 @@ def _fetch_and_write_bugs(
     staged: Stage,
 ) -> EntityResult:
     started = time.perf_counter()
+    in_scope = {p.id for p in products}
+    wanted = {pid: ids for pid, ids in wanted.items() if pid in in_scope}
 
-    async def fetch(client: CustomerApiClient):
-        by_product = {p.id: p for p in products}
-        return await per_product(
-            [by_product[pid] for pid in wanted if pid in by_product],
-            lambda p: _list_bugs_staged(client, wanted[p.id], p.id, staged),
-        )
+    async def fetch(client: CustomerApiClient) -> BugFetch:
+        return await _list_bugs_staged(client, wanted, staged)
 
-    (ok, errors), api = run_fetch(fetch, source)
+    fetched_all, api = run_fetch(fetch, source)
     fetch_s = time.perf_counter() - started
-    rejected, fetched, complete = [], set(), []
+    errors: dict[int, str] = {}
+    complete: list[int] = []
     problems: list[ProblemRange] = []
-    split = 0
-    for product_id, result in ok.items():
-        rejected.extend(result.rejected)
-        fetched |= result.fetched_test_ids
-        split += result.batches_split
-        for test_id, error in sorted(result.failed.items()):
+    for product_id, ids in wanted.items():
+        failed = {t: fetched_all.failed[t] for t in sorted(set(ids)) if t in fetched_all.failed}
+        for test_id, error in failed.items():
             # One test's bug list that fails on its own: the "position" is the test id.
             problems.append(ProblemRange(product_id, test_id, test_id, f"bugs of test {test_id}: {error}"))
-        if result.failed:
-            errors[product_id] = f"bugs of {len(result.failed)} tests could not be fetched (see problematic_records)"
-        elif result.with_rejects:
+        with_rejects = fetched_all.with_rejects.intersection(ids)
+        if failed:
+            errors[product_id] = f"bugs of {len(failed)} tests could not be fetched (see problematic_records)"
+        elif with_rejects:
             errors[product_id] = (
-                f"bugs of {len(result.with_rejects)} tests include records that could not be typed "
+                f"bugs of {len(with_rejects)} tests include records that could not be typed "
                 "(see rejected_records); their deletions not checked"
             )
         else:
@@ -100,7 +105,7 @@ def _fetch_and_write_bugs(
     stats = warehouse.write_bugs(
         staged,
         options.clock(),
-        fetched_test_ids=fetched,
+        fetched_test_ids=fetched_all.fetched_test_ids,
         complete_product_ids=sorted(complete),
         detect_deletions=options.mode == "full",
     )
@@ -110,14 +115,14 @@ def _fetch_and_write_bugs(
         api=api,
         products_complete=sorted(complete),
         product_errors=errors,
-        rejected=rejected,
+        rejected=fetched_all.rejected,
         counts={
             "bugs_refreshed": stats.inserted + stats.updated,
-            "tests_with_bugs_fetched": len(fetched),
-            "bug_batches_split": split,
+            "tests_with_bugs_fetched": len(fetched_all.fetched_test_ids),
+            "bug_batches_split": fetched_all.batches_split,
         },
         fetch_s=fetch_s,
         problems=problems,
-        problems_checked=sorted(ok),
+        problems_checked=sorted(wanted),
         problems_open_before=sorted(problem_products),
     )

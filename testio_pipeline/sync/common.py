@@ -104,13 +104,13 @@ def _issue_metadata(result: "EntityResult", limit: int = 20) -> dict[str, Any]:
 
 def open_problems(warehouse: Warehouse, entity: str) -> dict[int, set[int]]:
     """Product id -> range starts of the unresolved problematic_records of ``entity``."""
-    rows = warehouse.query(
+    rows = warehouse.records(
         "SELECT product_id, range_start FROM problematic_records WHERE resolved_at IS NULL AND entity = ?",
         [entity],
     )
     found: dict[int, set[int]] = {}
-    for product_id, start in rows.itertuples(index=False):
-        found.setdefault(int(product_id), set()).add(int(start))
+    for row in rows:
+        found.setdefault(int(row["product_id"]), set()).add(int(row["range_start"]))
     return found
 
 

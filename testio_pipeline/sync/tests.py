@@ -1,5 +1,6 @@
 """The tests step. Full: every page of every product's test list. Incremental: new tests from
-the top of each list, plus a re-read of the stored tests that are not final yet.
+the top of each list, plus the stored tests that are not final yet: from the pages below when
+fewer pages than tests reach them, otherwise one re-read each.
 
 Tests are framed into a per-run stage as each product finishes (not held until the write).
 """
@@ -61,7 +62,9 @@ def _fetch_and_write_tests(
         else:
             # New tests appear on page 1 (newest first): stop at the first page holding a known one.
             listing = await client.list_tests(
-                product.id, stop_when=lambda items: any(raw_id(i) in mine for i in items)
+                product.id,
+                stop_when=lambda items: any(raw_id(i) in mine for i in items),
+                then_pages=lambda tests, pages: pages_down_to_stale(mine, tests, pages, client.per_page),
             )
             seen = {t.id for t in listing.tests}
             stale = [tid for tid, status in mine.items() if tid not in seen and status not in FINAL_TEST_STATUSES]
@@ -131,6 +134,26 @@ def _fetch_and_write_tests(
         problems_checked=sorted(checked),
         problems_open_before=sorted(problem_products),
     )
+
+
+def pages_down_to_stale(known: dict[int, str], tests: list[ExploratoryTest], pages: int, per_page: int) -> int:
+    """How many more pages to read so the stored non-final tests not listed yet are read from
+    the list, or 0 when re-reading them one request each is cheaper.
+
+    ``known`` is in the list's order as stored (newest first). A test's position now is
+    guessed from the last listed test that is known: known tests keep their order, so one
+    ``k`` places further down the stored order sits about ``k`` positions further down the
+    list. A guess that falls short costs nothing but the re-read it would have cost anyway.
+    """
+    seen = {t.id for t in tests}
+    stale = [tid for tid, status in known.items() if tid not in seen and status not in FINAL_TEST_STATUSES]
+    anchor = next((i for i in range(len(tests) - 1, -1, -1) if tests[i].id in known), None)
+    if not stale or anchor is None:
+        return 0
+    rank = {tid: i for i, tid in enumerate(known)}
+    deepest = anchor + max(rank[tid] for tid in stale) - rank[tests[anchor].id]
+    more = deepest // per_page + 1 - pages
+    return more if 0 < more < len(stale) else 0
 
 
 async def _reread_test(client: CustomerApiClient, test_id: int, failed: dict[int, str]) -> ExploratoryTest | None:

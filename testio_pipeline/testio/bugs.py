@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..domain.records import Bug, RejectedRecord, raw_id
 from .errors import TestioApiError, TestioAuthError, TestioConnectionError, TestioTimeoutError
 from .http import ApiRequester
 from .paging import RECOVERY_ATTEMPTS
-from .parsing import envelope, parse_records
+from .parsing import Parsed, envelope, parse_records
 
 
 @dataclass
@@ -38,10 +38,14 @@ class BugFetch:
 class BugReader:
     """Reads the bugs of a set of tests once, batch by batch, into one ``BugFetch``."""
 
-    def __init__(self, api: ApiRequester, *, product_id: int | None = None):
+    def __init__(
+        self, api: ApiRequester, *, product_id: int | None = None, product_of: Mapping[int, int] | None = None
+    ):
         self._api = api
-        # What the bugs do not carry themselves; None when the tests span products.
+        # What the bugs do not carry themselves: their product, one for all the tests, or
+        # test id -> product when a query spans products (None when unknown).
         self._context = {"product_id": product_id} if product_id is not None else {}
+        self._product_of = product_of
         self._result = BugFetch()
 
     async def read(self, test_ids: Sequence[int], batch_size: int) -> BugFetch:
@@ -77,15 +81,31 @@ class BugReader:
             for test_id in batch:
                 result.failed[test_id] = str(exc)
             return
-        parsed = parse_records(Bug, items, entity="bugs", **self._context)
         wanted = set(batch)
-        result.bugs.extend(b for b in parsed.records if b.test_id in wanted)
-        result.rejected.extend(parsed.rejected)
-        for rejected in parsed.rejected:
-            test_id = raw_id(rejected.raw.get("test")) if isinstance(rejected.raw, dict) else None
-            # A bug we could not type may belong to any test of the batch if it names none.
-            result.with_rejects.update([test_id] if test_id in wanted else batch)
+        for parsed in self._parse(items):
+            result.bugs.extend(b for b in parsed.records if b.test_id in wanted)
+            result.rejected.extend(parsed.rejected)
+            for rejected in parsed.rejected:
+                test_id = _test_id(rejected.raw)
+                # A bug we could not type may belong to any test of the batch if it names none.
+                result.with_rejects.update([test_id] if test_id in wanted else batch)
         result.fetched_test_ids.update(wanted - result.with_rejects)
+
+    def _parse(self, items: list[Any]) -> list[Parsed]:
+        """The batch's bugs typed, each with its product (one parse per product in the batch)."""
+        if self._product_of is None:
+            return [parse_records(Bug, items, entity="bugs", **self._context)]
+        groups: dict[int | None, list[Any]] = {}
+        for item in items:
+            groups.setdefault(self._product_of.get(_test_id(item)), []).append(item)  # type: ignore[arg-type]
+        return [
+            parse_records(Bug, group, entity="bugs", **({"product_id": pid} if pid is not None else {}))
+            for pid, group in groups.items()
+        ]
+
+
+def _test_id(raw: Any) -> int | None:
+    return raw_id(raw.get("test")) if isinstance(raw, dict) else None
 
 
 def _chunks(seq: Sequence[int], size: int) -> Iterable[list[int]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import httpx
 
@@ -161,6 +161,7 @@ class CustomerApiClient:
         *,
         stop_when: Callable[[list[Any]], bool] | None = None,
         max_pages: int = 10_000,
+        then_pages: Callable[[list[ExploratoryTest], int], int] | None = None,
     ) -> TestListing:
         """Page through a product's tests, newest first.
 
@@ -168,11 +169,12 @@ class CustomerApiClient:
         time because the list length is unknown, as far as the in-flight cap is not already
         kept busy by other lists' pages. With it, pages are read one by one and paging
         stops after the first page for which ``stop_when(raw_items)`` is true (incremental
-        discovery: new tests appear on page 1).
+        discovery: new tests appear on page 1); ``then_pages(tests so far, pages read)`` may then ask for
+        that many following pages at once.
         """
         fetch = functools.partial(self._test_page, product_id)
         reader = TestListReader(product_id, fetch, per_page=self.per_page, read_ahead=self._read_ahead)
-        return await reader.read(stop_when=stop_when, max_pages=max_pages)
+        return await reader.read(stop_when=stop_when, max_pages=max_pages, then_pages=then_pages)
 
     async def get_test(self, test_id: int) -> ExploratoryTest:
         path = f"exploratory_tests/{test_id}"
@@ -181,6 +183,13 @@ class CustomerApiClient:
 
     # -- bugs ------------------------------------------------------------------------------
 
-    async def list_bugs(self, test_ids: Sequence[int], *, product_id: int | None = None) -> BugFetch:
-        """Bugs of the given tests, asked for in batches; a batch that times out is split."""
-        return await BugReader(self._api, product_id=product_id).read(test_ids, self.bug_batch_size)
+    async def list_bugs(
+        self, test_ids: Sequence[int], *, product_id: int | None = None, product_of: Mapping[int, int] | None = None
+    ) -> BugFetch:
+        """Bugs of the given tests, asked for in batches; a batch that times out is split.
+
+        The bugs do not name their product: give it as ``product_id``, or as ``product_of``
+        (test id -> product id) when the tests span products.
+        """
+        reader = BugReader(self._api, product_id=product_id, product_of=product_of)
+        return await reader.read(test_ids, self.bug_batch_size)

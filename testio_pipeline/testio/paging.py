@@ -126,11 +126,19 @@ class TestListReader:
         self._failed: list[Failed] = []
 
     async def read(
-        self, *, stop_when: Callable[[list[Any]], bool] | None = None, max_pages: int = 10_000
+        self,
+        *,
+        stop_when: Callable[[list[Any]], bool] | None = None,
+        max_pages: int = 10_000,
+        then_pages: Callable[[list[ExploratoryTest], int], int] | None = None,
     ) -> TestListing:
         """Read pages until the list ends, ``stop_when(raw_items)`` holds for a page, or
         ``max_pages`` were read. With ``stop_when`` pages are read one by one (the stop is
         decided page by page); without it, as many at a time as ``ReadAhead`` allows.
+
+        ``then_pages(tests read so far, pages read)``, asked once ``stop_when`` stopped the paging, says
+        how many of the following pages to read as well, all at once (incremental cycles
+        read down to stored tests when that is cheaper than asking for them one by one).
         """
         if self._stop_reason:
             raise RuntimeError("a TestListReader reads its list once")
@@ -138,16 +146,26 @@ class TestListReader:
         while page <= max_pages:
             window = 1 if stop_when is not None else self._read_ahead.window()
             numbers = list(range(page, min(page + window, max_pages + 1)))
-            with self._read_ahead.claim(len(numbers)):
-                results = await asyncio.gather(*(self._page_or_failure(n, self.per_page) for n in numbers))
-            for n, result in zip(numbers, results):
-                self._pages_fetched += 1
-                self._stop_reason = await self._take_page(n, result, stop_when)
-                if self._stop_reason:
-                    return self._listing()
+            if await self._read_pages(numbers, stop_when):
+                if self._stop_reason == "known_reached" and then_pages is not None:
+                    more = list(range(page + len(numbers), page + len(numbers) + then_pages(self._tests, self._pages_fetched)))
+                    await self._read_pages(more[: max(0, max_pages - page - len(numbers) + 1)], None)
+                return self._listing()
             page += len(numbers)
         self._stop_reason = "max_pages"
         return self._listing()
+
+    async def _read_pages(self, numbers: list[int], stop_when: Callable[[list[Any]], bool] | None) -> bool:
+        """Fetch ``numbers`` at once and take them in order; True once a page says stop."""
+        with self._read_ahead.claim(len(numbers)):
+            results = await asyncio.gather(*(self._page_or_failure(n, self.per_page) for n in numbers))
+        for n, result in zip(numbers, results):
+            self._pages_fetched += 1
+            reason = await self._take_page(n, result, stop_when)
+            if reason:
+                self._stop_reason = reason
+                return True
+        return False
 
     async def _take_page(
         self, number: int, result: list[Any] | TestioApiError, stop_when: Callable[[list[Any]], bool] | None

@@ -12,10 +12,9 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from testio_pipeline.domain.records import (
     Bug,
@@ -28,6 +27,9 @@ from testio_pipeline.domain.records import (
 )
 
 from . import bookkeeping, migrations, reads, search, writes
+
+if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
+    import pandas as pd
 from .connection import Connections
 from .merge import WriteStats
 from .staging import Stage
@@ -216,6 +218,10 @@ class Warehouse:
         """Run a read-only query and return a DataFrame."""
         return reads.query(self._db, sql, params)
 
+    def records(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """Run a read-only query and return its rows as dicts (no pandas: the run path uses this)."""
+        return reads.rows(self._db, sql, params)
+
     def running_sync_events(self) -> list[str]:
         """Run ids whose sync_events row is still open."""
         return reads.running_sync_events(self._db)
@@ -233,7 +239,7 @@ class Warehouse:
         return reads.products_in_scope(self._db, product_ids)
 
     def test_states(self, product_ids: Collection[int] | None = None) -> dict[int, tuple[int, str]]:
-        """Test id → (product_id, status) for non-deleted tests."""
+        """Test id → (product_id, status) for non-deleted tests, in the API's list order."""
         return reads.test_states(self._db, product_ids)
 
     def tests_needing_bugs(self, product_ids: Collection[int], *, full: bool) -> dict[int, list[int]]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
+    import pandas as pd
 
 from testio_pipeline.domain.vocabulary import FINAL_TEST_STATUSES
 
@@ -26,7 +27,7 @@ def query(db: Connections, sql: str, params: Any = None) -> pd.DataFrame:
         return con.execute(sql, params).df()
 
 
-def _rows(db: Connections, sql: str, params: Any = None) -> list[dict[str, Any]]:
+def rows(db: Connections, sql: str, params: Any = None) -> list[dict[str, Any]]:
     with db.read() as con:
         cur = con.execute(sql, params)
         names = [d[0] for d in cur.description]
@@ -34,17 +35,17 @@ def _rows(db: Connections, sql: str, params: Any = None) -> list[dict[str, Any]]
 
 
 def running_sync_events(db: Connections) -> list[str]:
-    return [r["run_id"] for r in _rows(db, "SELECT run_id FROM sync_events WHERE status = 'running'")]
+    return [r["run_id"] for r in rows(db, "SELECT run_id FROM sync_events WHERE status = 'running'")]
 
 
 def product_ids(db: Connections, include_deleted: bool) -> list[int]:
     where = "" if include_deleted else "WHERE deleted_at IS NULL"
-    return [r["id"] for r in _rows(db, f"SELECT id FROM products {where} ORDER BY id")]
+    return [r["id"] for r in rows(db, f"SELECT id FROM products {where} ORDER BY id")]
 
 
 def products(db: Connections, include_deleted: bool) -> list[dict[str, Any]]:
     where = "" if include_deleted else "WHERE p.deleted_at IS NULL"
-    return _rows(
+    return rows(
         db,
         f"""SELECT p.id, p.name, p.type, p.has_sections, p.default_section_id,
                    coalesce(list(s.id ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), []) AS section_ids,
@@ -73,6 +74,7 @@ def test_states(db: Connections, product_ids: Collection[int] | None) -> dict[in
     if product_ids is not None:
         sql += " AND list_contains($ids, product_id)"
         params = {"ids": sorted(set(product_ids))}
+    sql += " ORDER BY end_at DESC NULLS FIRST, id DESC"  # the API's list order, newest first
     with db.read() as con:
         return {tid: (pid, status) for tid, pid, status in con.execute(sql, params).fetchall()}
 

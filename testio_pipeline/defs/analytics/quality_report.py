@@ -14,7 +14,6 @@ from datetime import datetime
 import dagster as dg
 
 from ...entities import WRITER_OF_TABLE
-from ...report import build
 from ...run_log import TRIGGER_TAG
 from ..resources import WarehouseResource
 
@@ -41,6 +40,8 @@ def quality_report(
     context: dg.AssetExecutionContext, config: QualityReportConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Product quality report over the last days, as Markdown and an HTML file with charts."""
+    from ...report import build  # pandas and matplotlib load only when a report is built
+
     as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
     report = build(warehouse.warehouse(), days=config.days, as_of=as_of, max_products=config.max_products)
     context.log.info(f"quality report for {len(report.products)} products written to {report.html_path}")

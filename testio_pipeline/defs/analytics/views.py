@@ -1,9 +1,13 @@
 """The analyst views as Dagster assets: `bug_overview`, `test_overview`, `feature_quality`,
-`product_summary` (group `analytics`).
+`product_summary` (group `analytics`), all four from one step.
 
-Each asset (re)creates its DuckDB view with its comments and reports a column schema, a
-Markdown preview and numeric KPIs. Lineage comes from the declaration: a view depends on
-the assets that write the tables it reads (and on the views it reads).
+The views are SQL views: a step only (re)creates the ones whose definition changed since
+their last materialization — the view's SQL and comments (its code version), the warehouse's
+schema version, or the file — or that are missing from the file; otherwise it only reads
+their column schema, Markdown preview and numeric KPIs. One step for the four (a multi-asset
+that can be subset) instead of one per view keeps a run's step count, and its events, small.
+Lineage comes from the declaration: a view depends on the assets that write the tables it
+reads (and on the views it reads).
 
 The views follow the data on their own: they carry ``AutomationCondition.eager()`` and
 `testio_views_sensor` (running by default) requests them after the entity assets they read
@@ -14,18 +18,23 @@ twice (or a false one when just the KPIs lag a cycle).
 """
 
 import hashlib
+from typing import Iterator
 
 import dagster as dg
 
 from ...entities import WRITER_OF_TABLE
 from ...metadata import column_schema, view_metadata
 from ...run_log import TRIGGER_TAG
+from ...warehouse import Warehouse
+from ...warehouse.schema import LATEST_VERSION
 from ...warehouse.views import VIEWS, View, create_views
 from ..resources import DUCKDB_POOL, WarehouseResource
 
 GROUP = "analytics"
 KINDS = {"duckdb", "sql"}
 SENSOR_NAME = "testio_views_sensor"
+DEFINITION_KEY = "view_definition"  # materialization metadata: what the view was created from
+
 
 def view_deps(view: View) -> list[str]:
     """Asset keys a view depends on: the views it reads, and the writers of every table it
@@ -44,32 +53,59 @@ def _code_version(view: View) -> str:
     return hashlib.sha256("\n".join(view.create_sql()).encode()).hexdigest()[:12]
 
 
-def _view_asset(view: View) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=view.name,
+def _definition(view: View, wh: Warehouse) -> str:
+    return f"{_code_version(view)} schema v{LATEST_VERSION} {wh.path}"
+
+
+def _spec(view: View) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        view.name,
         description=view.description,
         deps=view_deps(view),
         group_name=GROUP,
         kinds=KINDS,
-        pool=DUCKDB_POOL,  # creating a view writes the catalog: one writer at a time
         code_version=_code_version(view),
         automation_condition=dg.AutomationCondition.eager(),
         metadata={"dagster/column_schema": column_schema(view.columns)},  # shown before any run
     )
-    def _the_view(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        wh = warehouse.warehouse()
-        created = create_views(wh, [view.name])
+
+
+def _outdated(context: dg.AssetExecutionContext, wh: Warehouse, views: list[View]) -> list[str]:
+    """The views to (re)create: missing from the file, or created from another definition."""
+    existing = {r["view_name"] for r in wh.records("SELECT view_name FROM duckdb_views() WHERE NOT internal")}
+    outdated = []
+    for view in views:
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(view.name))
+        previous = event.asset_materialization.metadata.get(DEFINITION_KEY) if event else None
+        if view.name not in existing or getattr(previous, "value", None) != _definition(view, wh):
+            outdated.append(view.name)
+    return outdated
+
+
+@dg.multi_asset(
+    name="analytics_views",
+    specs=[_spec(v) for v in VIEWS.values()],
+    can_subset=True,
+    pool=DUCKDB_POOL,  # creating a view writes the catalog: one writer at a time
+)
+def analytics_views(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
+    wh = warehouse.warehouse()
+    selected = [v for v in VIEWS.values() if dg.AssetKey(v.name) in context.selected_asset_keys]
+    outdated = _outdated(context, wh, selected)
+    if outdated:
+        created = create_views(wh, outdated)
         context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.path}")
-        return dg.MaterializeResult(metadata=view_metadata(wh, view))
+    with wh.reading():  # one read-only connection for every view's readout
+        for view in selected:
+            metadata = {**view_metadata(wh, view), DEFINITION_KEY: _definition(view, wh)}
+            yield dg.MaterializeResult(asset_key=view.name, metadata=metadata)
 
-    return _the_view
 
-
-VIEW_ASSETS = [_view_asset(v) for v in VIEWS.values()]
+VIEW_ASSETS = [analytics_views]
 
 views_sensor = dg.AutomationConditionSensorDefinition(
     SENSOR_NAME,
-    target=dg.AssetSelection.assets(*VIEW_ASSETS),
+    target=dg.AssetSelection.assets(*VIEWS),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     # Like the refresh runs: at most one tagged run at a time (dagster.yaml's run queue limit).

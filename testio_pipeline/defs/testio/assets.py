@@ -1,4 +1,5 @@
-"""One asset per entity of the registry. Each fetches for every product in scope, then writes once."""
+"""One asset per entity of the registry. Each fetches for every product in scope, writes once,
+then runs its data checks in the same step (``checks.py``)."""
 
 import time
 
@@ -10,6 +11,7 @@ from ...metadata import entity_metadata
 from ...source import SIMULATOR_NOTICE
 from ...sync import EntityResult
 from ..resources import DUCKDB_POOL, CustomerApiResource, RefreshResource, WarehouseResource
+from .checks import check_results, check_specs
 
 GROUP = "testio"
 KINDS = {"python", "duckdb"}
@@ -48,7 +50,10 @@ def _refresh(
         if key != "row_count":
             metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
     # Column schema, Markdown preview and KPIs (metadata.py); the run's own counts win on a clash.
-    return dg.MaterializeResult(metadata={**entity_metadata(wh, entity), **metadata})
+    return dg.MaterializeResult(
+        metadata={**entity_metadata(wh, entity), **metadata},
+        check_results=check_results(wh, entity, context.run.run_id),
+    )
 
 
 def _log_outcome(context: dg.AssetExecutionContext, result: EntityResult) -> None:
@@ -76,6 +81,7 @@ def _asset(entity: Entity) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds=KINDS,
         pool=DUCKDB_POOL,
+        check_specs=check_specs(entity),
     )
     def _the_asset(
         context: dg.AssetExecutionContext,

@@ -1,16 +1,28 @@
-"""The registry's data checks as Dagster asset checks: one multi-check step per entity asset."""
+"""The registry's data checks as Dagster asset checks, declared on and run inside each entity's
+asset step (``check_specs``): right after the write, with no step (and events) of their own.
 
-from typing import Any, Iterator
+A failing blocking check fails the asset's step after its materialization is recorded, so the
+run's downstream assets do not start, as with a separate check step.
+"""
+
+from typing import Any
 
 import dagster as dg
 
-from ...entities import ENTITIES, Entity
+from ...entities import Entity
 from ...quality import BLOCKING, CheckOutcome, describe, run_checks
-from ..resources import WarehouseResource
+from ...warehouse import Warehouse
 
 
 def _value(value: Any) -> Any:
     return dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
+
+
+def check_specs(entity: Entity) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=entity.name, blocking=name in BLOCKING, description=describe(name, entity))
+        for name in entity.checks
+    ]
 
 
 def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
@@ -23,20 +35,5 @@ def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
     )
 
 
-def _checks(entity: Entity) -> dg.AssetChecksDefinition:
-    specs = [
-        dg.AssetCheckSpec(name, asset=entity.name, blocking=name in BLOCKING, description=describe(name, entity))
-        for name in entity.checks
-    ]
-
-    @dg.multi_asset_check(name=f"{entity.name}_checks", specs=specs, description=f"Data checks on {entity.name}.")
-    def _run(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
-        for outcome in run_checks(warehouse.warehouse(), entity, context.run.run_id):
-            yield check_result(outcome)
-
-    return _run
-
-
-TESTIO_CHECKS = [_checks(entity) for entity in ENTITIES]
-
-defs = dg.Definitions(asset_checks=TESTIO_CHECKS)
+def check_results(wh: Warehouse, entity: Entity, run_id: str) -> list[dg.AssetCheckResult]:
+    return [check_result(outcome) for outcome in run_checks(wh, entity, run_id)]

@@ -1,0 +1,72 @@
+"""Whole Dagster CLI runs for the benchmark: the pipeline as a user starts it, and a trivial run.
+
+``whole_run`` times ``dagster asset materialize --select '*' -m testio_pipeline.definitions``
+from an empty warehouse and a fresh instance, pointed at the benchmark's HTTP server through
+the same environment variables a user sets. ``trivial_run`` times the same CLI on
+``benchmarks/trivial_defs.py`` (one asset that does nothing): the fixed cost of any Dagster
+CLI run. Each run gets its own ``DAGSTER_HOME`` holding a copy of the project's
+``dagster.yaml``, so pools and run monitoring are configured as in a real deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DAGSTER = Path(sys.executable).with_name("dagster")
+
+
+def _env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TESTIO_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def _materialize(selection: str, module: str, extra_env: dict[str, str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="testio-bench-home-") as tmp:
+        home = Path(tmp)
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        command = [str(DAGSTER), "asset", "materialize", "--select", selection, "-m", module]
+        rss0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            command, cwd=tmp, env=_env(home, extra_env), capture_output=True, text=True, timeout=1800
+        )
+        wall = time.perf_counter() - t0
+        rss1 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if done.returncode != 0 or "RUN_SUCCESS" not in done.stderr + done.stdout:
+        raise RuntimeError(
+            f"`{' '.join(command)}` failed (exit {done.returncode}):\n{(done.stderr or done.stdout)[-4000:]}"
+        )
+    return {
+        "command": " ".join(command),
+        "wall_s": round(wall, 3),
+        "steps": (done.stderr + done.stdout).count("STEP_SUCCESS"),
+        # ru_maxrss of waited-for children is a maximum, so it only says something when it grew.
+        "peak_rss_mib": round(rss1 / 1024, 1) if rss1 > rss0 else None,
+    }
+
+
+def trivial_run() -> dict[str, Any]:
+    return _materialize("noop", "benchmarks.trivial_defs", {})
+
+
+def whole_run(base_url: str, token: str, db_path: Path, concurrency: int) -> dict[str, Any]:
+    return _materialize(
+        "*",
+        "testio_pipeline.definitions",
+        {
+            "TESTIO_CUSTOMER_API_BASE_URL": base_url,
+            "TESTIO_CUSTOMER_API_TOKEN": token,
+            "TESTIO_DUCKDB_PATH": str(db_path),
+            "TESTIO_MAX_CONCURRENT_REQUESTS": str(concurrency),
+        },
+    )
