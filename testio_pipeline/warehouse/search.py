@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from . import fts
 from .connection import Connections
 from .merge import run
+
+if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
+    import pandas as pd
 
 SCHEMA = "search"
 DOCUMENTS = f"{SCHEMA}.bug_documents"
