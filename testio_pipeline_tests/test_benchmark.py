@@ -60,6 +60,9 @@ def test_the_benchmark_runs_three_verified_phases_and_prints_one_table(tmp_path)
     assert nochange["entities"]["bugs"]["inserted"] == nochange["entities"]["tests"]["inserted"] == 0
     assert nochange["requests_total"] <= nochange["plan"]["issue3_budget"]
     assert moved["entities"]["tests"]["inserted"] > 0, "a day later the tiny world has new tests"
+    # The search index was rebuilt once more on the synced file and timed: every live bug is in it.
+    assert data["search_index"]["documents"] == moved["verification"]["checked"]["bugs"]
+    assert data["search_index"]["build_s"] > 0 and "search index:" in text
 
 
 def test_a_difference_between_duckdb_and_the_simulator_is_reported(tmp_path):
@@ -160,8 +163,8 @@ def test_the_whole_dagster_cli_run_is_measured_verified_and_judged(tmp_path):
     assert code == 0, out.getvalue()
     data = json.loads(report.read_text())
     whole, trivial = data["cli"]["whole"], data["cli"]["trivial"]
-    # Five entity steps (their checks inside) and one step for the four views.
-    assert whole["verification"]["ok"] and whole["steps"] == 6, whole
+    # Five entity steps (their checks inside), one step for the four views, one for the quality report.
+    assert whole["verification"]["ok"] and whole["steps"] == 7, whole
     assert whole["requests_total"] >= whole["plan"]["requests_min"] > 0
     assert trivial["steps"] == 1 and 0 < trivial["wall_s"]
     [verdict] = [v for v in data["verdicts"] if "whole `dagster asset materialize --select '*'`" in v]

@@ -39,6 +39,7 @@ CHROMIUM_ARGS = [
 ]
 ENTITY_ASSETS = ["products", "features", "user_stories", "tests", "bugs"]
 VIEW_ASSETS = ["bug_overview", "test_overview", "feature_quality", "product_summary"]
+REPORT_ASSET = "quality_report"
 # A numeric KPI each entity asset's latest materialization carries (metadata.py).
 ENTITY_KPIS = {
     "products": ["products_with_sections"],
@@ -144,7 +145,7 @@ def _materialize_everything(env: dict[str, str]) -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     # One step per entity (its checks inside), one step for the four views.
-    for step in ENTITY_ASSETS + ["analytics_views"]:
+    for step in ENTITY_ASSETS + ["analytics_views", REPORT_ASSET]:
         assert f'STEP_SUCCESS - Finished execution of step "{step}"' in done.stderr + done.stdout, step
 
 
@@ -204,8 +205,8 @@ def test_the_dagster_ui_shows_assets_views_a_running_sensor_and_freshness(tmp_pa
                 # The automation overview lists the sensor as running too.
                 page.goto(f"{base}/automation")
                 expect(page.get_by_text(REFRESH_SENSOR).first).to_be_visible()
-                # Both sensors are switched on (the nightly schedule is off by default).
-                expect(page.locator("input[type=checkbox]:checked")).to_have_count(2)
+                # The refresh, views and report sensors are switched on (the nightly schedule is off by default).
+                expect(page.locator("input[type=checkbox]:checked")).to_have_count(3)
                 page.screenshot(path=str(SHOTS / "ui_automation.png"))
 
                 # 3. Freshness: each entity asset's page reports its policy as passing.
@@ -230,6 +231,13 @@ def test_the_dagster_ui_shows_assets_views_a_running_sensor_and_freshness(tmp_pa
                 expect(page.get_by_text("acceptance_rate", exact=True).first).to_be_visible()  # a schema column
                 page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
                 page.screenshot(path=str(SHOTS / "ui_view_feature_quality.png"))
+
+                # 5. The quality report's page: its Markdown, the HTML file's path and its KPIs.
+                page.goto(f"{base}/assets/{REPORT_ASSET}")
+                for key in ("report", "html_path", "bugs", "products_reported"):
+                    expect(page.get_by_text(key, exact=True).first).to_be_visible()
+                page.get_by_text("Metadata", exact=True).first.scroll_into_view_if_needed()
+                page.screenshot(path=str(SHOTS / "ui_quality_report.png"))
             finally:
                 browser.close()
     finally:

@@ -272,8 +272,11 @@ def test_per_product_sync_times_only_for_complete_products(wh):
     wh.write_user_stories([], T1, complete_product_ids={2})
     wh.write_tests([exploratory_test(7, 1), exploratory_test(8, 2)], T1, complete_product_ids={2})
     stats = wh.write_bugs([bug(1, 7)], T2, fetched_test_ids={7}, complete_product_ids={1})
-    marks = {k: v for k, v in stats.extra.items() if k.endswith("_marked_synced")}
-    assert marks == {"tests_marked_synced": 1, "products_marked_synced": 1}
+    assert {k: stats.extra[k] for k in ("tests_marked_synced", "products_marked_synced")} == {
+        "tests_marked_synced": 1,
+        "products_marked_synced": 1,
+    }
+    assert stats.extra["search_index_documents"] == 1  # the new bug was indexed right after the write
     by_id = {p["id"]: p for p in wh.products()}
     assert (by_id[1]["features_synced_at"], by_id[2]["features_synced_at"]) == (T1, None)
     assert (by_id[1]["user_stories_synced_at"], by_id[2]["user_stories_synced_at"]) == (None, T1)

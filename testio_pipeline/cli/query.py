@@ -3,6 +3,7 @@
     python -m testio_pipeline.cli.query "SELECT * FROM product_summary"
     python -m testio_pipeline.cli.query --file question.sql
     python -m testio_pipeline.cli.query --list          # tables and views, with what they hold
+    python -m testio_pipeline.cli.query --search "checkout crash" [--product ID] [--status S]
 
 Read-only: it never blocks a running sync for longer than the query, and waits (bounded) while
 a sync holds the file for its short write. The file is TESTIO_DUCKDB_PATH (default
@@ -20,6 +21,8 @@ import pandas as pd
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse
 from ..warehouse.backends import is_lake
+from ..warehouse.search import SearchIndexMissingError
+from ..warehouse.views.model import BUG_STATUS_LABELS
 
 LIST_SQL = """
 SELECT 'view' AS kind, view_name AS name, comment AS description
@@ -36,10 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sql", nargs="?", help="the query to run")
     parser.add_argument("--file", type=Path, help="read the query from this file")
     parser.add_argument("--list", action="store_true", help="list the tables and views")
+    parser.add_argument("--search", metavar="WORDS", help="full-text search over bugs, best match first (BM25)")
+    parser.add_argument("--product", type=int, metavar="ID", help="with --search: only bugs of this product")
+    parser.add_argument(
+        "--status", choices=BUG_STATUS_LABELS, help="with --search: only bugs in this status"
+    )
     parser.add_argument("--db", help="the DuckDB file (default: TESTIO_DUCKDB_PATH or data/testio.duckdb)")
     parser.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
     args = parser.parse_args(argv)
-    if args.list:
+    if (args.product is not None or args.status) and args.search is None:
+        parser.error("--product and --status filter a --search")
+    if args.search is not None:
+        if not args.search.strip():
+            parser.error("--search needs words to look for")
+        sql = None
+    elif args.list:
         sql = LIST_SQL
     elif args.file:
         sql = args.file.read_text(encoding="utf-8")
@@ -56,7 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     if not is_lake(path) and not Path(path).exists():
         print(f"{path} does not exist yet: run `make run` (or a sync) first.", file=sys.stderr)
         return 2
-    frame = Warehouse(path, lake_data_path=settings.lake_data_path).query(sql.strip().rstrip(";"))
+    warehouse = Warehouse(path, lake_data_path=settings.lake_data_path)
+    if sql is None:
+        try:
+            frame = warehouse.search_bugs(args.search, product_id=args.product, status=args.status, limit=args.max_rows)
+        except SearchIndexMissingError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    else:
+        frame = warehouse.query(sql.strip().rstrip(";"))
     with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", None,
                            "display.width", 200, "display.max_colwidth", 60):
         print(frame.to_string(index=False, max_rows=args.max_rows) if len(frame) else "(no rows)")

@@ -36,6 +36,7 @@ class FileBackend:
     """A DuckDB file: opened per unit of work, one writer at a time (DuckDB's file lock)."""
 
     constraints = True  # primary keys and sequences exist
+    full_text_search = True
 
     def __init__(self, path: Path):
         self.path = path
@@ -83,6 +84,8 @@ class LakeBackend:
     """
 
     constraints = False
+    # The fts index is not built on a lake (not tried here): search reads a DuckDB file.
+    full_text_search = False
 
     def __init__(self, attach: str, data_path: str | None, staging_dir: Path | None = None):
         self.attach = attach

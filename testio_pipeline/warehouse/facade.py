@@ -28,8 +28,11 @@ from testio_pipeline.domain.records import (
     UserStory,
 )
 
-from . import bookkeeping, migrations, reads, writes
+from . import bookkeeping, migrations, reads, search, writes
 from .backends import LakeBackend, backend_for
+
+if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
+    import pandas as pd
 from .connection import Connections
 from .merge import WriteStats
 from .staging import Stage
@@ -286,6 +289,17 @@ class Warehouse:
         are settled after that; the nightly full sync catches any late change.
         """
         return reads.tests_needing_bugs(self._db, product_ids, full=full)
+
+    def search_bugs(
+        self, query: str, *, product_id: int | None = None, status: str | None = None, limit: int = 50
+    ) -> pd.DataFrame:
+        """Bugs matching ``query`` (BM25 over title, steps, results, comments), best first;
+        ``status`` is the readable one: open, accepted, auto-accepted or rejected."""
+        return search.search(self._db, query, product_id=product_id, status=status, limit=limit)
+
+    def rebuild_search_index(self) -> search.IndexBuild:
+        """Rebuild the bug search index now (the bug writes do it after every change)."""
+        return search.rebuild(self._db)[0]
 
     def table_counts(self) -> dict[str, int]:
         """Non-deleted rows per entity table."""

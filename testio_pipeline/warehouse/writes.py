@@ -19,7 +19,7 @@ import duckdb
 from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, Product, RejectReason, UserStory
 from testio_pipeline.domain.vocabulary import OTHER_REJECTION
 
-from . import frames, merge
+from . import frames, merge, search
 from .connection import Connections
 from .merge import Scope, WriteStats, utc
 from .staging import Stage
@@ -194,7 +194,8 @@ def write_bugs(
 
     rows = bugs if isinstance(bugs, Stage) else frames.bugs_frame(bugs)
     stats, unit = db.write(body, rows=rows, names=("_bugs_in", *(f"_{c}" for c in CHILDREN_OF_BUGS)))
-    return stats.timed(started, unit.held_s)
+    held_s = unit.held_s + _refresh_search_index(db, stats)
+    return stats.timed(started, held_s)
 
 
 CHILDREN_OF_BUGS = ("bug_devices", "bug_comments", "bug_report_fields")
@@ -226,3 +227,17 @@ def _derive_rejection_reasons(con: duckdb.DuckDBPyConnection) -> None:
         SELECT s.*, CASE WHEN s.status = 'rejected' THEN coalesce(r.key, '{OTHER_REJECTION}') END AS rejection_reason
         FROM _bugs_in s LEFT JOIN _rejections r ON r.bug_id = s.id""",
     )
+
+
+def _refresh_search_index(db: Connections, stats: WriteStats) -> float:
+    """Rebuild the bug search index after a write that changed bugs (or when there is none
+    yet), in its own transaction so the merge's memory cap and retry stay its own;
+    returns the seconds the file was held for it."""
+    if not db.backend.full_text_search:
+        return 0.0
+    changed = stats.inserted + stats.updated + stats.marked_deleted + stats.restored
+    if not changed and search.has_index(db):
+        return 0.0
+    build, held_s = search.rebuild(db)
+    stats.extra["search_index_documents"] = build.documents
+    return held_s

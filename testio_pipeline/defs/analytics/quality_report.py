@@ -1,0 +1,73 @@
+"""The product quality report as a Dagster asset (group `analytics`): `quality_report`.
+
+The report itself is ``testio_pipeline.report`` (Dagster-free); this asset builds it, writes
+the HTML to ``reports/`` beside the DuckDB file, and shows the same report as Markdown
+metadata with its headline numbers as KPIs the UI plots over time.
+
+Like the views it follows the data on its own: ``AutomationCondition.eager()`` and
+`testio_report_sensor` (running by default) rebuild it after a refresh wrote the tables it
+reads. The window is run config (``days``, default 30, ending now or at ``as_of``).
+"""
+
+from datetime import datetime
+
+import dagster as dg
+
+from ...entities import WRITER_OF_TABLE
+from ...run_log import TRIGGER_TAG
+from ..resources import WarehouseResource
+
+GROUP = "analytics"
+SENSOR_NAME = "testio_report_sensor"
+READS = ("products", "features", "tests", "bugs")
+
+
+class QualityReportConfig(dg.Config):
+    days: int = 30
+    as_of: str | None = None  # ISO 8601 end of the window (UTC when no offset); default: now
+    max_products: int = 20  # products with the most bugs in the window get their own section
+
+
+@dg.asset(
+    name="quality_report",
+    description="Product quality report for the account and each product over the last days, as Markdown and an HTML file with charts.",
+    deps=sorted({WRITER_OF_TABLE[t] for t in READS}),
+    group_name=GROUP,
+    kinds={"duckdb", "html"},
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def quality_report(
+    context: dg.AssetExecutionContext, config: QualityReportConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Product quality report over the last days, as Markdown and an HTML file with charts."""
+    from ...report import build  # pandas and matplotlib load only when a report is built
+
+    as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
+    report = build(warehouse.warehouse(), days=config.days, as_of=as_of, max_products=config.max_products)
+    context.log.info(f"quality report for {len(report.products)} products written to {report.html_path}")
+    account = report.account
+    metadata = {
+        "report": dg.MetadataValue.md(report.markdown()),
+        "html_path": dg.MetadataValue.path(str(report.html_path)),
+        "window_start": dg.MetadataValue.timestamp(report.window.start),
+        "window_end": dg.MetadataValue.timestamp(report.window.end),
+        "bugs": dg.MetadataValue.int(int(account.sections["rates"]["bugs"].iloc[0])),
+        "products_reported": dg.MetadataValue.int(len(report.products)),
+    }
+    for name in ("acceptance_rate", "rejection_rate"):
+        value = account.figure("rates", name)
+        if value is not None:
+            metadata[name] = dg.MetadataValue.float(round(value, 4))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+report_sensor = dg.AutomationConditionSensorDefinition(
+    SENSOR_NAME,
+    target=dg.AssetSelection.assets(quality_report),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    run_tags={TRIGGER_TAG: "report"},
+    description="Rebuilds the product quality report after the tables it reads were refreshed.",
+)
+
+defs = dg.Definitions(assets=[quality_report], sensors=[report_sensor])

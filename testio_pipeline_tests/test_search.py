@@ -1,0 +1,136 @@
+"""Full-text search over bugs: a synced world, searched through the CLI, the facade and the
+``search_bugs`` SQL macro, against the bug texts the simulator sent."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import datetime, timezone
+
+import dagster as dg
+import duckdb
+import pytest
+
+from testio_pipeline.cli import query
+from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+from testio_pipeline.warehouse import Warehouse, fts
+from testio_pipeline.warehouse.search import SearchIndexMissingError
+from testio_pipeline.warehouse.views.model import BUG_STATUS_LABELS
+
+from .conftest import make_simulator
+from .test_warehouse import bug, exploratory_test, product
+
+QUERY = "spinner never stops"
+
+
+def _text(b: dict) -> str:
+    parts = [b["title"], *(b.get("steps") or []), b.get("actual_result") or "", b.get("expected_result") or ""]
+    parts += [c["body"] for c in b.get("comments") or []]
+    return " ".join(parts).lower()
+
+
+def _readable(b: dict) -> str:
+    if b["status"] == "accepted":
+        return "auto-accepted" if b.get("auto_accepted") else "accepted"
+    return "open" if b["status"] == "forwarded" else b["status"]
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory):
+    """(truth bugs by id, DuckDB path) after one full sync of a small world."""
+    sim = make_simulator("tiny", bugs_per_test=6)
+    db = tmp_path_factory.mktemp("search") / "testio.duckdb"
+    resources = {
+        "testio_api": CustomerApiResource.for_simulator(sim),
+        "warehouse": WarehouseResource(path=str(db)),
+        "refresh": RefreshResource(mode="full"),
+    }
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(TESTIO_ASSETS, resources=resources, instance=instance).success
+    truth = {b["id"]: {**b, "product_id": p["id"]} for p in sim.truth_products() for b in sim.truth_bugs(p["id"])}
+    return truth, db
+
+
+def test_search_puts_the_bugs_that_match_every_word_first(synced):
+    truth, db = synced
+    hits = Warehouse(db).search_bugs(QUERY, limit=1000)
+    full = {i for i, b in truth.items() if "spinner never stops" in _text(b)}
+    assert len(full) >= 2, "the world should have a few spinner bugs to rank"
+    assert set(hits.bug_id[: len(full)]) == full, "bugs naming the whole phrase come first"
+    assert list(hits.score) == sorted(hits.score, reverse=True)
+    # Every hit names at least one of the words (stemmed: 'stops' also matches 'stop');
+    # every bug that names one of them is found.
+    words = re.compile(r"\b(spinner|never|stop)")
+    assert all(words.search(_text(truth[i])) for i in hits.bug_id)
+    assert set(hits.bug_id) == {i for i, b in truth.items() if words.search(_text(b))}
+    top = truth[int(hits.bug_id[0])]
+    assert hits.title[0] == top["title"] and hits.severity[0] == top["severity"]
+
+
+def test_search_filters_by_product_and_status(synced):
+    truth, db = synced
+    wh = Warehouse(db)
+    everything = wh.search_bugs(QUERY, limit=1000)
+    some_product = int(everything.product_id[0])
+    only = wh.search_bugs(QUERY, product_id=some_product, limit=1000)
+    assert len(only) and set(only.product_id) == {some_product}
+    assert set(only.bug_id) == {i for i in everything.bug_id if truth[i]["product_id"] == some_product}
+    for status in ("rejected", "open", "accepted", "auto-accepted"):
+        hits = wh.search_bugs(QUERY, status=status, limit=1000)
+        assert set(hits.bug_id) == {i for i in everything.bug_id if _readable(truth[i]) == status}, status
+    assert set().union(*(wh.search_bugs(QUERY, status=s, limit=1000).bug_id for s in BUG_STATUS_LABELS)) == set(
+        everything.bug_id
+    )
+
+
+def test_the_search_bugs_macro_answers_in_plain_sql(synced):
+    _, db = synced
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        fts.load(con)
+        rows = con.execute("SELECT bug_id, score FROM search_bugs('spinner', max_results := 3)").fetchall()
+    finally:
+        con.close()
+    expected = Warehouse(db).search_bugs("spinner", limit=3)
+    assert [r[0] for r in rows] == list(expected.bug_id) and len(rows) == 3
+
+
+def test_query_cli_prints_a_ranked_table(synced, capsys):
+    truth, db = synced
+    assert query.main(["--db", str(db), "--search", QUERY, "--status", "rejected"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["bug_id", "score", "product_id", "product", "status", "severity", "title"]
+    ranked = [int(line.split()[0]) for line in lines[1:]]
+    assert ranked == list(Warehouse(db).search_bugs(QUERY, status="rejected").bug_id)
+    assert ranked and all(_readable(truth[i]) == "rejected" for i in ranked)
+    with pytest.raises(SystemExit):
+        query.main(["--db", str(db), "--product", "1"])  # a filter without a search
+
+
+def test_the_index_follows_every_bugs_write(synced, tmp_path):
+    _, original = synced
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(original, db)
+    wh = Warehouse(db)
+    t1, t2 = datetime(2026, 11, 2, tzinfo=timezone.utc), datetime(2026, 11, 3, tzinfo=timezone.utc)
+    wh.write_products([product(1)], t1)
+    wh.write_tests([exploratory_test(7, 1)], t1, complete_product_ids={1})
+    assert wh.search_bugs("zeppelin").empty
+    wh.write_bugs([bug(1, 7, title="Zeppelin banner hides the basket")], t1, fetched_test_ids={7})
+    assert list(wh.search_bugs("zeppelin").bug_id) == [1]
+    wh.write_bugs([bug(1, 7, title="Banner hides the basket")], t2, fetched_test_ids={7})
+    assert wh.search_bugs("zeppelin").empty and list(wh.search_bugs("banner").bug_id) == [1]
+    wh.write_bugs([], t2, fetched_test_ids={7}, detect_deletions=True)  # bug 1 vanished
+    assert wh.search_bugs("banner").empty
+
+
+def test_a_file_without_an_index_says_so(tmp_path, capsys):
+    db = tmp_path / "empty.duckdb"
+    Warehouse(db).migrate()
+    with pytest.raises(SearchIndexMissingError, match="no search index yet"):
+        Warehouse(db).search_bugs("crash")
+    assert query.main(["--db", str(db), "--search", "crash"]) == 2
+    assert "no search index yet" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="empty"):
+        Warehouse(db).search_bugs("  ")
