@@ -19,7 +19,8 @@ from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource
 from testio_pipeline.sync import SyncOptions, run_cycle
 from testio_pipeline.warehouse import Warehouse
-from testio_pipeline.warehouse.schema import LATEST_VERSION, MIGRATIONS, TABLES, bootstrap_sql
+from testio_pipeline.warehouse.schema import TABLES
+from testio_pipeline.warehouse.schema_versions import LATEST_VERSION, MIGRATIONS, bootstrap_sql
 
 from .conftest import FAST_RETRY, make_simulator
 

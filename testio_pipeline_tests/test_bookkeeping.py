@@ -12,7 +12,7 @@ import pytest
 from testio_pipeline.domain.records import ProblemRange, RejectedRecord
 from testio_pipeline.simulator import faults
 from testio_pipeline.warehouse import Warehouse
-from testio_pipeline.warehouse.schema import LATEST_VERSION, MIGRATIONS, bootstrap_sql
+from testio_pipeline.warehouse.schema_versions import LATEST_VERSION, MIGRATIONS, bootstrap_sql
 
 from .conftest import make_simulator
 from .test_faults import api, cycle

@@ -14,7 +14,7 @@ import pytest
 from testio_pipeline.cli import query
 from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-from testio_pipeline.warehouse import Warehouse, fts
+from testio_pipeline.warehouse import Warehouse, extensions
 from testio_pipeline.warehouse.search import SearchIndexMissingError
 from testio_pipeline.warehouse.views.model import BUG_STATUS_LABELS
 
@@ -88,7 +88,7 @@ def test_the_search_bugs_macro_answers_in_plain_sql(synced):
     _, db = synced
     con = duckdb.connect(str(db), read_only=True)
     try:
-        fts.load(con)
+        extensions.load(con, "fts")
         rows = con.execute("SELECT bug_id, score FROM search_bugs('spinner', max_results := 3)").fetchall()
     finally:
         con.close()

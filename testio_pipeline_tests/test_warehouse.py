@@ -15,7 +15,7 @@ import pytest
 
 from testio_pipeline.domain.records import Bug, ExploratoryTest, Feature, ProblemRange, Product, RejectedRecord, UserStory
 from testio_pipeline.warehouse import TABLES, Warehouse, WarehouseLockedError, WriteStats
-from testio_pipeline.warehouse.schema import LATEST_VERSION, MIGRATIONS, bootstrap_sql
+from testio_pipeline.warehouse.schema_versions import LATEST_VERSION, MIGRATIONS, bootstrap_sql
 from testio_pipeline.warehouse import merge as merge_module
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)

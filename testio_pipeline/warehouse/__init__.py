@@ -2,7 +2,8 @@
 
 from .connection import WarehouseLockedError
 from .merge import WriteStats
-from .schema import LATEST_VERSION, TABLES, Column, Table
+from .schema import TABLES, Column, Table
+from .schema_versions import LATEST_VERSION
 from .facade import Warehouse
 
 __all__ = ["LATEST_VERSION", "TABLES", "Column", "Table", "Warehouse", "WarehouseLockedError", "WriteStats"]

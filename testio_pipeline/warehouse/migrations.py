@@ -4,7 +4,7 @@ The declared ``MIGRATIONS`` are applied in order, each recorded in ``schema_migr
 in one transaction, so a warehouse is at one version or the next, never in between. It is
 migrated on its first use; one already at the latest version is only read (read-only), so
 checking it does not take the write lock. Table DDL is generated for the backend: a DuckLake
-gets the same tables without primary keys and sequences (:class:`~.schema.CreateTables`).
+gets the same tables without primary keys and sequences (:class:`~.schema_versions.CreateTables`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import duckdb
 
 from .backends import FileBackend
 from .merge import run
-from .schema import LATEST_VERSION, MIGRATIONS, bootstrap_sql, comment_sql
+from .schema_versions import LATEST_VERSION, MIGRATIONS, bootstrap_sql, comment_sql
 
 if TYPE_CHECKING:
     from .connection import Connections

@@ -26,7 +26,7 @@ from ...entities import WRITER_OF_TABLE
 from ...metadata import column_schema, view_metadata
 from ...run_log import TRIGGER_TAG
 from ...warehouse import Warehouse
-from ...warehouse.schema import LATEST_VERSION
+from ...warehouse.schema_versions import LATEST_VERSION
 from ...warehouse.views import VIEWS, View, create_views
 from ..resources import DUCKDB_POOL, WarehouseResource
 
