@@ -9,6 +9,8 @@ completes it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -108,6 +110,19 @@ def test_a_full_sync_into_ducklake_equals_the_simulators_truth_with_the_files_sc
         assert con.execute("SELECT count(*) FROM bug_overview").fetchall()[0][0] == file.table_counts()["bugs"]
     finally:
         con.close()
+
+
+def test_the_quality_report_reads_a_lake_and_never_shows_its_password(lake, tmp_path, monkeypatch):
+    from testio_pipeline import report
+
+    attach, data = lake
+    warehouse = sync(attach, data, NOW)
+    create_views(warehouse)
+    monkeypatch.chdir(tmp_path)  # a lake has no file to put reports beside: ./data/reports
+    built = report.build(Warehouse(attach + " password=not-shown", lake_data_path=data), as_of=NOW)
+    assert built.html_path == Path("data") / "reports" / built.html_path.name and built.html_path.exists()
+    html = built.html_path.read_text(encoding="utf-8")
+    assert "password=***" in html and "not-shown" not in html
 
 
 def test_an_analyst_in_another_process_reads_the_lake_while_a_sync_writes(lake):

@@ -304,3 +304,11 @@ def test_tls_verification_is_never_switched_off():
 
     context = asyncio.run(context_of_a_client())
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_lake_password_is_masked_wherever_the_warehouse_is_shown():
+    from testio_pipeline.warehouse.backends import backend_for
+
+    lake = backend_for("ducklake:postgres:dbname=testio host=db user=testio password=s3cret-pw", "/tmp/lake")
+    assert "s3cret-pw" not in lake.location and "password=***" in lake.location
+    assert lake.attach.endswith("password=s3cret-pw")  # what connects keeps it

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..warehouse import Warehouse
+from ..warehouse.backends import is_lake
 from . import queries, render
 from .queries import Window
 
@@ -50,7 +51,7 @@ class Report:
     window: Window
     days: int
     generated_at: datetime
-    source: Path
+    source: str  # the DuckDB file or the lake's ATTACH string
     account: Scope
     products: list[Scope] = field(default_factory=list)
     omitted_products: int = 0
@@ -80,9 +81,12 @@ class Report:
         return render.report_html(self)
 
 
-def report_path(duckdb_path: str | Path) -> Path:
-    """Where the HTML goes: ``reports/`` beside the DuckDB file."""
-    return Path(duckdb_path).parent / "reports" / FILE_NAME
+def report_path(warehouse: Warehouse) -> Path:
+    """Where the HTML goes: ``reports/`` beside the DuckDB file; a DuckLake has no local file,
+    so its report goes to ``data/reports/`` of the working directory."""
+    if is_lake(warehouse.location):
+        return Path("data") / "reports" / FILE_NAME
+    return warehouse.path.parent / "reports" / FILE_NAME
 
 
 def _product_title(name: object, product_id: int) -> str:
@@ -114,9 +118,9 @@ def build(
             Scope(_product_title(row.name, int(row.id)), int(row.id), queries.section_frames(con, window, int(row.id), top, have))
             for row in active.head(max_products).itertuples()
         ]
-    report = Report(window, days, generated_at, warehouse.path, account, scopes, max(len(active) - max_products, 0))
+    report = Report(window, days, generated_at, warehouse.location, account, scopes, max(len(active) - max_products, 0))
     if write_html:
-        path = report_path(warehouse.path)
+        path = report_path(warehouse)
         path.parent.mkdir(parents=True, exist_ok=True)
         report.html_path = path
         partial = path.with_name(f".{path.name}.tmp")

@@ -13,11 +13,14 @@ sequences). Every other statement is the same SQL for both.
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 from pathlib import Path
 
 import duckdb
+
+from testio_pipeline.domain.credentials import REDACTED
 
 from . import extensions
 
@@ -25,6 +28,10 @@ LAKE_PREFIX = "ducklake:"
 _ATTACH_FAILED = "cannot attach the ducklake"
 LAKE_ALIAS = "lake"  # the name the lake is attached under; USE makes it the default catalog
 _REMOTE_PREFIXES = ("s3://", "s3a://", "gs://", "gcs://", "r2://", "az://", "azure://", "abfss://", "http://", "https://")
+
+
+# A libpq connection string may carry password=…; it never leaves the process in clear.
+_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
 def is_lake(location: str | Path) -> bool:
@@ -96,7 +103,8 @@ class LakeBackend:
 
     @property
     def location(self) -> str:
-        return self.attach
+        """The ATTACH string as logs, metadata, errors and reports show it: any password masked."""
+        return _PASSWORD.sub(rf"\g<1>{REDACTED}", self.attach)
 
     @property
     def staging_dir(self) -> Path:
