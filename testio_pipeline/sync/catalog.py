@@ -46,27 +46,24 @@ def _sync_product_lists(
         products_complete=complete,
         product_errors=errors,
         rejected=rejected,
+        counts={f"{entity}_refreshed": stats.inserted + stats.updated},
         fetch_s=fetch_s,
     )
 
 
 @records_issues
 def sync_features(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
-    result = _sync_product_lists(
+    return _sync_product_lists(
         "features", source, warehouse, options,
         lambda client, product: client.list_features(product),
         warehouse.write_features,
     )
-    result.counts["features_refreshed"] = result.write.inserted + result.write.updated
-    return result
 
 
 @records_issues
 def sync_user_stories(source: ApiSource, warehouse: Warehouse, options: SyncOptions) -> EntityResult:
-    result = _sync_product_lists(
+    return _sync_product_lists(
         "user_stories", source, warehouse, options,
         lambda client, product: client.list_user_stories(product),
         warehouse.write_user_stories,
     )
-    result.counts["user_stories_refreshed"] = result.write.inserted + result.write.updated
-    return result
