@@ -82,3 +82,14 @@ def lake(postgres, tmp_path, request):
     name = "lake_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
     postgres.create_database(name)
     return f"ducklake:postgres:{postgres.dsn(name)}", str(tmp_path / "lake_data")
+
+
+def full_refresh_resources(sim: Simulator, db: Path) -> dict:
+    """Resources for a full refresh of ``sim``'s world into the DuckDB file ``db``."""
+    from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+
+    return {
+        "testio_api": CustomerApiResource.for_simulator(sim),
+        "warehouse": WarehouseResource(path=str(db)),
+        "refresh": RefreshResource(mode="full"),
+    }

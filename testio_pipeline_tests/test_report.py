@@ -13,11 +13,10 @@ import pytest
 
 from testio_pipeline import report
 from testio_pipeline.defs.analytics.quality_report import SENSOR_NAME, quality_report
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import NOW, make_simulator
+from .conftest import NOW, make_simulator, full_refresh_resources
 from .test_search import _readable
 
 DAYS = 30
@@ -34,11 +33,7 @@ def refreshed(tmp_path_factory):
     """(simulator, DuckDB path, instance) after a full refresh that built the report."""
     sim = make_simulator("tiny", bugs_per_test=6)
     db = tmp_path_factory.mktemp("report") / "testio.duckdb"
-    resources = {
-        "testio_api": CustomerApiResource.for_simulator(sim),
-        "warehouse": WarehouseResource(path=str(db)),
-        "refresh": RefreshResource(mode="full"),
-    }
+    resources = full_refresh_resources(sim, db)
     with dg.instance_for_test() as instance:
         result = dg.materialize([*TESTIO_ASSETS, quality_report], resources=resources, instance=instance, run_config=RUN_CONFIG)
         assert result.success
@@ -144,11 +139,7 @@ def test_the_report_follows_each_refresh_of_the_tables_it_reads(refreshed, tmp_p
     node = code_location.resolve_asset_graph().get(dg.AssetKey("quality_report"))
     assert node.group_name == "analytics"
     assert sorted(k.to_user_string() for k in node.parent_keys) == ["bugs", "features", "products", "tests"]
-    resources = {
-        "testio_api": CustomerApiResource.for_simulator(sim),
-        "warehouse": WarehouseResource(path=str(tmp_path / "t.duckdb")),
-        "refresh": RefreshResource(mode="full"),
-    }
+    resources = full_refresh_resources(sim, tmp_path / "t.duckdb")
     defs = dg.Definitions(assets=[*TESTIO_ASSETS, quality_report], resources=resources)
     with dg.instance_for_test() as instance:
         dg.materialize([*TESTIO_ASSETS, quality_report], resources=resources, instance=instance, run_config=RUN_CONFIG)

@@ -12,13 +12,12 @@ import duckdb
 import pytest
 
 from testio_pipeline.cli import query
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
 from testio_pipeline.warehouse import Warehouse, extensions
 from testio_pipeline.warehouse.search import SearchIndexMissingError
 from testio_pipeline.warehouse.views.model import BUG_STATUS_LABELS
 
-from .conftest import make_simulator
+from .conftest import make_simulator, full_refresh_resources
 from .test_warehouse import bug, exploratory_test, product
 
 QUERY = "spinner never stops"
@@ -41,11 +40,7 @@ def synced(tmp_path_factory):
     """(truth bugs by id, DuckDB path) after one full sync of a small world."""
     sim = make_simulator("tiny", bugs_per_test=6)
     db = tmp_path_factory.mktemp("search") / "testio.duckdb"
-    resources = {
-        "testio_api": CustomerApiResource.for_simulator(sim),
-        "warehouse": WarehouseResource(path=str(db)),
-        "refresh": RefreshResource(mode="full"),
-    }
+    resources = full_refresh_resources(sim, db)
     with dg.instance_for_test() as instance:
         assert dg.materialize(TESTIO_ASSETS, resources=resources, instance=instance).success
     truth = {b["id"]: {**b, "product_id": p["id"]} for p in sim.truth_products() for b in sim.truth_bugs(p["id"])}
