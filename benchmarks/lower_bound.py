@@ -41,8 +41,8 @@ whose levels cannot overlap because an asset only starts when its upstream has f
 
 Two related numbers are printed for context:
 
-* *steps in sequence* — what ``run_cycle`` and the in-process executor do today, one entity
-  after another: ``L × (1 + ⌈R_f/C⌉ + ⌈R_s/C⌉ + max(⌈R_t/C⌉, chain_t) + ⌈R_b/C⌉)``;
+* *steps in sequence* — one entity after another, as the pipeline ran before its independent
+  steps overlapped (``sync.graph``), kept to show what the overlap is worth: ``L × (1 + ⌈R_f/C⌉ + ⌈R_s/C⌉ + max(⌈R_t/C⌉, chain_t) + ⌈R_b/C⌉)``;
 * *request DAG* — the physical floor for any architecture, where only the real data
   dependencies order requests (product list → everything; a test page → the bug queries of its
   tests): ``L × (1 + max(⌈(R−1)/C⌉, chain_t + 1, 1 + ⌈R_b/C⌉))``.

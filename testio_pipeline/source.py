@@ -6,10 +6,12 @@ the same for the real API and the fake.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from .settings import Settings
 from .testio import CustomerApiClient, RetryPolicy
+from .testio.limits import InFlightCap, MinInterval
 from .simulator import SIMULATOR_BASE_URL, SimClock, Simulator, SimulatorConfig
 from .simulator.clock import parse_iso
 
@@ -28,6 +30,9 @@ class ApiSource:
     simulator: Simulator | None = None
     retry: RetryPolicy | None = None
     client_options: dict = field(default_factory=dict)
+    # One in-flight cap and one rate for every client of the run, however many run at once.
+    _limits: tuple[InFlightCap, MinInterval | None] | None = field(default=None, init=False, repr=False)
+    _limits_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, simulator: Simulator | None = None) -> "ApiSource":
@@ -54,6 +59,9 @@ class ApiSource:
             "retry": self.retry,
             **self.client_options,
         }
+        options["in_flight"], options["rate"] = self._shared_limits(
+            options.pop("max_concurrent"), options.pop("max_requests_per_second")
+        )
         if self.simulator is not None:
             return CustomerApiClient(
                 SIMULATOR_BASE_URL,
@@ -63,3 +71,9 @@ class ApiSource:
             )
         assert self.settings.token, "Settings.validate() guarantees a token for a real API"
         return CustomerApiClient(self.settings.effective_base_url, self.settings.token, **options)
+
+    def _shared_limits(self, max_concurrent: int, per_second: float | None) -> tuple[InFlightCap, MinInterval | None]:
+        with self._limits_lock:
+            if self._limits is None or self._limits[0].limit != max_concurrent:
+                self._limits = (InFlightCap(max_concurrent), MinInterval(per_second) if per_second else None)
+            return self._limits

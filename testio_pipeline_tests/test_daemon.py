@@ -115,7 +115,7 @@ def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path, stora
                 [(steps_done,)] = pg.execute(
                     dagster_db, "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'STEP_SUCCESS'"
                 )
-                assert steps_done >= 2 * 5  # the five sync steps of each of the two runs
+                assert steps_done >= 2  # the sync step (five entities) of each of the two runs
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             try:

@@ -16,6 +16,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 import pytest
 
+from testio_pipeline.defs.testio.assets import STEP_NAME as TESTIO_STEP
 from testio_pipeline.run_health import HOST_TAG, fail_dead_runs
 from testio_pipeline.warehouse import Warehouse
 
@@ -55,26 +56,27 @@ def start_killable_run(env: dict[str, str]) -> subprocess.Popen:
 
 @pytest.fixture
 def held_bugs():
-    """A simulator whose bug queries wait until released: the bugs step holds the slot meanwhile."""
+    """A simulator whose bug queries wait until released: the sync step holds the slot meanwhile."""
     sim = make_simulator("tiny")
-    release = threading.Event()
+    release, asked = threading.Event(), threading.Event()
 
     def hold(request):
         if request.endpoint == "bugs":
+            asked.set()
             release.wait(120)
         return None
 
     sim.add_fault(hold)
-    yield sim, release
+    yield sim, release, asked
     release.set()
 
 
-def kill_run_in_its_bugs_step(env, instance) -> tuple[dg.DagsterRun, int]:
+def kill_run_in_its_bugs_step(env, instance, asked: threading.Event) -> tuple[dg.DagsterRun, int]:
     proc = start_killable_run(env)
     try:
         held = wait_until(
-            lambda: {run for run, step in slot_holders(instance) if step == "bugs"},
-            "the bugs step to hold the pool slot", START_TIMEOUT, proc,
+            lambda: asked.is_set() and {run for run, step in slot_holders(instance) if step == TESTIO_STEP},
+            "the sync step to hold the pool slot while it reads bugs", START_TIMEOUT, proc,
         )
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -88,17 +90,17 @@ def kill_run_in_its_bugs_step(env, instance) -> tuple[dg.DagsterRun, int]:
     run = instance.get_run_by_id(run_id)
     # What Dagster alone leaves behind: a started run that holds the slot forever.
     assert run.status == dg.DagsterRunStatus.STARTED
-    assert run.tags[HOST_TAG] and (run_id, "bugs") in slot_holders(instance)
+    assert run.tags[HOST_TAG] and (run_id, TESTIO_STEP) in slot_holders(instance)
     return run, proc.pid
 
 
 def test_the_next_make_run_fails_a_killed_run_frees_its_slot_and_completes(tmp_path, held_bugs):
-    sim, release = held_bugs
+    sim, release, asked = held_bugs
     db = tmp_path / "mirror.duckdb"
     with sim.serve() as server:
         env = api_env(tmp_path, sim, server, db)
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
-            killed, _ = kill_run_in_its_bugs_step(env, instance)
+            killed, _ = kill_run_in_its_bugs_step(env, instance, asked)
             release.set()
             sim.clear_faults()
             nxt = subprocess.run(
@@ -119,11 +121,11 @@ def test_the_next_make_run_fails_a_killed_run_frees_its_slot_and_completes(tmp_p
 def test_the_refresh_sensor_fails_a_killed_run_and_requests_the_next_cycle(tmp_path, held_bugs):
     from testio_pipeline.definitions import defs
 
-    sim, release = held_bugs
+    sim, release, asked = held_bugs
     with sim.serve() as server:
         env = api_env(tmp_path, sim, server, tmp_path / "mirror.duckdb")
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
-            killed, pid = kill_run_in_its_bugs_step(env, instance)
+            killed, pid = kill_run_in_its_bugs_step(env, instance, asked)
             release.set()
             sensor = defs.get_sensor_def("testio_refresh_sensor")
             with dg.build_sensor_context(instance=instance, definitions=defs) as context:

@@ -19,6 +19,7 @@ import httpx
 from .bugs import BugFetch, BugReader
 from .errors import MalformedResponseError, TestioNotFoundError
 from .http import ApiRequester, RequestStats, RetryPolicy
+from .limits import InFlightCap, MinInterval
 from .paging import ReadAhead, TestListing, TestListReader
 from .parsing import Parsed, envelope, parse_records
 from ..domain.records import ExploratoryTest, Feature, Product, RejectReason, UserStory
@@ -45,8 +46,11 @@ class CustomerApiClient:
         page_prefetch: int | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        in_flight: InFlightCap | None = None,
+        rate: MinInterval | None = None,
     ):
         self.per_page = per_page
+        max_concurrent = in_flight.limit if in_flight is not None else max_concurrent
         self.bug_batch_size = bug_batch_size
         # Test-list pages fetched ahead in parallel while a list's length is unknown (at most;
         # see list_tests), counted across every list this client reads.
@@ -59,6 +63,8 @@ class CustomerApiClient:
             timeout=timeout,
             retry=retry,
             transport=transport,
+            in_flight=in_flight,
+            rate=rate,
         )
 
     @property

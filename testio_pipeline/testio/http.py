@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from urllib.parse import urlencode
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Mapping
 
 import httpx
 import stamina
@@ -29,6 +29,7 @@ from .errors import (
     TestioNotFoundError,
     TestioTimeoutError,
 )
+from .limits import InFlightCap, MinInterval
 
 log = logging.getLogger("testio_pipeline.client")
 
@@ -95,37 +96,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
-class MinInterval:
-    """A client-side rate limit: request starts are spaced at least 1/rate apart.
-
-    Each caller reserves the next free start time under a lock, then sleeps outside it, so
-    concurrent callers queue up in order without holding the lock while they wait.
-    """
-
-    def __init__(
-        self,
-        per_second: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ):
-        if per_second <= 0:
-            raise ValueError("per_second must be positive")
-        self._interval = 1.0 / per_second
-        self._next = float("-inf")
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self._lock:
-            now = self._clock()
-            start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            await self._sleep(start - now)
-
-
 def _describe(path: str, params: Mapping[str, Any] | None) -> str:
     """``path?query`` for messages: which page or batch failed matters when reading an error."""
     if not params:
@@ -165,11 +135,15 @@ class ApiRequester:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        in_flight: InFlightCap | None = None,
+        rate: MinInterval | None = None,
     ):
         self._token = token
         self._base_url = base_url.rstrip("/") + "/"
-        self._semaphore = asyncio.Semaphore(max_concurrent)
-        self._rate = MinInterval(max_requests_per_second) if max_requests_per_second else None
+        # Given when several clients (a run's concurrent steps) share the account's limits.
+        self._in_flight = in_flight or InFlightCap(max_concurrent)
+        max_concurrent = self._in_flight.limit
+        self._rate = rate or (MinInterval(max_requests_per_second) if max_requests_per_second else None)
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self.max_concurrent = max_concurrent
@@ -285,7 +259,7 @@ class ApiRequester:
         where = _describe(path, params)
         if self._rate is not None:
             await self._rate.wait()
-        async with self._semaphore:
+        async with self._in_flight:
             self.stats.by_endpoint[endpoint] += 1
             response = await self._send(path, params)
             self.stats.by_status[response.status_code] += 1

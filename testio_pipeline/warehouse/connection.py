@@ -79,6 +79,66 @@ def name_sources(con: duckdb.DuckDBPyConnection, rows: Rows, names: Sequence[str
         con.register(name, table)
 
 
+class _ProcessLock:
+    """Within this process: reads of a warehouse share it, a write has it alone.
+
+    DuckDB refuses to open a file read-only in a process that has it open read-write (and the
+    other way round), so a run's steps writing from several threads must not overlap a write
+    with anyone's read or write. Other processes are kept out by DuckDB's own file lock.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers: dict[int, int] = {}  # thread -> open reads
+        self._writer: int | None = None
+        self._writer_depth = 0
+        self._writers_waiting = 0
+
+    @contextmanager
+    def hold(self, read_only: bool) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:  # a thread may nest work inside its own write
+                self._writer_depth += 1
+            elif read_only:
+                # Waiting writers go first, so a stream of reads cannot starve them.
+                while self._writer is not None or (self._writers_waiting and me not in self._readers):
+                    self._cond.wait()
+                self._readers[me] = self._readers.get(me, 0) + 1
+            else:
+                if me in self._readers:
+                    raise RuntimeError("a write was opened inside this thread's own read (reading() block)")
+                self._writers_waiting += 1
+                try:
+                    while self._writer is not None or self._readers:
+                        self._cond.wait()
+                finally:
+                    self._writers_waiting -= 1
+                self._writer, self._writer_depth = me, 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if self._writer == me:
+                    self._writer_depth -= 1
+                    if self._writer_depth == 0:
+                        self._writer = None
+                else:
+                    self._readers[me] -= 1
+                    if not self._readers[me]:
+                        del self._readers[me]
+                self._cond.notify_all()
+
+
+_PROCESS_LOCKS: dict[str, _ProcessLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def process_lock(location: str) -> _ProcessLock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(location, _ProcessLock())
+
+
 class Unit:
     """One open connection; ``held_s`` is filled in when it closes."""
 
@@ -106,7 +166,10 @@ class Connections:
         self.merge_memory_limit = merge_memory_limit
         self.ready = False
         self._prepare = prepare
-        self._shared_read: tuple[int, duckdb.DuckDBPyConnection] | None = None
+        self._local = threading.local()  # .shared_read: the connection of a reading() block
+        self._process_lock = process_lock(
+            str(backend.path.resolve()) if isinstance(backend, FileBackend) else backend.location
+        )
 
     @property
     def path(self) -> Path:
@@ -145,6 +208,10 @@ class Connections:
         if the block raises. The schema is not checked here (migrations use this too)."""
         if stage is not None:
             stage.seal()  # the last batch is framed before the file is locked
+        with self._process_lock.hold(read_only):
+            yield from self._unit(read_only, memory_limit, stage)
+
+    def _unit(self, read_only: bool, memory_limit: str | None, stage: Stage | None) -> Iterator[Unit]:
         con = self._open(read_only)
         unit = Unit(con)
         opened = time.perf_counter()
@@ -176,9 +243,9 @@ class Connections:
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection (the shared one inside ``reading()`` on this thread)."""
         # Read-only, so analysts' read-only sessions on the same file do not block us (or we them).
-        shared = self._shared_read
-        if shared is not None and shared[0] == threading.get_ident():
-            yield shared[1]
+        shared = getattr(self._local, "shared_read", None)
+        if shared is not None:
+            yield shared
             return
         self._ensure_ready()
         with self.unit(read_only=True) as unit:
@@ -187,15 +254,15 @@ class Connections:
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Let the reads of this thread inside the block share one read-only connection."""
-        if self._shared_read is not None:
+        if getattr(self._local, "shared_read", None) is not None:
             yield
             return
         with self.read() as con:
-            self._shared_read = (threading.get_ident(), con)
+            self._local.shared_read = con
             try:
                 yield
             finally:
-                self._shared_read = None
+                self._local.shared_read = None
 
     def write(
         self,

@@ -1,8 +1,10 @@
-"""The registry's data checks as Dagster asset checks, declared on and run inside each entity's
-asset step (``check_specs``): right after the write, with no step (and events) of their own.
+"""The registry's data checks as Dagster asset checks, declared on the entities' multi-asset
+(``check_specs``) and run inside its step right after each entity's write, with no step (and
+events) of their own.
 
-A failing blocking check fails the asset's step after its materialization is recorded, so the
-run's downstream assets do not start, as with a separate check step.
+A failing blocking check keeps the entity's downstream entities in the step from running
+(``sync.graph``) and fails the step after its materialization is recorded, so the run's
+downstream assets do not start either, as with a separate check step.
 """
 
 from typing import Any
@@ -10,8 +12,7 @@ from typing import Any
 import dagster as dg
 
 from ...entities import Entity
-from ...quality import BLOCKING, CheckOutcome, describe, run_checks
-from ...warehouse import Warehouse
+from ...quality import BLOCKING, CheckOutcome, describe
 
 
 def _value(value: Any) -> Any:
@@ -25,15 +26,12 @@ def check_specs(entity: Entity) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def check_result(outcome: CheckOutcome) -> dg.AssetCheckResult:
+def check_result(outcome: CheckOutcome, asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
+        asset_key=asset_key,
         check_name=outcome.name,
         passed=outcome.passed,
         severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
         metadata={key: _value(value) for key, value in outcome.metadata.items()},
         description=outcome.description,
     )
-
-
-def check_results(wh: Warehouse, entity: Entity, run_id: str) -> list[dg.AssetCheckResult]:
-    return [check_result(outcome) for outcome in run_checks(wh, entity, run_id)]
