@@ -19,6 +19,7 @@ from ...quality import CheckOutcome, run_checks
 from ...source import SIMULATOR_NOTICE, ApiSource
 from ...sync import EntityResult, SyncOptions
 from ...sync.graph import run_in_dependency_order
+from ...warehouse import Warehouse
 from ..resources import DUCKDB_POOL, CustomerApiResource, RefreshResource, WarehouseResource
 from .checks import check_result, check_specs
 
@@ -41,16 +42,12 @@ class Refreshed:
         return all(outcome.passed for outcome in self.checks if outcome.blocking)
 
 
-def _refresh_one(entity: Entity, source: ApiSource, warehouse: WarehouseResource, options: SyncOptions) -> Refreshed:
+def _refresh_one(entity: Entity, source: ApiSource, wh: Warehouse, options: SyncOptions) -> Refreshed:
     started = time.perf_counter()
-    wh = warehouse.warehouse()  # one per thread: a reading() block belongs to its thread
     result = entity.sync_step()(source, wh, options)
-    return Refreshed(
-        result=result,
-        checks=run_checks(wh, entity, options.run_id),
-        readout=entity_metadata(wh, entity),
-        seconds=time.perf_counter() - started,
-    )
+    with wh.reading():  # every check and readout query on one connection: opening one costs more
+        checks, readout = run_checks(wh, entity, options.run_id), entity_metadata(wh, entity)
+    return Refreshed(result=result, checks=checks, readout=readout, seconds=time.perf_counter() - started)
 
 
 def _materialization(
@@ -127,13 +124,14 @@ def testio_refresh(
     if source.is_simulator:
         context.log.warning(SIMULATOR_NOTICE)
     options = refresh.options(context)
-    run_log = refresh.run_log(context, warehouse.warehouse())  # opens the run's sync_events row
+    wh = warehouse.warehouse()  # shared by the worker threads: a reading() block is per thread
+    run_log = refresh.run_log(context, wh)  # opens the run's sync_events row
     selected = [entity for entity in ENTITIES if dg.AssetKey(entity.name) in context.selected_asset_keys]
     check_keys = set(context.selected_asset_check_keys)
     errors: list[BaseException] = []
     for outcome in run_in_dependency_order(
         selected,
-        lambda entity: _refresh_one(entity, source, warehouse, options),
+        lambda entity: _refresh_one(entity, source, wh, options),
         passed=lambda done: done.passed,
     ):
         name = outcome.entity.name
