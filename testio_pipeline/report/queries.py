@@ -17,6 +17,7 @@ Sections over tables or columns the file does not have yet (``bug_devices``,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -188,7 +189,24 @@ def available(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
 
 def products(con: duckdb.DuckDBPyConnection, window: Window) -> Table:
     """Non-deleted products, the ones with most bugs in the window first."""
-    return _table(con.execute(PRODUCTS_SQL, {"start": window.start, "end": window.end}))
+    return _table(con.execute(_bind(PRODUCTS_SQL, {"start": window.start, "end": window.end})))
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return f"TIMESTAMPTZ '{value.isoformat()}'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return f"[{', '.join(str(v) for v in value)}]::BIGINT[]"
+    raise TypeError(f"not a report parameter (an aware datetime, an int or a list of ints): {value!r}")
+
+
+def _bind(sql: str, params: dict[str, object]) -> str:
+    """``sql`` with its ``$name`` parameters as literals. DuckDB imports pandas to bind any
+    Python parameter, which would cost a report-only run more than its queries; the values
+    are aware datetimes and ints, whose literals cannot carry SQL."""
+    return re.sub(r"\$(\w+)", lambda m: _literal(params[m.group(1)]), sql)
 
 
 def sections(
@@ -197,13 +215,13 @@ def sections(
     """Every section for the account (key None) and for each of ``product_ids``."""
     scopes: list[int | None] = [None, *product_ids]
     out: dict[int | None, Sections] = {scope: {} for scope in scopes}
-    params = {"start": window.start, "end": window.end, "products": list(product_ids), "top": top}
+    params = {"start": window.start, "end": window.end, "products": [int(p) for p in product_ids], "top": top}
     for name, sql in SQL.items():
         if name in NEEDS and NEEDS[name] not in have:
             for scope in scopes:
                 out[scope][name] = None
             continue
-        cursor = con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+        cursor = con.execute(_bind(sql, params))
         columns = tuple(d[0] for d in cursor.description[1:])
         rows: dict[int | None, list[tuple]] = {scope: [] for scope in scopes}
         for row in cursor.fetchall():
