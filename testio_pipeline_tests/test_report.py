@@ -4,6 +4,8 @@ against the simulator's truth, its automation, its HTML drawn by headless Chromi
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 
@@ -150,6 +152,21 @@ def test_sections_over_missing_tables_say_so_instead_of_failing(refreshed, tmp_p
     assert built.html().count("Not available") == 3 * (1 + len(built.products))
     with pytest.raises(ValueError, match="days"):
         report.build(Warehouse(db), days=0)
+
+
+def test_building_a_report_loads_neither_pandas_nor_a_plotting_library(refreshed, tmp_path):
+    """Either import costs more than building the whole report (a report-only run has loaded neither)."""
+    _, original, _ = refreshed
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(original, db)
+    code = (
+        "import sys; from testio_pipeline.report import build; from testio_pipeline.warehouse import Warehouse; "
+        f"built = build(Warehouse({str(db)!r}), days={DAYS}); assert built.html_path.is_file() and built.products; "
+        "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["[]"]
 
 
 def test_the_report_follows_each_refresh_of_the_tables_it_reads(refreshed, tmp_path):
