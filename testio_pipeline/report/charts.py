@@ -53,14 +53,13 @@ def _num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}".rstrip("0")
 
 
-def _ticks(top: float, count: int = 5) -> list[float]:
-    """Round tick values from 0 to at least ``top`` (1, 2, 2.5 or 5 times a power of ten apart)."""
-    if top <= 0:
-        return [0, 1]
-    raw = top / count
+def _ticks(top: float, count: int = 5) -> list[int]:
+    """Whole-number ticks from 0 to at least ``top`` (every axis they mark counts something),
+    1, 2, 2.5 or 5 times a power of ten apart."""
+    raw = max(top / count, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return [i * step for i in range(math.ceil(top / step - 1e-9) + 1)]
+    step = next(s for m in (1, 2, 2.5, 5, 10) if (s := m * magnitude) >= raw and float(s).is_integer())
+    return [int(i * step) for i in range(max(math.ceil(top / step - 1e-9), 1) + 1)]
 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "start", size: int = FONT, fill: str = INK, extra: str = "") -> str:
