@@ -3,9 +3,11 @@
 Tests by status and type, bugs by severity and status, acceptance and rejection rates with
 the weekly trend, rejection reasons, the features with most critical bugs, bugs by
 operating system and browser, top testers. :func:`build` reads them in one read-only
-connection (``queries``) and writes one self-contained HTML file with charts (``render``,
-``charts``) to ``reports/`` beside the DuckDB file; :meth:`Report.markdown` is the same
-report for the Dagster UI. Dagster-free: the asset in ``defs/analytics/`` is glue.
+connection (``queries``: one query per section for all scopes) and writes one self-contained
+HTML file with hand-written SVG charts (``render``, ``charts``) to ``reports/`` beside the
+DuckDB file; :meth:`Report.markdown` is the same report for the Dagster UI. Sections are
+:class:`Table` rows (``to_pandas()`` for a DataFrame): neither pandas nor a plotting library
+is imported to build a report. Dagster-free: the asset in ``defs/analytics/`` is glue.
 """
 
 from __future__ import annotations
@@ -15,14 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pandas as pd
-
 from ..warehouse import Warehouse
 from ..warehouse.backends import is_lake
 from . import queries, render
-from .queries import Window
+from .queries import Sections, Table, Window
 
-__all__ = ["Report", "Scope", "Window", "build", "report_path"]
+__all__ = ["Report", "Scope", "Table", "Window", "build", "report_path"]
 
 FILE_NAME = "quality_report.html"
 
@@ -33,17 +33,17 @@ class Scope:
 
     title: str
     product_id: int | None
-    sections: dict[str, pd.DataFrame | None]
+    sections: Sections
 
     @property
     def anchor(self) -> str:
         return "account" if self.product_id is None else f"product-{self.product_id}"
 
     def figure(self, section: str, column: str) -> float | None:
-        frame = self.sections.get(section)
-        if frame is None or frame.empty or pd.isna(frame[column].iloc[0]):
-            return None
-        return float(frame[column].iloc[0])
+        """``column`` of the section's first row (e.g. the account's rate), None when unknown."""
+        table = self.sections.get(section)
+        value = None if table is None else table.first(column)
+        return None if value is None else float(value)
 
 
 @dataclass
@@ -57,22 +57,23 @@ class Report:
     omitted_products: int = 0
     html_path: Path | None = None
 
-    def overview(self) -> pd.DataFrame:
+    def overview(self) -> Table:
         """One row per product in the report: its bugs and rates in the window."""
         rows = []
         for scope in self.products:
-            rates = scope.sections["rates"]
-            critical = scope.sections["bugs_by_severity"]
-            rows.append({
-                "product_id": scope.product_id,
-                "product": scope.title,
-                "tests": int(scope.sections["tests_by_status"]["tests"].sum()),
-                "bugs": int(rates["bugs"].iloc[0]),
-                "critical": int(critical.loc[critical.severity == "critical", "bugs"].sum()),
-                "acceptance_rate": scope.figure("rates", "acceptance_rate"),
-                "rejection_rate": scope.figure("rates", "rejection_rate"),
-            })
-        return pd.DataFrame(rows)
+            severity = scope.sections["bugs_by_severity"]
+            critical = [r["bugs"] for r in severity.records() if r["severity"] == "critical"]
+            rows.append((
+                scope.product_id,
+                scope.title,
+                sum(scope.sections["tests_by_status"].column("tests")),
+                scope.sections["rates"].first("bugs"),
+                sum(critical),
+                scope.figure("rates", "acceptance_rate"),
+                scope.figure("rates", "rejection_rate"),
+            ))
+        columns = ("product_id", "product", "tests", "bugs", "critical", "acceptance_rate", "rejection_rate")
+        return Table(columns, tuple(rows))
 
     def markdown(self) -> str:
         return render.report_markdown(self)
@@ -111,13 +112,11 @@ def build(
     window = Window(end - timedelta(days=days), end)
     with warehouse.read() as con:
         have = queries.available(con)
-        account = Scope("Whole account", None, queries.section_frames(con, window, None, top, have))
-        listed = queries.products(con, window)
-        active = listed[listed.bugs > 0]
-        scopes = [
-            Scope(_product_title(row.name, int(row.id)), int(row.id), queries.section_frames(con, window, int(row.id), top, have))
-            for row in active.head(max_products).itertuples()
-        ]
+        active = [row for row in queries.products(con, window).records() if row["bugs"] > 0]
+        shown = active[:max_products]
+        found = queries.sections(con, window, [row["id"] for row in shown], top, have)
+    account = Scope("Whole account", None, found[None])
+    scopes = [Scope(_product_title(row["name"], row["id"]), row["id"], found[row["id"]]) for row in shown]
     report = Report(window, days, generated_at, warehouse.location, account, scopes, max(len(active) - max_products, 0))
     if write_html:
         path = report_path(warehouse)

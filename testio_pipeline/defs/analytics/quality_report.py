@@ -40,7 +40,7 @@ def quality_report(
     context: dg.AssetExecutionContext, config: QualityReportConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     """Product quality report over the last days, as Markdown and an HTML file with charts."""
-    from ...report import build  # pandas and matplotlib load only when a report is built
+    from ...report import build  # loads only when a report is built
 
     as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
     report = build(warehouse.warehouse(), days=config.days, as_of=as_of, max_products=config.max_products)
@@ -51,7 +51,7 @@ def quality_report(
         "html_path": dg.MetadataValue.path(str(report.html_path)),
         "window_start": dg.MetadataValue.timestamp(report.window.start),
         "window_end": dg.MetadataValue.timestamp(report.window.end),
-        "bugs": dg.MetadataValue.int(int(account.sections["rates"]["bugs"].iloc[0])),
+        "bugs": dg.MetadataValue.int(account.sections["rates"].first("bugs")),
         "products_reported": dg.MetadataValue.int(len(report.products)),
     }
     for name in ("acceptance_rate", "rejection_rate"):
