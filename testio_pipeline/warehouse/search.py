@@ -158,14 +158,16 @@ def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
     """Replace the changed documents (``_documents_changed``) in the documents table and in the
     index's tables, as ``create_fts_index`` lays them out: a document's terms are its tokens
     (the index's ``tokenize``, stopwords dropped, Porter-stemmed) per field, ``docs.len`` their
-    number, ``dict.df`` the number of documents holding a term, ``stats`` the document count
-    and mean length. New documents and terms get ids above the highest ones."""
+    number, ``dict.df`` the number of documents holding a term (moved by the documents removed
+    and added, so the terms of unchanged documents are not counted again), ``stats`` the
+    document count and mean length. New documents and terms get ids above the highest ones."""
     for sql in (
         f"DELETE FROM {DOCUMENTS} WHERE bug_id IN (SELECT bug_id FROM _documents_changed)",
         f"INSERT INTO {DOCUMENTS} SELECT n.* FROM _documents_now n SEMI JOIN _documents_changed c ON c.bug_id = n.bug_id",
-        f"""CREATE OR REPLACE TEMP TABLE _terms_touched AS
-        SELECT DISTINCT t.termid FROM {_IX}.terms t
-        SEMI JOIN {_IX}.docs d ON d.docid = t.docid AND d.name IN (SELECT bug_id FROM _documents_changed)""",
+        f"""CREATE OR REPLACE TEMP TABLE _df_change AS
+        SELECT t.termid, -count(DISTINCT t.docid) AS change FROM {_IX}.terms t
+        SEMI JOIN {_IX}.docs d ON d.docid = t.docid AND d.name IN (SELECT bug_id FROM _documents_changed)
+        GROUP BY t.termid""",
         f"""DELETE FROM {_IX}.terms WHERE docid IN (
             SELECT docid FROM {_IX}.docs WHERE name IN (SELECT bug_id FROM _documents_changed))""",
         f"DELETE FROM {_IX}.docs WHERE name IN (SELECT bug_id FROM _documents_changed)",
@@ -187,14 +189,12 @@ def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
         f"""INSERT INTO {_IX}.terms
         SELECT t.docid, t.fieldid, d.termid FROM _new_terms t JOIN {_IX}.dict d ON d.term = t.term""",
         f"""INSERT INTO {_IX}.docs
-        SELECT n.docid, n.bug_id, (SELECT count(*) FROM _new_terms t WHERE t.docid = n.docid) FROM _new_docs n""",
-        f"""INSERT INTO _terms_touched
-        SELECT DISTINCT d.termid FROM {_IX}.dict d SEMI JOIN _new_terms t ON t.term = d.term""",
-        f"""UPDATE {_IX}.dict SET df = c.df FROM (
-            SELECT k.termid, count(DISTINCT t.docid) AS df
-            FROM (SELECT DISTINCT termid FROM _terms_touched) k LEFT JOIN {_IX}.terms t ON t.termid = k.termid
-            GROUP BY k.termid
-        ) c WHERE {_IX}.dict.termid = c.termid""",
+        SELECT n.docid, n.bug_id, count(t.docid) FROM _new_docs n LEFT JOIN _new_terms t ON t.docid = n.docid
+        GROUP BY n.docid, n.bug_id""",
+        f"""INSERT INTO _df_change
+        SELECT d.termid, count(DISTINCT t.docid) FROM _new_terms t JOIN {_IX}.dict d ON d.term = t.term GROUP BY d.termid""",
+        f"""UPDATE {_IX}.dict SET df = {_IX}.dict.df + c.change
+        FROM (SELECT termid, sum(change) AS change FROM _df_change GROUP BY termid) c WHERE {_IX}.dict.termid = c.termid""",
         f"DELETE FROM {_IX}.dict WHERE df = 0",
         f"UPDATE {_IX}.stats SET num_docs = (SELECT count(*) FROM {_IX}.docs), avgdl = (SELECT avg(len) FROM {_IX}.docs)",
     ):
