@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ import pytest
 
 from testio_pipeline.cli import query
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+from testio_pipeline.domain.records import Bug
 from testio_pipeline.warehouse import Warehouse, extensions
 from testio_pipeline.warehouse.search import SearchIndexMissingError
 from testio_pipeline.warehouse.views.model import BUG_STATUS_LABELS
@@ -129,3 +131,37 @@ def test_a_file_without_an_index_says_so(tmp_path, capsys):
     assert "no search index yet" in capsys.readouterr().err
     with pytest.raises(ValueError, match="empty"):
         Warehouse(db).search_bugs("  ")
+
+
+def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(synced, tmp_path):
+    _, original = synced
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(original, db)
+    wh = Warehouse(db)
+    test_id, product_id = wh.records("SELECT test_id, product_id FROM bugs ORDER BY test_id LIMIT 1")[0].values()
+    stored = [json.loads(r["raw"]) for r in wh.records("SELECT raw FROM bugs WHERE test_id = ? ORDER BY id", [test_id])]
+    assert len(stored) >= 3
+    renamed, _dropped, *kept = stored
+    renamed = {**renamed, "title": "Zeppelin quokka banner hides the spinner"}
+    added = {**kept[0], "id": max(b["id"] for b in stored) + 1000, "steps": ["Tap the quokka", "spinner never stops"]}
+    queries = (QUERY, "zeppelin", "quokka spinner", "page blank", "checkout crash")
+
+    def ranked() -> dict[str, list[tuple[int, float]]]:
+        return {q: list(wh.search_bugs(q, limit=10_000)[["bug_id", "score"]].itertuples(index=False)) for q in queries}
+
+    stats = wh.write_bugs(
+        [Bug.from_api(b, product_id=product_id) for b in (renamed, *kept, added)],
+        datetime(2026, 11, 3, tzinfo=timezone.utc),
+        fetched_test_ids={test_id},
+        detect_deletions=True,
+    )
+    assert (stats.inserted, stats.updated, stats.marked_deleted) == (1, 1, 1)
+    live = wh.records("SELECT count(*) AS n FROM bugs WHERE deleted_at IS NULL")[0]["n"]
+    assert stats.extra["search_index_documents"] == live
+    assert stats.extra["search_index_tokenised"] == 3  # renamed, dropped, added: not every bug
+    refreshed = ranked()
+    assert [b for b, _ in refreshed["zeppelin"]] == [renamed["id"]]
+    assert added["id"] in [b for b, _ in refreshed["quokka spinner"]]
+    assert _dropped["id"] not in {b for hits in refreshed.values() for b, _ in hits}
+    assert wh.rebuild_search_index().documents == live
+    assert ranked() == refreshed  # the same bugs with the same BM25 scores as a whole rebuild

@@ -298,7 +298,7 @@ class Warehouse:
         return search.search(self._db, query, product_id=product_id, status=status, limit=limit)
 
     def rebuild_search_index(self) -> search.IndexBuild:
-        """Rebuild the bug search index now (the bug writes do it after every change)."""
+        """Rebuild the bug search index now (the bug writes keep it up to date)."""
         return search.rebuild(self._db)[0]
 
     def table_counts(self) -> dict[str, int]:

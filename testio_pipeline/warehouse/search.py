@@ -6,8 +6,14 @@ that table). ``create_fts_index`` indexes a table, not a view, so the documents 
 into ``search.bug_documents``; the index lives in the schema ``fts_search_bug_documents``.
 Neither is in ``main``, which holds exactly the declared tables and views.
 
-The index is a snapshot: :func:`rebuild` replaces it, and the bug writes call it right after
-each write that changed a bug (``writes.write_bugs``). Analysts query it with
+The bug writes bring it up to date right after each write that changed a bug
+(``writes.write_bugs`` → :func:`refresh`): the documents are computed again and compared with
+the stored ones, and only the documents that changed are tokenised again, their rows in the
+index's own tables (``docs``, ``terms``, ``dict``, ``stats``, laid out by the extension's
+``create_fts_index``) replaced and the term and collection statistics recounted, so the index
+scores exactly as a full rebuild would (``test_search.py`` compares both). Tokenising every
+bug was most of a bugs write in an incremental cycle (``benchmarks/README.md``). With no index
+yet, or when most documents changed, :func:`rebuild` replaces it whole. Analysts query it with
 
     SELECT * FROM search_bugs('checkout crash');                          -- best first
     SELECT * FROM search_bugs('checkout crash', product := 12, status := 'rejected');
@@ -72,13 +78,14 @@ class SearchIndexMissingError(RuntimeError):
 
 @dataclass(frozen=True)
 class IndexBuild:
-    """One rebuild: how many bugs it indexed and how long it took."""
+    """One rebuild or refresh: the bugs indexed, the documents (re)tokenised, how long it took."""
 
     documents: int
     seconds: float
+    tokenised: int = 0
 
 
-def _documents_sql(with_comments: bool) -> str:
+def _documents_sql(with_comments: bool, target: str = f"TABLE {DOCUMENTS}") -> str:
     comments = (
         """
     LEFT JOIN (
@@ -90,7 +97,7 @@ def _documents_sql(with_comments: bool) -> str:
     )
     comment_text = "c.text" if with_comments else "NULL"
     return f"""
-CREATE OR REPLACE TABLE {DOCUMENTS} AS
+CREATE OR REPLACE {target} AS
 SELECT
     b.id AS bug_id,
     coalesce(b.title, '') AS title,
@@ -100,24 +107,110 @@ WHERE b.deleted_at IS NULL
 """
 
 
+def _has_comments(con: duckdb.DuckDBPyConnection) -> bool:
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'bug_comments'"
+    return bool(run(con, sql)[0][0])
+
+
 def rebuild_in(con: duckdb.DuckDBPyConnection) -> IndexBuild:
     """Rebuild the documents, the index and the macro inside ``con``'s transaction."""
     started = time.perf_counter()
     extensions.load(con, "fts")
-    has_comments = bool(
-        run(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'bug_comments'")[0][0]
-    )
     run(con, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    run(con, _documents_sql(has_comments))
+    run(con, _documents_sql(_has_comments(con)))
     run(con, f"PRAGMA create_fts_index('{DOCUMENTS}', 'bug_id', 'title', 'body', overwrite = 1)")
     run(con, MACRO_SQL)
     documents = run(con, f"SELECT count(*) FROM {DOCUMENTS}")[0][0]
-    return IndexBuild(documents, time.perf_counter() - started)
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=documents)
+
+
+# Past this share of changed documents a whole rebuild is as cheap as replacing them one by one.
+REBUILD_SHARE = 0.5
+
+_IX = INDEX_SCHEMA
+
+
+def refresh_in(con: duckdb.DuckDBPyConnection) -> IndexBuild:
+    """Bring the index up to date inside ``con``'s transaction, re-tokenising only the
+    documents that changed (see the module doc); a whole rebuild when there is no index yet
+    or most documents changed."""
+    started = time.perf_counter()
+    extensions.load(con, "fts")
+    if not index_exists(con):
+        return rebuild_in(con)
+    run(con, _documents_sql(_has_comments(con), target="TEMP TABLE _documents_now"))
+    run(
+        con,
+        f"""CREATE OR REPLACE TEMP TABLE _documents_changed AS
+        SELECT coalesce(n.bug_id, o.bug_id) AS bug_id
+        FROM _documents_now n FULL JOIN {DOCUMENTS} o ON o.bug_id = n.bug_id
+        WHERE n.bug_id IS NULL OR o.bug_id IS NULL OR n.title IS DISTINCT FROM o.title OR n.body IS DISTINCT FROM o.body""",
+    )
+    changed, documents = run(con, "SELECT (SELECT count(*) FROM _documents_changed), (SELECT count(*) FROM _documents_now)")[0]
+    if changed > REBUILD_SHARE * max(documents, 1):
+        return rebuild_in(con)
+    if changed:
+        _replace_documents(con)
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=changed)
+
+
+def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
+    """Replace the changed documents (``_documents_changed``) in the documents table and in the
+    index's tables, as ``create_fts_index`` lays them out: a document's terms are its tokens
+    (the index's ``tokenize``, stopwords dropped, Porter-stemmed) per field, ``docs.len`` their
+    number, ``dict.df`` the number of documents holding a term (moved by the documents removed
+    and added, so the terms of unchanged documents are not counted again), ``stats`` the
+    document count and mean length. New documents and terms get ids above the highest ones."""
+    for sql in (
+        f"DELETE FROM {DOCUMENTS} WHERE bug_id IN (SELECT bug_id FROM _documents_changed)",
+        f"INSERT INTO {DOCUMENTS} SELECT n.* FROM _documents_now n SEMI JOIN _documents_changed c ON c.bug_id = n.bug_id",
+        f"""CREATE OR REPLACE TEMP TABLE _df_change AS
+        SELECT t.termid, -count(DISTINCT t.docid) AS change FROM {_IX}.terms t
+        SEMI JOIN {_IX}.docs d ON d.docid = t.docid AND d.name IN (SELECT bug_id FROM _documents_changed)
+        GROUP BY t.termid""",
+        f"""DELETE FROM {_IX}.terms WHERE docid IN (
+            SELECT docid FROM {_IX}.docs WHERE name IN (SELECT bug_id FROM _documents_changed))""",
+        f"DELETE FROM {_IX}.docs WHERE name IN (SELECT bug_id FROM _documents_changed)",
+        f"""CREATE OR REPLACE TEMP TABLE _new_docs AS
+        SELECT n.bug_id, (SELECT coalesce(max(docid), -1) FROM {_IX}.docs) + row_number() OVER (ORDER BY n.bug_id) AS docid,
+               n.title, n.body
+        FROM _documents_now n SEMI JOIN _documents_changed c ON c.bug_id = n.bug_id""",
+        f"""CREATE OR REPLACE TEMP TABLE _new_terms AS
+        WITH tokens AS (
+            SELECT docid, fieldid, unnest({_IX}.tokenize(text)) AS token
+            FROM (SELECT docid, title AS text, 0 AS fieldid FROM _new_docs
+                  UNION ALL SELECT docid, body, 1 FROM _new_docs)
+        )
+        SELECT docid, fieldid, stem(token, 'porter') AS term FROM tokens
+        WHERE token <> '' AND token NOT IN (SELECT sw FROM {_IX}.stopwords)""",
+        f"""INSERT INTO {_IX}.dict
+        SELECT (SELECT coalesce(max(termid), -1) FROM {_IX}.dict) + row_number() OVER (ORDER BY term), term, 0
+        FROM (SELECT DISTINCT term FROM _new_terms WHERE term NOT IN (SELECT term FROM {_IX}.dict))""",
+        f"""INSERT INTO {_IX}.terms
+        SELECT t.docid, t.fieldid, d.termid FROM _new_terms t JOIN {_IX}.dict d ON d.term = t.term""",
+        f"""INSERT INTO {_IX}.docs
+        SELECT n.docid, n.bug_id, count(t.docid) FROM _new_docs n LEFT JOIN _new_terms t ON t.docid = n.docid
+        GROUP BY n.docid, n.bug_id""",
+        f"""INSERT INTO _df_change
+        SELECT d.termid, count(DISTINCT t.docid) FROM _new_terms t JOIN {_IX}.dict d ON d.term = t.term GROUP BY d.termid""",
+        f"""UPDATE {_IX}.dict SET df = {_IX}.dict.df + c.change
+        FROM (SELECT termid, sum(change) AS change FROM _df_change GROUP BY termid) c WHERE {_IX}.dict.termid = c.termid""",
+        f"DELETE FROM {_IX}.dict WHERE df = 0",
+        f"UPDATE {_IX}.stats SET num_docs = (SELECT count(*) FROM {_IX}.docs), avgdl = (SELECT avg(len) FROM {_IX}.docs)",
+    ):
+        run(con, sql)
 
 
 def rebuild(db: Connections) -> tuple[IndexBuild, float]:
     """Rebuild the index in its own write transaction; also returns the seconds the file was held."""
     build, unit = db.write(rebuild_in)
+    return build, unit.held_s
+
+
+def refresh(db: Connections) -> tuple[IndexBuild, float]:
+    """Bring the index up to date in its own write transaction (see :func:`refresh_in`); also
+    returns the seconds the file was held."""
+    build, unit = db.write(refresh_in)
     return build, unit.held_s
 
 

@@ -230,14 +230,16 @@ def _derive_rejection_reasons(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _refresh_search_index(db: Connections, stats: WriteStats) -> float:
-    """Rebuild the bug search index after a write that changed bugs (or when there is none
-    yet), in its own transaction so the merge's memory cap and retry stay its own;
-    returns the seconds the file was held for it."""
+    """Bring the bug search index up to date after a write that changed bugs (or build it when
+    there is none yet), in its own transaction so the merge's memory cap and retry stay its
+    own; only the changed bugs' documents are tokenised again (``search.refresh``). Returns
+    the seconds the file was held for it."""
     if not db.backend.full_text_search:
         return 0.0
     changed = stats.inserted + stats.updated + stats.marked_deleted + stats.restored
     if not changed and search.has_index(db):
         return 0.0
-    build, held_s = search.rebuild(db)
+    build, held_s = search.refresh(db)
     stats.extra["search_index_documents"] = build.documents
+    stats.extra["search_index_tokenised"] = build.tokenised
     return held_s
