@@ -129,7 +129,7 @@ def test_an_analyst_in_another_process_reads_the_lake_while_a_sync_writes(lake, 
     attach, data = lake
     bugs_written = tmp_path / "bugs_written"  # the bugs write commits once this exists
     proc = worker(attach, NOW, lake_data_path=data, hold_in_write=["bugs", str(bugs_written)])
-    wait_for(proc, "STEP_DONE products", timeout=120)
+    wait_for(proc, "STEP_DONE products")
     con = analyst(attach)
     reads, errors, bugs_seen = 0, [], set()
     try:
@@ -193,7 +193,7 @@ def test_a_sync_killed_inside_a_lake_write_leaves_the_last_snapshot_and_the_next
     attach, data = lake
     sync(attach, data, NOW)
     proc = worker(attach, LATER, lake_data_path=data, hold_in_write=["tests", str(tmp_path / "never")])
-    lines = wait_for(proc, "IN_WRITE tests", timeout=180)
+    lines = wait_for(proc, "IN_WRITE tests")
     assert "STEP_DONE user_stories" in lines
     during = lake_state(attach)
     kill(proc)

@@ -585,7 +585,7 @@ def test_cli_serve_answers_and_stops_on_sigterm():
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 300  # a real process must start (imports) on a busy machine
         base_url = None
         while base_url is None:
             line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -595,7 +595,7 @@ def test_cli_serve_answers_and_stops_on_sigterm():
         assert response.status_code == 200
         assert response.json() == {"products": make_sim("tiny").truth_products()}
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=120) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -168,7 +168,7 @@ def _materialize_everything(env: dict[str, str]) -> None:
     dagster = Path(sys.executable).parent / "dagster"
     done = subprocess.run(
         [str(dagster), "asset", "materialize", "--select", "*", "-m", "testio_pipeline.definitions"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     # One step per entity (its checks inside), one step for the four views, one for the report;
