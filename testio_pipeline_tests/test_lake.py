@@ -156,6 +156,9 @@ def test_an_analyst_in_another_process_reads_the_lake_while_a_sync_writes(lake, 
         total_bugs = con.execute("SELECT count(*) FROM bugs").fetchall()[0][0]
     finally:
         con.close()
+        if proc.poll() is None:  # a failed check above: do not leave the worker held
+            proc.kill()
+            proc.wait()
         proc.stdout.close()
         proc.stderr.close()
     assert errors == []
