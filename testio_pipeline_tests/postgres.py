@@ -26,6 +26,9 @@ from pathlib import Path
 import psycopg2
 
 SYSTEM_USER = "postgres"
+# Seconds pg_ctl waits for the server to accept connections (its default, 60, is too short
+# for initdb's fresh cluster to come up on a machine busy with other work).
+START_TIMEOUT = 600
 
 
 def _bindir() -> Path:
@@ -103,7 +106,7 @@ def throwaway_postgres() -> Iterator[Postgres]:
         )
         options = f"-p {pg.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
-            _as_server_user([str(bindir / "pg_ctl"), "-w", "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "start"]),
+            _as_server_user([str(bindir / "pg_ctl"), "-w", "-t", str(START_TIMEOUT), "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "start"]),
             check=True, capture_output=True,
         )
         yield pg

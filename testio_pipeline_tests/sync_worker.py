@@ -13,9 +13,11 @@ It prints markers on stdout (flushed) so the parent knows where it is:
     STEP_DONE <step>      the step's writes are committed
     DONE                  every step finished
 
-Optional pauses make the interesting moments long enough to act on:
-``pause_in_write: [table, seconds]`` sleeps inside that table's transaction (uncommitted),
-``pause_after_step: [step, seconds]`` sleeps between steps (no connection open).
+Optional holds keep the interesting moments open until the parent is done acting on them,
+however slow a busy machine makes either process: the worker waits until a release file exists.
+``hold_in_write: [table, path]`` waits inside that table's transaction (uncommitted),
+``hold_after_step: [step, path]`` waits between steps (no connection open).
+A path the parent never creates holds until the worker is killed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,19 @@ import logging
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
+
+
+# A parent that died without killing its worker does not leave it waiting forever.
+HOLD_LIMIT_SECONDS = 900
+
+
+def wait_for_release(path: str) -> None:
+    deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not released within {HOLD_LIMIT_SECONDS}s: {path}")
+        time.sleep(0.02)
 
 
 def main(argv: list[str]) -> int:
@@ -53,27 +68,27 @@ def main(argv: list[str]) -> int:
     )
     options = SyncOptions(mode=spec.get("mode", "full"), clock=lambda: now)
 
-    pause_in_write = spec.get("pause_in_write")
-    if pause_in_write:
-        table, seconds = pause_in_write
+    hold_in_write = spec.get("hold_in_write")
+    if hold_in_write:
+        table, release = hold_in_write
         original = merge_module.upsert
 
         def upsert_then_pause(con, name, *args, **kwargs):
             counts = original(con, name, *args, **kwargs)
             if name == table:
                 print(f"IN_WRITE {name}", flush=True)
-                time.sleep(seconds)
+                wait_for_release(release)
             return counts
 
         merge_module.upsert = upsert_then_pause
 
-    pause_after = spec.get("pause_after_step") or [None, 0]
+    hold_after = spec.get("hold_after_step") or [None, None]
     print("START", flush=True)
     for entity in ENTITIES:
         entity.sync_step()(source, warehouse, options)
         print(f"STEP_DONE {entity.name}", flush=True)
-        if entity.name == pause_after[0]:
-            time.sleep(pause_after[1])
+        if entity.name == hold_after[0]:
+            wait_for_release(hold_after[1])
     print("DONE", flush=True)
     return 0
 

@@ -31,7 +31,7 @@ from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource
 from testio_pipeline.entities import ENTITIES
 from testio_pipeline.sync import SyncOptions, run_cycle
-from testio_pipeline.warehouse import TABLES, Warehouse
+from testio_pipeline.warehouse import TABLES, Warehouse, connection
 
 from .conftest import ANCHOR, FAST_RETRY, NOW, REPO, api_env, make_simulator
 from .test_assets import ENTITY_TABLES, truth_ids
@@ -92,8 +92,9 @@ def worker(db: Path, now, **extra) -> subprocess.Popen:
     )
 
 
-def wait_for(proc: subprocess.Popen, marker: str, timeout: float = 60) -> list[str]:
-    """Read the worker's stdout until a line starting with ``marker``; returns the lines read."""
+def wait_for(proc: subprocess.Popen, marker: str, timeout: float = 600) -> list[str]:
+    """Read the worker's stdout until a line starting with ``marker``; returns the lines read.
+    Generous: the worker is a real process that must start and sync on a busy machine."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -145,7 +146,7 @@ def test_a_sync_killed_inside_a_write_leaves_the_state_before_that_write(tmp_pat
     before, references = before_and_reference
     db = tmp_path / "t.duckdb"
     shutil.copy(before, db)
-    proc = worker(db, LATER, pause_in_write=["tests", 60])
+    proc = worker(db, LATER, hold_in_write=["tests", str(tmp_path / "never")])
     lines = wait_for(proc, "IN_WRITE tests")
     kill(proc)
     assert "STEP_DONE user_stories" in lines
@@ -195,11 +196,12 @@ def test_syncs_killed_at_random_moments_always_leave_a_state_some_write_produced
 
 
 @pytest.mark.slow
-def test_readers_during_a_sync_succeed_or_get_a_clear_retryable_lock_error(tmp_path, before_and_reference):
+def test_readers_during_a_sync_succeed_or_get_a_clear_retryable_lock_error(tmp_path, before_and_reference, monkeypatch):
     before, references = before_and_reference
     db = tmp_path / "t.duckdb"
     shutil.copy(before, db)
-    proc = worker(db, LATER, pause_after_step=["tests", 1.5], pause_in_write=["bugs", 2.0])
+    after_tests, in_bugs_write = tmp_path / "after_tests", tmp_path / "in_bugs_write"
+    proc = worker(db, LATER, hold_after_step=["tests", str(after_tests)], hold_in_write=["bugs", str(in_bugs_write)])
     try:
         # Between two writes no lock is held: a read-only connection opens and sees the
         # committed tests of this sync.
@@ -210,6 +212,7 @@ def test_readers_during_a_sync_succeed_or_get_a_clear_retryable_lock_error(tmp_p
         finally:
             con.close()
         assert tests_now == len(truth_ids(make_simulator("tiny", now=LATER, **WORLD))["tests"])
+        after_tests.touch()
 
         # During a write the file is locked: opening it fails at once with an IOException
         # naming the lock, which is the documented "retry shortly" signal.
@@ -218,10 +221,20 @@ def test_readers_during_a_sync_succeed_or_get_a_clear_retryable_lock_error(tmp_p
             duckdb.connect(str(db), read_only=True)
 
         # Retrying with backoff (what Warehouse.query does) succeeds once that write commits,
-        # and sees the write whole.
+        # and sees the write whole. The write is released once the reader has met its lock.
+        met_lock = []
+
+        def release_after_first_lock_error(backoff, location, exc):
+            met_lock.append(exc)
+            in_bugs_write.touch()
+            return wait_or_raise(backoff, location, exc)
+
+        wait_or_raise = connection._Backoff.wait_or_raise
+        monkeypatch.setattr(connection._Backoff, "wait_or_raise", release_after_first_lock_error)
         started = time.monotonic()
         bugs = Warehouse(db, lock_timeout=30).query("SELECT count(*) AS n FROM bugs WHERE deleted_at IS NULL").n[0]
         waited = time.monotonic() - started
+        assert met_lock and "lock" in str(met_lock[0]), "the reader waited for the write"
         assert bugs == len(truth_ids(make_simulator("tiny", now=LATER, **WORLD))["bugs"])
         assert waited < 10, "a reader waits for one write at most"
         wait_for(proc, "DONE")
@@ -284,7 +297,7 @@ def test_two_syncs_started_at_once_both_succeed_one_write_at_a_time(tmp_path):
         env = api_env(tmp_path, sim, server, db)
         # Create the instance's storage once, so the two runs do not race to create it.
         subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get()"],
-                       cwd=REPO, env=env, check=True, timeout=120)
+                       cwd=REPO, env=env, check=True, timeout=600)
         dagster = Path(sys.executable).parent / "dagster"
         commands = [
             [str(dagster), "asset", "materialize", "--select", "*", "-m", "testio_pipeline.definitions"],
@@ -294,7 +307,7 @@ def test_two_syncs_started_at_once_both_succeed_one_write_at_a_time(tmp_path):
             subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for cmd in commands
         ]
-        outputs = [p.communicate(timeout=300) for p in procs]
+        outputs = [p.communicate(timeout=900) for p in procs]  # two real Dagster runs, one slot
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
         assert token not in out + err

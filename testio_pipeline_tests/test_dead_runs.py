@@ -63,7 +63,7 @@ def held_bugs():
     def hold(request):
         if request.endpoint == "bugs":
             asked.set()
-            release.wait(120)
+            release.wait(900)  # set when the test is done with the held step, or at teardown
         return None
 
     sim.add_fault(hold)

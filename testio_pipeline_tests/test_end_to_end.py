@@ -26,7 +26,7 @@ def test_dagster_cli_materializes_everything_from_an_http_api(tmp_path):
         dagster = Path(sys.executable).parent / "dagster"
         done = subprocess.run(
             [str(dagster), "asset", "materialize", "--select", "*", "-m", "testio_pipeline.definitions"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert sim.stats.snapshot()["by_endpoint"].get("bugs", 0) > 0, "the run really used the HTTP server"
@@ -55,7 +55,7 @@ def test_a_token_with_no_reachable_api_is_a_clear_error_not_fake_data(tmp_path):
     )
     done = subprocess.run(
         [sys.executable, "-m", "testio_pipeline.cli", "run"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode != 0
     assert "cannot reach the TestIO API" in done.stderr
@@ -70,7 +70,7 @@ def test_make_runs_command_mirrors_the_demo_world_exactly(tmp_path):
     env = dagster_env(tmp_path, TESTIO_SIMULATOR_NOW=frozen)
     done = subprocess.run(
         [sys.executable, "-m", "testio_pipeline.cli", "run"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "built-in TestIO simulator" in done.stdout

@@ -125,10 +125,11 @@ def test_the_quality_report_reads_a_lake_and_never_shows_its_password(lake, tmp_
     assert "password=***" in html and "not-shown" not in html
 
 
-def test_an_analyst_in_another_process_reads_the_lake_while_a_sync_writes(lake):
+def test_an_analyst_in_another_process_reads_the_lake_while_a_sync_writes(lake, tmp_path):
     attach, data = lake
-    proc = worker(attach, NOW, lake_data_path=data, pause_in_write=["bugs", 4])
-    wait_for(proc, "STEP_DONE products", timeout=120)
+    bugs_written = tmp_path / "bugs_written"  # the bugs write commits once this exists
+    proc = worker(attach, NOW, lake_data_path=data, hold_in_write=["bugs", str(bugs_written)])
+    wait_for(proc, "STEP_DONE products")
     con = analyst(attach)
     reads, errors, bugs_seen = 0, [], set()
     try:
@@ -149,11 +150,15 @@ def test_an_analyst_in_another_process_reads_the_lake_while_a_sync_writes(lake):
                     # The bugs are written but not committed: the analyst's snapshot has none.
                     assert con.execute("SELECT count(*) FROM bugs").fetchall()[0][0] == 0
                     assert con.execute("SELECT count(*) FROM tests").fetchall()[0][0] > 0
+                    bugs_written.touch()
         assert proc.wait() == 0, proc.stderr.read()[-3000:]
         assert in_write, "the sync paused inside its bugs write"
         total_bugs = con.execute("SELECT count(*) FROM bugs").fetchall()[0][0]
     finally:
         con.close()
+        if proc.poll() is None:  # a failed check above: do not leave the worker held
+            proc.kill()
+            proc.wait()
         proc.stdout.close()
         proc.stderr.close()
     assert errors == []
@@ -161,11 +166,18 @@ def test_an_analyst_in_another_process_reads_the_lake_while_a_sync_writes(lake):
     assert_equals_truth(attach, data, NOW)
 
 
-def test_two_syncs_started_at_once_against_one_lake_both_finish_and_store_every_row_once(lake):
+def test_two_syncs_started_at_once_against_one_lake_both_finish_and_store_every_row_once(lake, tmp_path):
     attach, data = lake
-    # Both pause inside their products write, so their transactions surely overlap. On a new
-    # lake that write only inserts, which DuckLake alone lets both commit: every product twice.
-    procs = [worker(attach, NOW, lake_data_path=data, pause_in_write=["products", 3]) for _ in range(2)]
+    # Both are held inside their products write until both are there, so their transactions
+    # surely overlap. On a new lake that write only inserts, which DuckLake alone lets both
+    # commit: every product twice.
+    both_in_write = tmp_path / "both_in_write"
+    procs = [worker(attach, NOW, lake_data_path=data, hold_in_write=["products", str(both_in_write)]) for _ in range(2)]
+    try:
+        for proc in procs:
+            wait_for(proc, "IN_WRITE products")
+    finally:
+        both_in_write.touch()
     logs = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -180,11 +192,11 @@ def test_two_syncs_started_at_once_against_one_lake_both_finish_and_store_every_
     assert_equals_truth(attach, data, NOW)
 
 
-def test_a_sync_killed_inside_a_lake_write_leaves_the_last_snapshot_and_the_next_run_completes_it(lake):
+def test_a_sync_killed_inside_a_lake_write_leaves_the_last_snapshot_and_the_next_run_completes_it(lake, tmp_path):
     attach, data = lake
     sync(attach, data, NOW)
-    proc = worker(attach, LATER, lake_data_path=data, pause_in_write=["tests", 120])
-    lines = wait_for(proc, "IN_WRITE tests", timeout=180)
+    proc = worker(attach, LATER, lake_data_path=data, hold_in_write=["tests", str(tmp_path / "never")])
+    lines = wait_for(proc, "IN_WRITE tests")
     assert "STEP_DONE user_stories" in lines
     during = lake_state(attach)
     kill(proc)
