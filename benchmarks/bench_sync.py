@@ -27,7 +27,9 @@ per test; ``large`` = 200 products, 500 tests each, 12 bugs per test; both at 50
 and 10 requests in flight unless overridden. ``tiny`` (2 products) is for the smoke test.
 
 The server runs as a subprocess by default, so its CPU work (building JSON for every answer)
-runs on the other core and its memory is not in the sync's peak RSS. Measured on this 2-core
+runs on the other core and its memory is not in the sync's peak RSS. It answers from a wire
+cache of serialised tests and bug lists (``--sim-cache-mb``, default 512; the large world needs
+360 MiB), filled before it listens, so the sync rather than the simulator is the bottleneck. Measured on this 2-core
 machine at the default scale (full sync, back-to-back runs, load average 3.5-5 from other
 work): subprocess 14.1 s and 12.1 s wall (sync 7.3-7.7 s CPU + server 2.3-2.5 s CPU), thread
 14.8 s and 16.1 s (10 s CPU in the one process, serialised by the GIL). ``--server thread``
