@@ -27,7 +27,9 @@ per test; ``large`` = 200 products, 500 tests each, 12 bugs per test; both at 50
 and 10 requests in flight unless overridden. ``tiny`` (2 products) is for the smoke test.
 
 The server runs as a subprocess by default, so its CPU work (building JSON for every answer)
-runs on the other core and its memory is not in the sync's peak RSS. Measured on this 2-core
+runs on the other core and its memory is not in the sync's peak RSS. It answers from a wire
+cache of serialised tests and bug lists (``--sim-cache-mb``, default 512; the large world needs
+360 MiB), filled before it listens, so the sync rather than the simulator is the bottleneck. Measured on this 2-core
 machine at the default scale (full sync, back-to-back runs, load average 3.5-5 from other
 work): subprocess 14.1 s and 12.1 s wall (sync 7.3-7.7 s CPU + server 2.3-2.5 s CPU), thread
 14.8 s and 16.1 s (10 s CPU in the one process, serialised by the GIL). ``--server thread``
@@ -106,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--advance-hours", type=float, default=24.0, help="clock step before phase (c)")
     parser.add_argument("--server", choices=SERVER_KINDS, default="subprocess")
     parser.add_argument(
+        "--sim-cache-mb",
+        type=float,
+        default=512.0,
+        help="the simulator's cache of serialised answers, warmed before the run (default 512; "
+        "the large world needs ~360, the default one ~11; 0: build every answer afresh)",
+    )
+    parser.add_argument(
         "--db",
         help="DuckDB file to use (default: a temporary file, removed afterwards), or a DuckLake's "
         "ATTACH string (ducklake:…; its catalog must be empty) with --lake-data-path",
@@ -168,6 +177,7 @@ def run_phase(
     source = ApiSource.from_settings(settings)
     warehouse = Warehouse(settings.duckdb_path, lake_data_path=settings.lake_data_path)
     server.reset_stats()
+    cache_before = server.stats().get("wire_cache") or {}
     rss_before = memory.current_rss_mib()
     hwm_ok = memory.reset_peak()
     watch.start(f"phase ({key})")
@@ -180,6 +190,11 @@ def run_phase(
     server_cpu = None if server_cpu0 is None or server_cpu1 is None else round(server_cpu1 - server_cpu0, 2)
     sampled_peak = watch.stop()
     peak = max(memory.peak_rss_mib(), sampled_peak) if hwm_ok else sampled_peak
+    server_stats = server.stats()
+    cache_after = server_stats.get("wire_cache") or {}
+    server_stats["wire_cache_phase"] = {
+        k: cache_after[k] - cache_before.get(k, 0) for k in ("hits", "misses", "evictions") if k in cache_after
+    }
     entities = {name: _entity_row(result) for name, result in results.items()}
     by_endpoint: dict[str, int] = {}
     for row in entities.values():
@@ -200,7 +215,8 @@ def run_phase(
         "requests_total": sum(by_endpoint.values()),
         "retries": sum(row["retries"] for row in entities.values()),
         "requests_by_endpoint": by_endpoint,
-        "server": server.stats(),
+        "server": server_stats,
+        "server_rss_mib": server.rss_mib(),
         "entities": entities,
         "max_lock_held": {"entity": lock_entity, "seconds": entities[lock_entity]["lock_held_s"]},
     }
@@ -251,6 +267,15 @@ def render_table(info: dict[str, Any], phases: list[dict[str, Any]]) -> str:
     row("  other: reads, setup (s)", [p["other_s"] for p in phases])
     row("CPU time of the sync process (s)", [p["cpu_s"] for p in phases])
     row("CPU time of the server subprocess (s)", [p["server_cpu_s"] for p in phases])
+    row(
+        "server build time/answer mean/max (ms)",
+        [f"{1000 * p['server']['work_s'] / max(1, p['server']['total']):.1f} / {1000 * p['server']['work_max_s']:.0f}" for p in phases],
+    )
+    row("  answers built slower than latency", [p["server"]["late"] for p in phases])
+    row(
+        "  server wire cache hits / misses",
+        [f"{p['server']['wire_cache_phase'].get('hits', '-')} / {p['server']['wire_cache_phase'].get('misses', '-')}" for p in phases],
+    )
     rule()
     lines.append("rows written: inserted / updated / unchanged")
     for name in ENTITIES:
@@ -266,6 +291,7 @@ def render_table(info: dict[str, Any], phases: list[dict[str, Any]]) -> str:
     row("peak RSS of the sync process (MiB)", [p["peak_rss_mib"] for p in phases], 0)
     row("  RSS before the phase (MiB)", [p["rss_before_mib"] for p in phases], 0)
     row("  growth during the phase (MiB)", [p["peak_rss_mib"] - p["rss_before_mib"] for p in phases], 0)
+    row("server subprocess peak RSS (MiB)", [(p["server_rss_mib"] or {}).get("peak") for p in phases], 0)
     row(
         "longest DuckDB write-lock hold (s)",
         [f"{p['max_lock_held']['seconds']:.2f} ({p['max_lock_held']['entity']})" for p in phases],
@@ -321,7 +347,7 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
         tmp = tempfile.TemporaryDirectory(prefix="testio-bench-")
         db_path = Path(tmp.name) / "bench.duckdb"
     try:
-        server = start_server(args.server, preset, config, START)
+        server = start_server(args.server, preset, config, START, args.sim_cache_mb)
     except BaseException:
         if tmp is not None:
             tmp.cleanup()
@@ -364,6 +390,13 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
         f"latency {args.latency_ms:g} ms, {cap} requests in flight"
     )
     say(f"server: {server.description}")
+    cache = server.stats().get("wire_cache")
+    if cache:
+        info["server_wire_cache"] = cache
+        say(
+            f"server wire cache: {cache['entries']} pieces, {cache['used_mib']:.0f} of {cache['budget_mib']:.0f} MiB "
+            f"after warming ({getattr(server, 'warm_note', '') or 'warmed in process'})"
+        )
     say(f"machine: {os.cpu_count()} CPUs, load average before {info['load_average_before']}")
     try:
         settings = Settings(

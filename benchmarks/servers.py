@@ -33,8 +33,8 @@ class ThreadServer:
 
     kind = "thread"
 
-    def __init__(self, config: SimulatorConfig, now: datetime):
-        self.simulator = Simulator(config, clock=SimClock(now))
+    def __init__(self, config: SimulatorConfig, now: datetime, wire_cache_mb: float = 0):
+        self.simulator = Simulator(config, clock=SimClock(now), wire_cache_mb=wire_cache_mb)
         self.simulator.warm()
         self._server = self.simulator.serve()
         self.base_url = self._server.base_url
@@ -46,7 +46,8 @@ class ThreadServer:
         return self.simulator.clock.now()
 
     def stats(self) -> dict[str, Any]:
-        return self.simulator.stats.snapshot()
+        cache = self.simulator.world.wire_cache
+        return dict(self.simulator.stats.snapshot(), wire_cache=cache and cache.snapshot())
 
     def reset_stats(self) -> None:
         self.simulator.stats.reset()
@@ -54,11 +55,14 @@ class ThreadServer:
     def cpu_s(self) -> float | None:
         return None  # the server's CPU is part of this process's
 
+    def rss_mib(self) -> dict[str, float] | None:
+        return None  # the server's memory is part of this process's
+
     def close(self) -> None:
         self._server.close()
 
 
-def cli_args(preset: str, config: SimulatorConfig, now: datetime) -> list[str]:
+def cli_args(preset: str, config: SimulatorConfig, now: datetime, wire_cache_mb: float = 0) -> list[str]:
     """``python -m testio_pipeline.simulator serve`` options that rebuild ``config`` at ``now``.
 
     Raises ValueError when ``config`` differs from the preset in a field the CLI cannot set,
@@ -78,6 +82,8 @@ def cli_args(preset: str, config: SimulatorConfig, now: datetime) -> list[str]:
     }
     base = SimulatorConfig.preset(preset)
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--preset", preset, "--now", now.isoformat(), "--warm"]
+    if wire_cache_mb > 0:
+        args += ["--wire-cache-mb", str(wire_cache_mb)]
     for field in dataclasses.fields(SimulatorConfig):
         value, default = getattr(config, field.name), getattr(base, field.name)
         if field.name == "anchor":
@@ -98,14 +104,24 @@ class SubprocessServer:
 
     kind = "subprocess"
 
-    def __init__(self, preset: str, config: SimulatorConfig, now: datetime, start_timeout: float = 60.0):
-        command = [sys.executable, "-m", "testio_pipeline.simulator", *cli_args(preset, config, now)]
+    def __init__(
+        self,
+        preset: str,
+        config: SimulatorConfig,
+        now: datetime,
+        wire_cache_mb: float = 0,
+        start_timeout: float = 1800.0,  # warming the large world's wire cache takes minutes
+    ):
+        command = [sys.executable, "-m", "testio_pipeline.simulator", *cli_args(preset, config, now, wire_cache_mb)]
         self.token = config.token
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, bufsize=1)
         deadline = time.monotonic() + start_timeout
         base_url = None
         assert self._process.stdout is not None
+        self.warm_note = ""
         for line in self._process.stdout:  # the server prints its base_url once it listens
+            if line.startswith("warmed "):
+                self.warm_note = line.strip()
             match = re.search(r"base_url:\s*(\S+)", line)
             if match:
                 base_url = match.group(1)
@@ -145,6 +161,15 @@ class SubprocessServer:
             return None
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
+    def rss_mib(self) -> dict[str, float] | None:
+        """The server process's resident memory now and at its peak (Linux /proc; None elsewhere)."""
+        try:
+            status = Path(f"/proc/{self._process.pid}/status").read_text()
+        except OSError:
+            return None
+        kib = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M)}
+        return {"rss": round(kib.get("VmRSS", 0) / 1024, 1), "peak": round(kib.get("VmHWM", 0) / 1024, 1)}
+
     def close(self) -> None:
         if getattr(self, "_admin", None) is not None:
             self._admin.close()
@@ -158,9 +183,10 @@ class SubprocessServer:
                 self._process.communicate()
 
 
-def start_server(kind: str, preset: str, config: SimulatorConfig, now: datetime):
+def start_server(kind: str, preset: str, config: SimulatorConfig, now: datetime, wire_cache_mb: float = 0):
+    """``wire_cache_mb``: the simulator's serialised-answer cache, warmed before it listens."""
     if kind == "thread":
-        return ThreadServer(config, now)
+        return ThreadServer(config, now, wire_cache_mb)
     if kind == "subprocess":
-        return SubprocessServer(preset, config, now)
+        return SubprocessServer(preset, config, now, wire_cache_mb)
     raise ValueError(f"unknown server kind {kind!r}; choose from {', '.join(SERVER_KINDS)}")

@@ -8,6 +8,7 @@ import gc
 import signal
 import sys
 import threading
+import time
 from typing import Any, Sequence
 
 from .app import Simulator
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--warm", action="store_true", help="build the cached test and bug data before listening (benchmarks)"
     )
+    serve.add_argument(
+        "--wire-cache-mb",
+        type=float,
+        default=0.0,
+        help="keep serialised tests and bug lists up to this many MiB (benchmarks; 0: off)",
+    )
     return parser
 
 
@@ -59,9 +66,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 
 def serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    simulator = Simulator(config, SimClock(args.now))
+    simulator = Simulator(config, SimClock(args.now), wire_cache_mb=args.wire_cache_mb)
     if args.warm:
-        simulator.warm()
+        started = time.monotonic()
+        warmed = simulator.warm()
+        print(f"warmed {warmed} tests in {time.monotonic() - started:.1f} s", flush=True)
         # The warmed world lives as long as the process: keep the collector from walking it
         # again and again (each full pass over it stalled every request for ~100 ms).
         gc.freeze()

@@ -18,6 +18,7 @@ from .clock import SimClock, as_utc, midnight_utc
 from .config import API_PREFIX, SimulatorConfig
 from . import vocab
 from .shapes import Shapes
+from .wire_cache import WireCache
 from .world import ProductInfo, World
 
 if TYPE_CHECKING:
@@ -206,12 +207,23 @@ class RequestStats:
             self._by_endpoint: Counter[str] = Counter()
             self._by_status: Counter[int] = Counter()
             self._peak_in_flight = 0
+            self._work_s = 0.0
+            self._work_max_s = 0.0
+            self._late = 0
 
     def record(self, endpoint: str | None, status: int) -> None:
         with self._lock:
             self._total += 1
             self._by_endpoint[endpoint or "unknown"] += 1
             self._by_status[status] += 1
+
+    def note_work(self, seconds: float, latency_s: float) -> None:
+        """Time spent building one answer; ``late`` counts answers that took longer than the
+        configured latency (the client waited on the server's CPU, not on the network)."""
+        with self._lock:
+            self._work_s += seconds
+            self._work_max_s = max(self._work_max_s, seconds)
+            self._late += seconds > latency_s
 
     def note_in_flight(self, in_flight: int) -> None:
         with self._lock:
@@ -223,13 +235,17 @@ class RequestStats:
             return self._total
 
     def snapshot(self) -> dict[str, Any]:
-        """{"total", "by_endpoint": {name: n}, "by_status": {code: n}, "peak_in_flight"}."""
+        """{"total", "by_endpoint": {name: n}, "by_status": {code: n}, "peak_in_flight", and the
+        answers' build time: "work_s" (sum), "work_max_s", "late" (longer than the latency)}."""
         with self._lock:
             return {
                 "total": self._total,
                 "by_endpoint": dict(sorted(self._by_endpoint.items())),
                 "by_status": dict(sorted(self._by_status.items())),
                 "peak_in_flight": self._peak_in_flight,
+                "work_s": round(self._work_s, 3),
+                "work_max_s": round(self._work_max_s, 4),
+                "late": self._late,
             }
 
 
@@ -239,13 +255,19 @@ Fault = Callable[[SimRequest], "SimResponse | None"]
 class Simulator:
     """A deterministic fake of the TestIO Customer API v2 (see shared/TESTIO_API.md)."""
 
-    def __init__(self, config: SimulatorConfig = SimulatorConfig(), clock: SimClock | None = None) -> None:
+    def __init__(
+        self, config: SimulatorConfig = SimulatorConfig(), clock: SimClock | None = None, wire_cache_mb: float = 0
+    ) -> None:
+        """``wire_cache_mb``: keep serialised tests and bug lists up to this size (wire_cache.py);
+        0 builds every answer afresh."""
         self.config = config
         self.clock = clock if clock is not None else SimClock()
         # Default anchor: midnight UTC of the clock's day, so processes started the same day
         # (or tests with the same frozen clock) see the same world.
         self.anchor = as_utc(config.anchor) if config.anchor is not None else midnight_utc(self.clock.now())
         self.world = World(config, self.anchor)
+        if wire_cache_mb > 0:
+            self.world.wire_cache = WireCache(int(wire_cache_mb * 2**20))
         self.shapes = Shapes(config.seed, config.shape_variants)
         self.stats = RequestStats()
         self._faults: list[Fault] = []
@@ -323,6 +345,11 @@ class Simulator:
 
     # .. endpoints ............................................................................
 
+    def _wire(self) -> bool:
+        """Whether answers may be assembled from serialised pieces: only with a wire cache and
+        when nothing rewrites records (faults corrupt dicts; shape variants restructure them)."""
+        return self.world.wire_cache is not None and self.shapes.share <= 0 and not self._faults
+
     def _product_or_404(self, product_id: int) -> ProductInfo:
         product = self.world.product(product_id)
         if product is None:
@@ -383,6 +410,9 @@ class Simulator:
             window = specs[: self.config.truncate_without_page]
         else:
             window = specs[(page - 1) * per_page : page * per_page]
+        if self._wire():
+            tests_wire = b",".join(self.world.test_wire(spec, ts) for spec in window)
+            return SimResponse(200, body=b'{"exploratory_tests":[' + tests_wire + b"]}")
         tests = [self.world.test_json(spec, ts) for spec in window]
         return SimResponse(200, body={"exploratory_tests": tests})
 
@@ -390,6 +420,8 @@ class Simulator:
         spec = self.world.test(request.ids[0], ts)
         if spec is None:
             raise ApiError(404, f"Exploratory test {request.ids[0]} not found")
+        if self._wire():
+            return SimResponse(200, body=b'{"exploratory_test":' + self.world.test_wire(spec, ts) + b"}")
         return SimResponse(200, body={"exploratory_test": self.world.test_json(spec, ts)})
 
     def _get_bugs(self, request: SimRequest, ts: float) -> SimResponse:
@@ -413,8 +445,12 @@ class Simulator:
         if section_ids is not None:
             wanted_sections = set(section_ids)
             specs = [s for s in specs if self._section_id(s.product_index, s.section_index) in wanted_sections]
+        filtered = request.params.get("export_status") in ("exported", "not_exported")
+        if self._wire() and not filtered:
+            parts = [piece for piece in (self.world.bugs_wire(spec, ts) for spec in specs) if piece]
+            return SimResponse(200, body=b'{"bugs":[' + b",".join(parts) + b"]}")
         bugs = self.world.bugs(specs, ts)
-        if request.params.get("export_status") in ("exported", "not_exported"):
+        if filtered:
             exported = request.params["export_status"] == "exported"
             bugs = [b for b in bugs if (b["exported_at"] is not None) == exported]
         return SimResponse(200, body={"bugs": bugs})
@@ -513,9 +549,12 @@ class Simulator:
         waited. Waiting first would add every request's CPU time, serialised by the GIL, to
         its latency.
         """
-        deadline = time.monotonic() + self.config.latency_ms / 1000.0
+        latency_s = self.config.latency_ms / 1000.0
+        started = time.monotonic()
         response = self.handle(method, path, params, headers).render()
-        wait = max(0.0, deadline - time.monotonic())
+        done = time.monotonic()
+        self.stats.note_work(done - started, latency_s)
+        wait = max(0.0, started + latency_s - done)
         if response.delay_s and timeout is not None and response.delay_s > timeout:
             return response, wait + timeout, True
         return response, wait + response.delay_s, False

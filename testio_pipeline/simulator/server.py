@@ -109,7 +109,8 @@ def _admin(sim: "Simulator", method: str, name: str, body: bytes) -> SimResponse
             return json_error(400, f"bad clock request: {exc}")
         return SimResponse(200, body={"now": sim.clock.now().isoformat()})
     if name == "stats" and method == "GET":
-        return SimResponse(200, body=sim.stats.snapshot())
+        cache = sim.world.wire_cache
+        return SimResponse(200, body=dict(sim.stats.snapshot(), wire_cache=cache and cache.snapshot()))
     if name == "stats/reset" and method == "POST":
         sim.stats.reset()
         return SimResponse(200, body=sim.stats.snapshot())

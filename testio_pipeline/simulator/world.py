@@ -20,9 +20,12 @@ from datetime import datetime, timedelta, timezone
 from random import Random
 from typing import Any, Iterable
 
+from pydantic_core import to_json
+
 from . import vocab
 from .clock import as_utc
 from .config import SimulatorConfig
+from .wire_cache import WireCache, interval
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -376,6 +379,8 @@ class World:
         self._bug_drafts = functools.lru_cache(maxsize=tests_cached)(self._make_bug_drafts)
         self._test_core = functools.lru_cache(maxsize=TEST_CORE_BUDGET)(self._make_test_core)
         self._history_days = max(21.0, 1.5 * config.tests_per_product / max(config.new_tests_per_day, 1.0))
+        # Serialised tests and bug lists (opt-in, see wire_cache.py): set by Simulator.
+        self.wire_cache: WireCache | None = None
 
     # .. products ...........................................................................
 
@@ -859,7 +864,10 @@ class World:
         the cache budgets, so that first requests cost what repeated ones do. A benchmark
         warms its server before measuring: the simulator stands in for a remote API whose data
         already exists, and generating it must not compete with the sync for this machine's
-        CPU. Returns the number of tests warmed."""
+        CPU. With a wire cache, the serialised answers are built instead, until it is full.
+        Returns the number of tests warmed."""
+        if self.wire_cache is not None:
+            return self._warm_wire(ts)
         warmed = bugs = 0
         for p in self.products:
             for spec in self.tests(p, ts):
@@ -870,6 +878,58 @@ class World:
                     bugs += len(self._bug_drafts(spec))
                 warmed += 1
         return warmed
+
+    def _warm_wire(self, ts: float) -> int:
+        cache = self.wire_cache
+        assert cache is not None
+        warmed = 0
+        for p in self.products:
+            for spec in self.tests(p, ts):
+                # Stop before the budget would evict what was warmed (a test's bugs ~ 4 KB).
+                if cache.full(margin_bytes=1024 * (4 + spec.n_bugs)):
+                    return warmed
+                self.test_wire(spec, ts)
+                self.bugs_wire(spec, ts)
+                warmed += 1
+        return warmed
+
+    def test_wire(self, spec: TestSpec, ts: float) -> bytes:
+        """``test_json(spec, ts)`` as compact JSON, from the wire cache when it holds there."""
+        cache = self.wire_cache
+        key = ("test", spec.id)
+        if cache is not None:
+            hit = cache.get(key, ts)
+            if hit is not None:
+                return hit
+        raw = to_json(self.test_json(spec, ts))
+        if cache is not None:
+            steps = [spec.finalized, spec.waiting, spec.start, spec.end, spec.archive]
+            if spec.cancel is not None:
+                steps.append(spec.cancel)
+            cache.put(key, *interval(steps, ts), raw)
+        return raw
+
+    def bugs_wire(self, spec: TestSpec, ts: float) -> bytes:
+        """The test's bugs at ``ts`` as the comma-separated JSON objects of ``bugs([spec], ts)``
+        (b"" for none), from the wire cache when it holds there."""
+        cache = self.wire_cache
+        key = ("bugs", spec.id)
+        if cache is not None:
+            hit = cache.get(key, ts)
+            if hit is not None:
+                return hit
+        bugs = self.bugs([spec], ts)
+        raw = to_json(bugs)[1:-1] if bugs else b""
+        if cache is not None:
+            # Every time-dependent part of a bug (and whether it is listed) reads ts >= instant.
+            events = [spec.start]
+            if spec.n_bugs:
+                for d in self._bug_drafts(spec):
+                    events.append(d.reported)
+                    events.extend(t for t in (d.decided_at, d.export_at) if t is not None)
+                    events.extend(c.at for c in d.comments)
+            cache.put(key, *interval(events, ts), raw)
+        return raw
 
     def bugs(self, specs: Iterable[TestSpec], ts: float) -> list[dict[str, Any]]:
         """Bugs of these tests visible at ``ts``, in the order of the tests, then by id."""
