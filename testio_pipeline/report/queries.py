@@ -25,21 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from ..warehouse.views.model import READABLE_BUG_STATUS
+
 if TYPE_CHECKING:
     import pandas as pd
-
-STATUS = """CASE
-    WHEN b.status = 'accepted' AND b.auto_accepted THEN 'auto-accepted'
-    WHEN b.status = 'accepted' THEN 'accepted'
-    WHEN b.status = 'forwarded' THEN 'open'
-    ELSE b.status
-END"""
 
 # The bugs of the window with their readable status, once for the account (scope NULL) and
 # once more for each reported product: every bug section groups this by scope.
 _BUGS = f"""
 WITH wb AS (
-    SELECT b.*, {STATUS} AS readable_status
+    SELECT b.*, {READABLE_BUG_STATUS} AS readable_status
     FROM bugs b
     WHERE b.deleted_at IS NULL AND b.reported_at >= $start AND b.reported_at < $end
 ), sb AS (

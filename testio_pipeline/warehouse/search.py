@@ -32,6 +32,7 @@ import duckdb
 from . import extensions
 from .connection import Connections
 from .merge import run
+from .views.model import READABLE_BUG_STATUS
 
 if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
     import pandas as pd
@@ -41,14 +42,6 @@ DOCUMENTS = f"{SCHEMA}.bug_documents"
 INDEX_SCHEMA = "fts_search_bug_documents"
 MACRO = "search_bugs"
 
-# A bug's readable status, as in the analyst views (bug_overview.status).
-_STATUS = """CASE
-        WHEN b.status = 'accepted' AND b.auto_accepted THEN 'auto-accepted'
-        WHEN b.status = 'accepted' THEN 'accepted'
-        WHEN b.status = 'forwarded' THEN 'open'
-        ELSE b.status
-    END"""
-
 MACRO_SQL = f"""
 CREATE OR REPLACE MACRO {MACRO}(query, product := NULL, status := NULL, max_results := 50) AS TABLE
 SELECT
@@ -56,7 +49,7 @@ SELECT
     round(hit.score, 4) AS score,
     b.product_id,
     p.name AS product,
-    {_STATUS} AS status,
+    {READABLE_BUG_STATUS} AS status,
     b.severity,
     b.title
 FROM (
@@ -66,7 +59,7 @@ JOIN bugs b ON b.id = hit.bug_id AND b.deleted_at IS NULL
 LEFT JOIN products p ON p.id = b.product_id
 WHERE hit.score IS NOT NULL
   AND (product IS NULL OR b.product_id = product)
-  AND (status IS NULL OR {_STATUS} = status)
+  AND (status IS NULL OR {READABLE_BUG_STATUS} = status)
 ORDER BY hit.score DESC, hit.bug_id
 LIMIT max_results
 """

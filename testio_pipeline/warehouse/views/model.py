@@ -17,6 +17,14 @@ from ..schema import Column, sql_literal
 
 # The readable bug statuses, in the order they are counted.
 BUG_STATUS_LABELS = ("open", "accepted", "auto-accepted", "rejected")
+# A bug's readable status, from the API's status of bug ``b`` (bug_overview.status, the
+# search macro's filter, the quality report).
+READABLE_BUG_STATUS = """CASE
+        WHEN b.status = 'accepted' AND b.auto_accepted THEN 'auto-accepted'
+        WHEN b.status = 'accepted' THEN 'accepted'
+        WHEN b.status = 'forwarded' THEN 'open'
+        ELSE b.status
+    END"""
 # Test statuses as the API reports them (tests.status), counted per product.
 # In lifecycle order: initialized → customer_finalized (set up by the customer) → waiting →
 # running → locked (testing over, bugs still reviewed) → archived; or cancelled.

@@ -6,6 +6,7 @@ from testio_pipeline.domain.vocabulary import FINAL_TEST_STATUSES
 
 from ..schema import sql_literal
 from .model import (
+    READABLE_BUG_STATUS,
     View,
     bug_count_columns,
     bug_count_select,
@@ -20,7 +21,7 @@ BUG_OVERVIEW = View(
         "One row per bug (deleted bugs excluded) with its product, test, feature and section "
         "names and a readable status: accepted, auto-accepted, rejected or open."
     ),
-    select="""
+    select=f"""
 SELECT
     b.id AS bug_id,
     b.title,
@@ -33,12 +34,7 @@ SELECT
     t.section_id,
     t.section_name,
     b.severity,
-    CASE
-        WHEN b.status = 'accepted' AND b.auto_accepted THEN 'auto-accepted'
-        WHEN b.status = 'accepted' THEN 'accepted'
-        WHEN b.status = 'forwarded' THEN 'open'
-        ELSE b.status
-    END AS status,
+    {READABLE_BUG_STATUS} AS status,
     b.status AS api_status,
     b.known,
     b.reported_at,
