@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from random import Random
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic_core import to_json
 
@@ -893,34 +893,37 @@ class World:
                 warmed += 1
         return warmed
 
-    def test_wire(self, spec: TestSpec, ts: float) -> bytes:
-        """``test_json(spec, ts)`` as compact JSON, from the wire cache when it holds there."""
+    def _wire(self, key: tuple, ts: float, build: Callable[[], bytes], instants: Callable[[], list]) -> bytes:
+        """``build()``, from the wire cache when it holds at ``ts``; a new answer is kept for the
+        interval between the ``instants()`` around ``ts`` (where what it says can change)."""
         cache = self.wire_cache
-        key = ("test", spec.id)
         if cache is not None:
             hit = cache.get(key, ts)
             if hit is not None:
                 return hit
-        raw = to_json(self.test_json(spec, ts))
+        raw = build()
         if cache is not None:
-            steps = [spec.finalized, spec.waiting, spec.start, spec.end, spec.archive]
-            if spec.cancel is not None:
-                steps.append(spec.cancel)
-            cache.put(key, *interval(steps, ts), raw)
+            cache.put(key, *interval(instants(), ts), raw)
         return raw
+
+    def test_wire(self, spec: TestSpec, ts: float) -> bytes:
+        """``test_json(spec, ts)`` as compact JSON, from the wire cache when it holds there."""
+
+        def instants() -> list:
+            steps = [spec.finalized, spec.waiting, spec.start, spec.end, spec.archive]
+            return steps if spec.cancel is None else [*steps, spec.cancel]
+
+        return self._wire(("test", spec.id), ts, lambda: to_json(self.test_json(spec, ts)), instants)
 
     def bugs_wire(self, spec: TestSpec, ts: float) -> bytes:
         """The test's bugs at ``ts`` as the comma-separated JSON objects of ``bugs([spec], ts)``
         (b"" for none), from the wire cache when it holds there."""
-        cache = self.wire_cache
-        key = ("bugs", spec.id)
-        if cache is not None:
-            hit = cache.get(key, ts)
-            if hit is not None:
-                return hit
-        bugs = self.bugs([spec], ts)
-        raw = to_json(bugs)[1:-1] if bugs else b""
-        if cache is not None:
+
+        def build() -> bytes:
+            bugs = self.bugs([spec], ts)
+            return to_json(bugs)[1:-1] if bugs else b""
+
+        def instants() -> list:
             # Every time-dependent part of a bug (and whether it is listed) reads ts >= instant.
             events = [spec.start]
             if spec.n_bugs:
@@ -928,8 +931,9 @@ class World:
                     events.append(d.reported)
                     events.extend(t for t in (d.decided_at, d.export_at) if t is not None)
                     events.extend(c.at for c in d.comments)
-            cache.put(key, *interval(events, ts), raw)
-        return raw
+            return events
+
+        return self._wire(("bugs", spec.id), ts, build, instants)
 
     def bugs(self, specs: Iterable[TestSpec], ts: float) -> list[dict[str, Any]]:
         """Bugs of these tests visible at ``ts``, in the order of the tests, then by id."""
