@@ -39,17 +39,24 @@ def _steps_succeeded(home: Path) -> int:
         return len(instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS))
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _materialize(selection: str, module: str, extra_env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="testio-bench-home-") as tmp:
         home = Path(tmp)
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
         command = [str(DAGSTER), "asset", "materialize", "--select", selection, "-m", module]
         rss0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        cpu0 = _children_cpu_s()
         t0 = time.perf_counter()
         done = subprocess.run(
             command, cwd=tmp, env=_env(home, extra_env), capture_output=True, text=True, timeout=1800
         )
         wall = time.perf_counter() - t0
+        cpu = _children_cpu_s() - cpu0
         rss1 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         steps = _steps_succeeded(home) if done.returncode == 0 else 0
     if done.returncode != 0 or "RUN_SUCCESS" not in done.stderr + done.stdout:
@@ -59,6 +66,8 @@ def _materialize(selection: str, module: str, extra_env: dict[str, str]) -> dict
     return {
         "command": " ".join(command),
         "wall_s": round(wall, 3),
+        # User + system CPU of the CLI process and every process it waited for (its workers).
+        "cpu_s": round(cpu, 3),
         "steps": steps,
         # ru_maxrss of waited-for children is a maximum, so it only says something when it grew.
         "peak_rss_mib": round(rss1 / 1024, 1) if rss1 > rss0 else None,
