@@ -15,7 +15,7 @@ import pytest
 from testio_pipeline.cli import query
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
 from testio_pipeline.domain.records import Bug
-from testio_pipeline.warehouse import Warehouse, extensions
+from testio_pipeline.warehouse import Warehouse, extensions, search
 from testio_pipeline.warehouse.search import SearchIndexMissingError
 from testio_pipeline.warehouse.views.model import BUG_STATUS_LABELS
 
@@ -165,3 +165,42 @@ def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(
     assert _dropped["id"] not in {b for hits in refreshed.values() for b, _ in hits}
     assert wh.rebuild_search_index().documents == live
     assert ranked() == refreshed  # the same bugs with the same BM25 scores as a whole rebuild
+
+
+def _index_tables(db) -> dict[str, list[tuple]]:
+    """The index's content independent of its internal ids: per bug its length and terms."""
+    ix = search.INDEX_SCHEMA
+    with duckdb.connect(str(db), read_only=True) as con:
+        extensions.load(con, "fts")
+        return {
+            "stats": con.execute(f"SELECT num_docs, avgdl FROM {ix}.stats").fetchall(),
+            "dict": con.execute(f"SELECT term, df FROM {ix}.dict ORDER BY term").fetchall(),
+            "docs": con.execute(f"SELECT name, len FROM {ix}.docs ORDER BY name").fetchall(),
+            "terms": con.execute(
+                f"""SELECT d.name, t.fieldid, w.term, count(*) FROM {ix}.terms t
+                JOIN {ix}.docs d USING (docid) JOIN {ix}.dict w USING (termid) GROUP BY ALL ORDER BY ALL"""
+            ).fetchall(),
+            "documents": con.execute(f"SELECT * FROM {search.DOCUMENTS} ORDER BY bug_id").fetchall(),
+        }
+
+
+def test_a_large_index_is_built_in_chunks_and_scores_as_one_built_whole(synced, tmp_path, monkeypatch):
+    _, original = synced
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(original, db)
+    wh = Warehouse(db)
+    queries = (QUERY, "page blank", "checkout crash", "login button")
+
+    def ranked() -> dict[str, list[tuple[int, float]]]:
+        return {q: list(wh.search_bugs(q, limit=10_000)[["bug_id", "score"]].itertuples(index=False)) for q in queries}
+
+    whole = wh.rebuild_search_index()
+    assert whole.chunks == 1
+    whole_ranked, whole_tables = ranked(), _index_tables(db)
+    assert any(whole_ranked.values())
+    monkeypatch.setattr(search, "CHUNK_DOCUMENTS", 7)
+    chunked = wh.rebuild_search_index()
+    assert chunked.documents == whole.documents > 3 * 7
+    assert chunked.chunks == -(-whole.documents // 7)
+    assert _index_tables(db) == whole_tables
+    assert ranked() == whole_ranked  # the same bugs with the same BM25 scores
