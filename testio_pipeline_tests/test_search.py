@@ -204,3 +204,29 @@ def test_a_large_index_is_built_in_chunks_and_scores_as_one_built_whole(synced, 
     assert chunked.chunks == -(-whole.documents // 7)
     assert _index_tables(db) == whole_tables
     assert ranked() == whole_ranked  # the same bugs with the same BM25 scores
+
+
+def test_chunks_of_a_larger_index_are_added_with_one_thread_too(tmp_path):
+    """With one thread, DuckDB 1.5 fails appending 30k documents' terms to the tables
+    ``create_fts_index`` altered in the same transaction (an internal error): the chunked build
+    appends to copies of them."""
+    db = tmp_path / "many.duckdb"
+    wh = Warehouse(db)
+    wh.migrate()
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            """INSERT INTO bugs (id, product_id, title, steps, actual_result, expected_result, content_hash, synced_at)
+            SELECT 1000 + i, 1, 'Checkout button ' || (i % 97) || ' crash on page ' || (i % 13),
+                   ['Open the page ' || (i % 31), 'Tap the basket'], 'The spinner never stops ' || (i % 1000),
+                   'The page loads', 'h', TIMESTAMPTZ '2026-11-02 00:00:00+00'
+            FROM range(30000) t(i)"""
+        )
+    whole = wh.rebuild_search_index()
+    whole_tables = _index_tables(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("SET threads = 1")
+        con.begin()
+        assert search.rebuild_in(con, chunk=15_000).chunks == 2
+        con.commit()
+    assert _index_tables(db) == whole_tables
+    assert whole.documents == 30_000
