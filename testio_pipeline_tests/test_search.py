@@ -133,7 +133,8 @@ def test_a_file_without_an_index_says_so(tmp_path, capsys):
         Warehouse(db).search_bugs("  ")
 
 
-def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(synced, tmp_path):
+@pytest.mark.parametrize("chunk", [None, 2], ids=["one_chunk", "chunks_of_2"])
+def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(synced, tmp_path, monkeypatch, chunk):
     _, original = synced
     db = tmp_path / "copy.duckdb"
     shutil.copy(original, db)
@@ -149,6 +150,8 @@ def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(
     def ranked() -> dict[str, list[tuple[int, float]]]:
         return {q: list(wh.search_bugs(q, limit=10_000)[["bug_id", "score"]].itertuples(index=False)) for q in queries}
 
+    if chunk is not None:
+        monkeypatch.setattr(search, "CHUNK_DOCUMENTS", chunk)
     stats = wh.write_bugs(
         [Bug.from_api(b, product_id=product_id) for b in (renamed, *kept, added)],
         datetime(2026, 11, 3, tzinfo=timezone.utc),
@@ -159,6 +162,7 @@ def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(
     live = wh.records("SELECT count(*) AS n FROM bugs WHERE deleted_at IS NULL")[0]["n"]
     assert stats.extra["search_index_documents"] == live
     assert stats.extra["search_index_tokenised"] == 3  # renamed, dropped, added: not every bug
+    assert stats.extra["search_index_chunks"] == (1 if chunk is None else 2)
     refreshed = ranked()
     assert [b for b, _ in refreshed["zeppelin"]] == [renamed["id"]]
     assert added["id"] in [b for b, _ in refreshed["quokka spinner"]]

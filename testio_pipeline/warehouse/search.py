@@ -175,17 +175,23 @@ def refresh_in(con: duckdb.DuckDBPyConnection) -> IndexBuild:
     run(con, _documents_sql(_has_comments(con), target="TEMP TABLE _documents_now"))
     run(
         con,
-        f"""CREATE OR REPLACE TEMP TABLE _documents_changed AS
+        f"""CREATE OR REPLACE TEMP TABLE _documents_stale AS
         SELECT coalesce(n.bug_id, o.bug_id) AS bug_id
         FROM _documents_now n FULL JOIN {DOCUMENTS} o ON o.bug_id = n.bug_id
         WHERE n.bug_id IS NULL OR o.bug_id IS NULL OR n.title IS DISTINCT FROM o.title OR n.body IS DISTINCT FROM o.body""",
     )
-    changed, documents = run(con, "SELECT (SELECT count(*) FROM _documents_changed), (SELECT count(*) FROM _documents_now)")[0]
+    changed, documents = run(con, "SELECT (SELECT count(*) FROM _documents_stale), (SELECT count(*) FROM _documents_now)")[0]
     if changed > REBUILD_SHARE * max(documents, 1):
         return rebuild_in(con)
-    if changed:
+    chunk = CHUNK_DOCUMENTS  # tokenising many changed documents at once takes memory as a whole build does
+    for offset in range(0, changed, chunk):
+        run(
+            con,
+            f"""CREATE OR REPLACE TEMP TABLE _documents_changed AS
+            SELECT bug_id FROM _documents_stale ORDER BY bug_id LIMIT {chunk} OFFSET {offset}""",
+        )
         _replace_documents(con)
-    return IndexBuild(documents, time.perf_counter() - started, tokenised=changed)
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=changed, chunks=max(1, -(-changed // chunk)))
 
 
 def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
