@@ -13,7 +13,11 @@ index's own tables (``docs``, ``terms``, ``dict``, ``stats``, laid out by the ex
 ``create_fts_index``) replaced and the term and collection statistics recounted, so the index
 scores exactly as a full rebuild would (``test_search.py`` compares both). Tokenising every
 bug was most of a bugs write in an incremental cycle (``benchmarks/README.md``). With no index
-yet, or when most documents changed, :func:`rebuild` replaces it whole. Analysts query it with
+yet, or when most documents changed, :func:`rebuild` replaces it whole: with
+``create_fts_index`` up to :data:`CHUNK_DOCUMENTS` bugs, past that from the first chunk of bugs
+with the rest added chunk by chunk the same way, so memory stays bounded at any size. Both run
+under the warehouse's memory cap (``merge_memory_limit``), so DuckDB spills the documents and
+the chunk's tables to disk rather than holding a million bugs' text. Analysts query it with
 
     SELECT * FROM search_bugs('checkout crash');                          -- best first
     SELECT * FROM search_bugs('checkout crash', product := 12, status := 'rejected');
