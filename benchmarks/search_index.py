@@ -23,6 +23,7 @@ def measure(db_path: Path) -> dict[str, Any]:
     hits = warehouse.search_bugs("checkout crash", limit=10)
     return {
         "documents": build.documents,
+        "chunks": build.chunks,
         "build_s": round(build.seconds, 2),
         "wall_s": round(wall_s, 2),
         "search_s": round(time.perf_counter() - probe_started, 3),

@@ -63,6 +63,12 @@ def test_the_benchmark_runs_three_verified_phases_and_prints_one_table(tmp_path)
     # The search index was rebuilt once more on the synced file and timed: every live bug is in it.
     assert data["search_index"]["documents"] == moved["verification"]["checked"]["bugs"]
     assert data["search_index"]["build_s"] > 0 and "search index:" in text
+    # The RSS done-when covers every step the sync process ran; the verification is named apart.
+    assert data["search_index"]["peak_rss_mib"] > 0
+    assert all(phase["verification"]["peak_rss_mib"] > 0 for phase in data["phases"])
+    [rss] = [line for line in data["verdicts"] if "peak RSS" in line]
+    assert all(step in rss for step in ("phase (a)", "phase (b)", "phase (c)", "index rebuild", "own verification"))
+    assert f"peak RSS {max(p['peak_rss_mib'] for p in data['phases'] + [data['search_index']]):.0f} MiB" in rss
 
 
 def test_a_difference_between_duckdb_and_the_simulator_is_reported(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from testio_pipeline.cli import query
 from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
 from testio_pipeline.domain.records import Bug
-from testio_pipeline.warehouse import Warehouse, extensions
+from testio_pipeline.warehouse import Warehouse, extensions, search
 from testio_pipeline.warehouse.search import SearchIndexMissingError
 from testio_pipeline.warehouse.views.model import BUG_STATUS_LABELS
 
@@ -133,7 +133,8 @@ def test_a_file_without_an_index_says_so(tmp_path, capsys):
         Warehouse(db).search_bugs("  ")
 
 
-def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(synced, tmp_path):
+@pytest.mark.parametrize("chunk", [None, 2], ids=["one_chunk", "chunks_of_2"])
+def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(synced, tmp_path, monkeypatch, chunk):
     _, original = synced
     db = tmp_path / "copy.duckdb"
     shutil.copy(original, db)
@@ -149,6 +150,8 @@ def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(
     def ranked() -> dict[str, list[tuple[int, float]]]:
         return {q: list(wh.search_bugs(q, limit=10_000)[["bug_id", "score"]].itertuples(index=False)) for q in queries}
 
+    if chunk is not None:
+        monkeypatch.setattr(search, "CHUNK_DOCUMENTS", chunk)
     stats = wh.write_bugs(
         [Bug.from_api(b, product_id=product_id) for b in (renamed, *kept, added)],
         datetime(2026, 11, 3, tzinfo=timezone.utc),
@@ -159,9 +162,75 @@ def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(
     live = wh.records("SELECT count(*) AS n FROM bugs WHERE deleted_at IS NULL")[0]["n"]
     assert stats.extra["search_index_documents"] == live
     assert stats.extra["search_index_tokenised"] == 3  # renamed, dropped, added: not every bug
+    assert stats.extra["search_index_chunks"] == (1 if chunk is None else 2)
     refreshed = ranked()
     assert [b for b, _ in refreshed["zeppelin"]] == [renamed["id"]]
     assert added["id"] in [b for b, _ in refreshed["quokka spinner"]]
     assert _dropped["id"] not in {b for hits in refreshed.values() for b, _ in hits}
     assert wh.rebuild_search_index().documents == live
     assert ranked() == refreshed  # the same bugs with the same BM25 scores as a whole rebuild
+
+
+def _index_tables(db) -> dict[str, list[tuple]]:
+    """The index's content independent of its internal ids: per bug its length and terms."""
+    ix = search.INDEX_SCHEMA
+    with duckdb.connect(str(db), read_only=True) as con:
+        extensions.load(con, "fts")
+        return {
+            "stats": con.execute(f"SELECT num_docs, avgdl FROM {ix}.stats").fetchall(),
+            "dict": con.execute(f"SELECT term, df FROM {ix}.dict ORDER BY term").fetchall(),
+            "docs": con.execute(f"SELECT name, len FROM {ix}.docs ORDER BY name").fetchall(),
+            "terms": con.execute(
+                f"""SELECT d.name, t.fieldid, w.term, count(*) FROM {ix}.terms t
+                JOIN {ix}.docs d USING (docid) JOIN {ix}.dict w USING (termid) GROUP BY ALL ORDER BY ALL"""
+            ).fetchall(),
+            "documents": con.execute(f"SELECT * FROM {search.DOCUMENTS} ORDER BY bug_id").fetchall(),
+        }
+
+
+def test_a_large_index_is_built_in_chunks_and_scores_as_one_built_whole(synced, tmp_path, monkeypatch):
+    _, original = synced
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(original, db)
+    wh = Warehouse(db)
+    queries = (QUERY, "page blank", "checkout crash", "login button")
+
+    def ranked() -> dict[str, list[tuple[int, float]]]:
+        return {q: list(wh.search_bugs(q, limit=10_000)[["bug_id", "score"]].itertuples(index=False)) for q in queries}
+
+    whole = wh.rebuild_search_index()
+    assert whole.chunks == 1
+    whole_ranked, whole_tables = ranked(), _index_tables(db)
+    assert any(whole_ranked.values())
+    monkeypatch.setattr(search, "CHUNK_DOCUMENTS", 7)
+    chunked = wh.rebuild_search_index()
+    assert chunked.documents == whole.documents > 3 * 7
+    assert chunked.chunks == -(-whole.documents // 7)
+    assert _index_tables(db) == whole_tables
+    assert ranked() == whole_ranked  # the same bugs with the same BM25 scores
+
+
+def test_chunks_of_a_larger_index_are_added_with_one_thread_too(tmp_path):
+    """With one thread, DuckDB 1.5 fails appending 30k documents' terms to the tables
+    ``create_fts_index`` altered in the same transaction (an internal error): the chunked build
+    appends to copies of them."""
+    db = tmp_path / "many.duckdb"
+    wh = Warehouse(db)
+    wh.migrate()
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            """INSERT INTO bugs (id, product_id, title, steps, actual_result, expected_result, content_hash, synced_at)
+            SELECT 1000 + i, 1, 'Checkout button ' || (i % 97) || ' crash on page ' || (i % 13),
+                   ['Open the page ' || (i % 31), 'Tap the basket'], 'The spinner never stops ' || (i % 1000),
+                   'The page loads', 'h', TIMESTAMPTZ '2026-11-02 00:00:00+00'
+            FROM range(30000) t(i)"""
+        )
+    whole = wh.rebuild_search_index()
+    whole_tables = _index_tables(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("SET threads = 1")
+        con.begin()
+        assert search.rebuild_in(con, chunk=15_000).chunks == 2
+        con.commit()
+    assert _index_tables(db) == whole_tables
+    assert whole.documents == 30_000

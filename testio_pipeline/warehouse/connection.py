@@ -270,17 +270,18 @@ class Connections:
         *,
         rows: Rows = (),
         names: Sequence[str] = (),
+        capped: bool = False,
     ) -> tuple[T, Unit]:
         """Run ``body`` in one write transaction, after naming ``rows`` as ``names``.
 
-        A stage's merge runs under ``merge_memory_limit`` first; some operations (e.g.
+        A stage's merge (and a ``capped`` body) runs under ``merge_memory_limit`` first; some operations (e.g.
         rewriting rows under a large primary-key index) cannot spill, so if DuckDB runs out
         of memory the transaction (rolled back) runs once more without the cap: a finished
         sync matters more than the memory goal. On a DuckLake, a transaction whose commit
         conflicts with another writer's is run again (``body`` must not keep state between tries).
         """
         self._ensure_ready()
-        return self.transaction(body, rows=rows, names=names)
+        return self.transaction(body, rows=rows, names=names, capped=capped)
 
     def transaction(
         self,
@@ -289,11 +290,12 @@ class Connections:
         rows: Rows = (),
         names: Sequence[str] = (),
         claim: bool = True,
+        capped: bool = False,
     ) -> tuple[T, Unit]:
         """``write`` without the schema check (migrations use this, and claim the warehouse
         themselves once ``schema_migrations`` exists: ``claim=False``)."""
         stage = rows if isinstance(rows, Stage) else None
-        limit = self.merge_memory_limit if stage is not None else None
+        limit = self.merge_memory_limit if stage is not None or capped else None
         backoff = _Backoff(self.lock_timeout)
         while True:
             try:
@@ -306,7 +308,7 @@ class Connections:
             except duckdb.OutOfMemoryException:
                 if limit is None:
                     raise
-                log.warning("merge into %s ran out of memory under %s; retrying without the cap", self.backend.location, limit)
+                log.warning("write to %s ran out of memory under %s; retrying without the cap", self.backend.location, limit)
                 limit = None
             except duckdb.Error as exc:
                 if not self.backend.is_conflict(exc):

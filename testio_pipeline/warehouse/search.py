@@ -13,7 +13,11 @@ index's own tables (``docs``, ``terms``, ``dict``, ``stats``, laid out by the ex
 ``create_fts_index``) replaced and the term and collection statistics recounted, so the index
 scores exactly as a full rebuild would (``test_search.py`` compares both). Tokenising every
 bug was most of a bugs write in an incremental cycle (``benchmarks/README.md``). With no index
-yet, or when most documents changed, :func:`rebuild` replaces it whole. Analysts query it with
+yet, or when most documents changed, :func:`rebuild` replaces it whole: with
+``create_fts_index`` up to :data:`CHUNK_DOCUMENTS` bugs, past that from the first chunk of bugs
+with the rest added chunk by chunk the same way, so memory stays bounded at any size. Both run
+under the warehouse's memory cap (``merge_memory_limit``), so DuckDB spills the documents and
+the chunk's tables to disk rather than holding a million bugs' text. Analysts query it with
 
     SELECT * FROM search_bugs('checkout crash');                          -- best first
     SELECT * FROM search_bugs('checkout crash', product := 12, status := 'rejected');
@@ -71,19 +75,26 @@ class SearchIndexMissingError(RuntimeError):
 
 @dataclass(frozen=True)
 class IndexBuild:
-    """One rebuild or refresh: the bugs indexed, the documents (re)tokenised, how long it took."""
+    """One rebuild or refresh: the bugs indexed, the documents (re)tokenised, how long it took,
+    in how many chunks (see :data:`CHUNK_DOCUMENTS`)."""
 
     documents: int
     seconds: float
     tokenised: int = 0
+    chunks: int = 1
 
 
-def _documents_sql(with_comments: bool, target: str = f"TABLE {DOCUMENTS}") -> str:
+def _documents_sql(
+    with_comments: bool, target: str = f"TABLE {DOCUMENTS}", ids: tuple[int, int] | None = None
+) -> str:
+    """The documents of the live bugs, or of those with ``lo < id <= hi`` for ``ids=(lo, hi)``."""
+    in_range = "" if ids is None else f" AND b.id > {int(ids[0])} AND b.id <= {int(ids[1])}"
+    comments_in_range = "" if ids is None else f"WHERE bug_id > {int(ids[0])} AND bug_id <= {int(ids[1])}"
     comments = (
-        """
+        f"""
     LEFT JOIN (
         SELECT bug_id, string_agg(body, ' ') AS text  -- word order does not matter to BM25
-        FROM bug_comments GROUP BY bug_id
+        FROM bug_comments {comments_in_range} GROUP BY bug_id
     ) c ON c.bug_id = b.id"""
         if with_comments
         else ""
@@ -96,7 +107,7 @@ SELECT
     coalesce(b.title, '') AS title,
     concat_ws(' ', array_to_string(b.steps, ' '), b.actual_result, b.expected_result, {comment_text}) AS body
 FROM bugs b{comments}
-WHERE b.deleted_at IS NULL
+WHERE b.deleted_at IS NULL{in_range}
 """
 
 
@@ -105,16 +116,50 @@ def _has_comments(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(run(con, sql)[0][0])
 
 
-def rebuild_in(con: duckdb.DuckDBPyConnection) -> IndexBuild:
-    """Rebuild the documents, the index and the macro inside ``con``'s transaction."""
+# ``create_fts_index`` holds the tokens of every document in memory at once (it rewrites its
+# terms table with UPDATEs, which DuckDB cannot spill), so past this many documents the index is
+# created from the first CHUNK_DOCUMENTS bugs and the rest are added that many at a time, as a
+# refresh adds new bugs (``_replace_documents``): the same index, in bounded memory. Below it the
+# whole build is faster. (benchmarks/README.md, "Bug search index build", has the measurements.)
+CHUNK_DOCUMENTS = 100_000
+
+
+def rebuild_in(con: duckdb.DuckDBPyConnection, chunk: int | None = None) -> IndexBuild:
+    """Rebuild the documents, the index and the macro inside ``con``'s transaction, in chunks
+    of ``chunk`` documents (default :data:`CHUNK_DOCUMENTS`) when there are more."""
     started = time.perf_counter()
     extensions.load(con, "fts")
     run(con, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    run(con, _documents_sql(_has_comments(con)))
+    with_comments = _has_comments(con)
+    bounds = _chunk_bounds(con, chunk or CHUNK_DOCUMENTS)
+    first = None if len(bounds) < 3 else (bounds[0], bounds[1])
+    run(con, _documents_sql(with_comments, ids=first))
     run(con, f"PRAGMA create_fts_index('{DOCUMENTS}', 'bug_id', 'title', 'body', overwrite = 1)")
+    if first is not None:
+        # DuckDB 1.5 fails an append to a table altered earlier in the same transaction
+        # ("Row group prev allocated size is larger…", with one thread), as create_fts_index
+        # alters these: the chunks are added to copies.
+        for table in ("docs", "terms", "dict"):
+            run(con, f"CREATE OR REPLACE TABLE {_IX}.{table} AS FROM {_IX}.{table}")
+        for ids in zip(bounds[1:-1], bounds[2:]):
+            run(con, _documents_sql(with_comments, target="TEMP TABLE _documents_now", ids=ids))
+            run(con, "CREATE OR REPLACE TEMP TABLE _documents_changed AS SELECT bug_id FROM _documents_now")
+            _replace_documents(con)
     run(con, MACRO_SQL)
     documents = run(con, f"SELECT count(*) FROM {DOCUMENTS}")[0][0]
-    return IndexBuild(documents, time.perf_counter() - started, tokenised=documents)
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=documents, chunks=max(1, len(bounds) - 1))
+
+
+def _chunk_bounds(con: duckdb.DuckDBPyConnection, chunk: int) -> list[int]:
+    """Bug ids ``b0 < b1 < … < bn``: chunk i holds the live bugs with ``b(i) < id <= b(i+1)``,
+    ``chunk`` of them (the last one fewer)."""
+    rows = run(
+        con,
+        f"""SELECT min(id), max(id) FROM (
+            SELECT id, (row_number() OVER (ORDER BY id) - 1) // {int(chunk)} AS chunk FROM bugs WHERE deleted_at IS NULL
+        ) GROUP BY chunk ORDER BY 1""",
+    )
+    return [rows[0][0] - 1, *(high for _, high in rows)] if rows else []
 
 
 # Past this share of changed documents a whole rebuild is as cheap as replacing them one by one.
@@ -134,17 +179,23 @@ def refresh_in(con: duckdb.DuckDBPyConnection) -> IndexBuild:
     run(con, _documents_sql(_has_comments(con), target="TEMP TABLE _documents_now"))
     run(
         con,
-        f"""CREATE OR REPLACE TEMP TABLE _documents_changed AS
+        f"""CREATE OR REPLACE TEMP TABLE _documents_stale AS
         SELECT coalesce(n.bug_id, o.bug_id) AS bug_id
         FROM _documents_now n FULL JOIN {DOCUMENTS} o ON o.bug_id = n.bug_id
         WHERE n.bug_id IS NULL OR o.bug_id IS NULL OR n.title IS DISTINCT FROM o.title OR n.body IS DISTINCT FROM o.body""",
     )
-    changed, documents = run(con, "SELECT (SELECT count(*) FROM _documents_changed), (SELECT count(*) FROM _documents_now)")[0]
+    changed, documents = run(con, "SELECT (SELECT count(*) FROM _documents_stale), (SELECT count(*) FROM _documents_now)")[0]
     if changed > REBUILD_SHARE * max(documents, 1):
         return rebuild_in(con)
-    if changed:
+    chunk = CHUNK_DOCUMENTS  # tokenising many changed documents at once takes memory as a whole build does
+    for offset in range(0, changed, chunk):
+        run(
+            con,
+            f"""CREATE OR REPLACE TEMP TABLE _documents_changed AS
+            SELECT bug_id FROM _documents_stale ORDER BY bug_id LIMIT {chunk} OFFSET {offset}""",
+        )
         _replace_documents(con)
-    return IndexBuild(documents, time.perf_counter() - started, tokenised=changed)
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=changed, chunks=max(1, -(-changed // chunk)))
 
 
 def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
@@ -196,14 +247,14 @@ def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
 
 def rebuild(db: Connections) -> tuple[IndexBuild, float]:
     """Rebuild the index in its own write transaction; also returns the seconds the file was held."""
-    build, unit = db.write(rebuild_in)
+    build, unit = db.write(rebuild_in, capped=True)
     return build, unit.held_s
 
 
 def refresh(db: Connections) -> tuple[IndexBuild, float]:
     """Bring the index up to date in its own write transaction (see :func:`refresh_in`); also
     returns the seconds the file was held."""
-    build, unit = db.write(refresh_in)
+    build, unit = db.write(refresh_in, capped=True)
     return build, unit.held_s
 
 

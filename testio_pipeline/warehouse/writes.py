@@ -242,4 +242,5 @@ def _refresh_search_index(db: Connections, stats: WriteStats) -> float:
     build, held_s = search.refresh(db)
     stats.extra["search_index_documents"] = build.documents
     stats.extra["search_index_tokenised"] = build.tokenised
+    stats.extra["search_index_chunks"] = build.chunks
     return held_s
