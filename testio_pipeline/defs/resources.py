@@ -3,6 +3,7 @@
 
 import dataclasses
 import json
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Literal
 
@@ -19,6 +20,7 @@ from ..source import ApiSource
 from ..sync import SyncOptions
 from ..testio import RetryPolicy
 from ..warehouse import Warehouse
+from . import event_log
 
 # Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
 # only one process ever holds the file for writing.
@@ -89,9 +91,23 @@ class CustomerApiResource(dg.ConfigurableResource):
 
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse: TESTIO_DUCKDB_PATH (default the file data/testio.duckdb, or a ``ducklake:``
-    ATTACH string with TESTIO_LAKE_DATA_PATH)."""
+    ATTACH string with TESTIO_LAKE_DATA_PATH).
+
+    Every asset of the project uses it, so it also keeps the run's SQLite event-log files open
+    while the run's steps execute (``event_log.py``: each event then costs one commit).
+    """
 
     path: str | None = None
+
+    _event_log: ExitStack | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.run
+        self._event_log = event_log.hold_open(context.instance, run.run_id if run is not None else None)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._event_log is not None:
+            self._event_log.close()
 
     def warehouse(self) -> Warehouse:
         settings = Settings.from_env()

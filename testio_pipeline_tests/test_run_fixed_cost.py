@@ -1,0 +1,56 @@
+"""What a whole Dagster run pays besides fetching and writing stays small (issue #13, fixed cost)."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from testio_pipeline.defs.event_log import INDEX_SHARD
+from testio_pipeline.defs.resources import WarehouseResource
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sqlite_instance(tmp_path: Path) -> dg.DagsterInstance:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def test_a_run_keeps_its_sqlite_event_log_open_between_events_and_releases_it(tmp_path):
+    seen: dict[str, bool] = {}
+
+    @dg.asset
+    def probe(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
+        storage = context.instance.event_log_storage
+        context.log.info("stored on a connection of its own, closed after the commit")
+        for shard in (context.run.run_id, INDEX_SHARD):
+            # Closing the last connection would have checkpointed the log and removed it.
+            seen[shard] = Path(storage.path_for_shard(shard) + "-wal").exists()
+
+    with _sqlite_instance(tmp_path) as instance:
+        result = dg.materialize(
+            [probe], resources={"warehouse": WarehouseResource(path=str(tmp_path / "w.duckdb"))}, instance=instance
+        )
+        assert result.success
+        assert seen == {result.run_id: True, INDEX_SHARD: True}
+        # Released with the run's resources: the log went into the file, every event is there.
+        run_shard = Path(instance.event_log_storage.path_for_shard(result.run_id))
+        assert not Path(f"{run_shard}-wal").exists()
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+        assert "stored on a connection of its own, closed after the commit" in messages
+        assert instance.get_latest_materialization_event(dg.AssetKey("probe")) is not None
+        assert result.get_asset_materialization_events()
+
+
+def test_holding_the_event_log_open_is_a_no_op_without_a_run_or_on_other_storage(tmp_path):
+    from testio_pipeline.defs.event_log import hold_open
+
+    with hold_open(None, "some-run") as stack, hold_open(dg.DagsterInstance.ephemeral(), "some-run"):
+        assert stack is not None
+    with _sqlite_instance(tmp_path) as instance:
+        # A run id whose shard does not exist: nothing is created, nothing raised.
+        with hold_open(instance, "no-such-run"):
+            pass
+        assert not Path(instance.event_log_storage.path_for_shard("no-such-run")).exists()
