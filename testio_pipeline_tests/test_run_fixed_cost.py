@@ -1,6 +1,8 @@
 """What a whole Dagster run pays besides fetching and writing stays small (issue #13, fixed cost)."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -54,3 +56,14 @@ def test_holding_the_event_log_open_is_a_no_op_without_a_run_or_on_other_storage
         with hold_open(instance, "no-such-run"):
             pass
         assert not Path(instance.event_log_storage.path_for_shard("no-such-run")).exists()
+
+
+def test_loading_the_definitions_leaves_out_what_a_run_against_the_api_does_not_use():
+    probe = (
+        "import sys, testio_pipeline.definitions; "
+        "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['testio_pipeline', 'simulator'] "
+        "or m.split('.')[0] in ('pandas', 'matplotlib', 'sqlalchemy')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -18,7 +18,6 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.event_log import SqliteEventLogStorage
 
 log = logging.getLogger(__name__)
 INDEX_SHARD = "index"  # SqliteEventLogStorage's cross-run shard (asset and check events)
@@ -26,6 +25,10 @@ INDEX_SHARD = "index"  # SqliteEventLogStorage's cross-run shard (asset and chec
 
 def hold_open(instance: dg.DagsterInstance | None, run_id: str | None) -> ExitStack:
     """Open the run's event-log files (SQLite storage only); closing the stack releases them."""
+    # Imported here: by now the instance has loaded it (SQLAlchemy); importing the
+    # definitions need not.
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
     stack = ExitStack()
     storage = instance.event_log_storage if instance is not None else None
     if run_id is None or not isinstance(storage, SqliteEventLogStorage):

@@ -5,7 +5,7 @@ import dataclasses
 import json
 from contextlib import ExitStack
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -14,13 +14,14 @@ from ..domain.vocabulary import utcnow
 from ..run_health import HOST_TAG, host_name
 from ..run_log import RunLog, trigger_of
 from ..settings import Settings
-from ..simulator import SimClock, Simulator, SimulatorConfig
-from ..simulator.clock import parse_iso
 from ..source import ApiSource
 from ..sync import SyncOptions
 from ..testio import RetryPolicy
 from ..warehouse import Warehouse
 from . import event_log
+
+if TYPE_CHECKING:  # the simulator is loaded only by runs that use it
+    from ..simulator import Simulator
 
 # Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
 # only one process ever holds the file for writing.
@@ -46,7 +47,7 @@ class CustomerApiResource(dg.ConfigurableResource):
     _source: ApiSource | None = PrivateAttr(default=None)
 
     @classmethod
-    def for_simulator(cls, simulator: Simulator, **fields) -> "CustomerApiResource":
+    def for_simulator(cls, simulator: "Simulator", **fields) -> "CustomerApiResource":
         """A resource whose runs see exactly ``simulator``'s world at its clock's current time."""
         config = {
             k: (v.isoformat() if isinstance(v, datetime) else v)
@@ -59,9 +60,12 @@ class CustomerApiResource(dg.ConfigurableResource):
             **fields,
         )
 
-    def _simulator(self, settings: Settings) -> Simulator | None:
+    def _simulator(self, settings: Settings) -> "Simulator | None":
         if not (self.simulator_config_json or self.simulator_preset or settings.uses_simulator):
             return None
+        from ..simulator import SimClock, Simulator, SimulatorConfig
+        from ..simulator.clock import parse_iso
+
         overrides = json.loads(self.simulator_config_json) if self.simulator_config_json else {}
         if overrides.get("anchor"):
             overrides["anchor"] = parse_iso(overrides["anchor"])
