@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from testio_pipeline.defs.event_log import INDEX_SHARD
 from testio_pipeline.defs.resources import WarehouseResource
@@ -67,3 +68,37 @@ def test_loading_the_definitions_leaves_out_what_a_run_against_the_api_does_not_
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_views_step_creates_views_once_and_again_only_when_one_is_missing(tmp_path):
+    from testio_pipeline.defs.analytics.views import DEFINITION_KEY, VIEW_ASSETS
+    from testio_pipeline.warehouse.views import VIEWS
+
+    db = tmp_path / "w.duckdb"
+    resources = {"warehouse": WarehouseResource(path=str(db))}
+
+    def run_views(instance) -> list[str]:
+        result = dg.materialize(VIEW_ASSETS, resources=resources, instance=instance)
+        assert result.success
+        assert sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events()) == sorted(VIEWS)
+        for event in result.get_asset_materialization_events():
+            metadata = event.materialization.metadata
+            assert DEFINITION_KEY in metadata and "preview" in metadata and "dagster/row_count" in metadata
+        return [e.user_message for e in instance.all_logs(result.run_id) if "(re)created view(s)" in e.user_message]
+
+    with _sqlite_instance(tmp_path) as instance:
+        assert len(run_views(instance)) == 1  # an empty file: every view created
+        assert run_views(instance) == []  # same definitions, all in the file: only read
+        con = duckdb.connect(str(db))
+        con.execute("DROP VIEW users")
+        con.close()
+        [note] = run_views(instance)  # the file lost one: it alone is created again
+        assert "(re)created view(s) users in" in note
+        con = duckdb.connect(str(db), read_only=True)
+        names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        comments = con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'users' AND comment IS NOT NULL"
+        ).fetchone()[0]
+        con.close()
+        assert set(VIEWS) <= names
+        assert comments == len(VIEWS["users"].columns)
