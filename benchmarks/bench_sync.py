@@ -520,7 +520,7 @@ def _cli_runs(
     """A trivial Dagster CLI run, then the whole pipeline through the CLI from empty, verified."""
     say("dagster CLI: a trivial run (benchmarks/trivial_defs.py) ...")
     trivial = cli_runs.trivial_run()
-    say(f"  {trivial['wall_s']:.2f} s")
+    say(f"  {trivial['wall_s']:.2f} s, {trivial['events']} events")
     say("dagster CLI: asset materialize --select '*' from an empty warehouse and instance ...")
     db = tmp_dir / "cli.duckdb"
     server.reset_stats()
@@ -534,7 +534,8 @@ def _cli_runs(
     whole["bounds"] = {k: round(v, 3) for k, v in plan.bounds(latency_s, settings.max_concurrent_requests).items()}
     whole["verification"] = {"ok": report.ok, "problems": report.problems, "checked": report.checked}
     say(
-        f"  {whole['wall_s']:.2f} s wall, {whole['steps']} steps, {whole['requests_total']} requests, "
+        f"  {whole['wall_s']:.2f} s wall, {whole['steps']} steps, {whole['events']} events "
+        f"(~{whole['event_ms']} ms to store one), {whole['requests_total']} requests, "
         f"lower bound {whole['bounds']['lower_bound_s']:.2f} s, verification " + ("OK" if report.ok else "FAILED")
     )
     for problem in report.problems:
