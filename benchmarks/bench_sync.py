@@ -540,7 +540,7 @@ def _cli_runs(
     """A trivial Dagster CLI run, then the whole pipeline through the CLI from empty, verified."""
     say("dagster CLI: a trivial run (benchmarks/trivial_defs.py) ...")
     trivial = cli_runs.trivial_run()
-    say(f"  {trivial['wall_s']:.2f} s wall, {trivial['cpu_s']:.2f} s CPU")
+    say(f"  {trivial['wall_s']:.2f} s wall, {trivial['cpu_s']:.2f} s CPU, {trivial['events']} events")
     say("dagster CLI: asset materialize --select '*' from an empty warehouse and instance ...")
     db = tmp_dir / "cli.duckdb"
     server.reset_stats()
@@ -558,7 +558,8 @@ def _cli_runs(
     whole["verification"] = {"ok": report.ok, "problems": report.problems, "checked": report.checked}
     say(
         f"  {whole['wall_s']:.2f} s wall, {whole['cpu_s']:.2f} s CPU (server {whole['server_cpu_s']} s), "
-        f"{whole['steps']} steps, {whole['requests_total']} requests, "
+        f"{whole['steps']} steps, {whole['events']} events (~{whole['event_ms']} ms to store one), "
+        f"{whole['requests_total']} requests, "
         f"lower bound {whole['bounds']['lower_bound_s']:.2f} s, verification " + ("OK" if report.ok else "FAILED")
     )
     for problem in report.problems:

@@ -30,13 +30,30 @@ def _env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _steps_succeeded(home: Path) -> int:
-    """Steps the run finished, from its event log (the CLI's console output can lose a line)."""
+def _event_log(home: Path) -> dict[str, Any]:
+    """From the run's event log (the CLI's console output can lose a line): the steps it
+    finished, its events, and what one stored event costs — the median gap between a step's
+    output and the materialization or check result stored right after it, which is the
+    time to store one event."""
+    import statistics
+
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         [run] = instance.get_runs(limit=1)
-        return len(instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS))
+        logs = instance.all_logs(run.run_id)
+    kinds = [entry.dagster_event.event_type if entry.dagster_event else None for entry in logs]
+    stored_after_output = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    gaps = [
+        later.timestamp - entry.timestamp
+        for entry, kind, later, later_kind in zip(logs, kinds, logs[1:], kinds[1:])
+        if kind == dg.DagsterEventType.STEP_OUTPUT and later_kind in stored_after_output
+    ]
+    return {
+        "steps": kinds.count(dg.DagsterEventType.STEP_SUCCESS),
+        "events": len(logs),
+        "event_ms": round(statistics.median(gaps) * 1000, 1) if gaps else None,
+    }
 
 
 def _children_cpu_s() -> float:
@@ -58,7 +75,7 @@ def _materialize(selection: str, module: str, extra_env: dict[str, str]) -> dict
         wall = time.perf_counter() - t0
         cpu = _children_cpu_s() - cpu0
         rss1 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        steps = _steps_succeeded(home) if done.returncode == 0 else 0
+        logged = _event_log(home) if done.returncode == 0 else {"steps": 0, "events": 0, "event_ms": None}
     if done.returncode != 0 or "RUN_SUCCESS" not in done.stderr + done.stdout:
         raise RuntimeError(
             f"`{' '.join(command)}` failed (exit {done.returncode}):\n{(done.stderr or done.stdout)[-4000:]}"
@@ -68,7 +85,7 @@ def _materialize(selection: str, module: str, extra_env: dict[str, str]) -> dict
         "wall_s": round(wall, 3),
         # User + system CPU of the CLI process and every process it waited for (its workers).
         "cpu_s": round(cpu, 3),
-        "steps": steps,
+        **logged,
         # ru_maxrss of waited-for children is a maximum, so it only says something when it grew.
         "peak_rss_mib": round(rss1 / 1024, 1) if rss1 > rss0 else None,
     }

@@ -1,19 +1,22 @@
 """Where the data comes from: the real TestIO API, another URL, or the built-in simulator.
 
 The client reaches the simulator only through an httpx transport, so the code path is
-the same for the real API and the fake.
+the same for the real API and the fake. The simulator is imported only when one is used: a
+run against the real API does not pay for loading it.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .settings import Settings
 from .testio import CustomerApiClient, RetryPolicy
 from .testio.limits import InFlightCap, MinInterval
-from .simulator import SIMULATOR_BASE_URL, SimClock, Simulator, SimulatorConfig
-from .simulator.clock import parse_iso
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
 
 SIMULATOR_NOTICE = (
     "USING THE BUILT-IN TESTIO SIMULATOR (fake, deterministic demo data): "
@@ -37,6 +40,9 @@ class ApiSource:
     @classmethod
     def from_settings(cls, settings: Settings, simulator: Simulator | None = None) -> "ApiSource":
         if simulator is None and settings.uses_simulator:
+            from .simulator import SimClock, Simulator, SimulatorConfig
+            from .simulator.clock import parse_iso
+
             clock = SimClock(parse_iso(settings.simulator_now)) if settings.simulator_now else None
             simulator = Simulator(SimulatorConfig.preset(settings.simulator_preset), clock=clock)
         return cls(settings=settings, simulator=simulator)
@@ -63,6 +69,8 @@ class ApiSource:
             options.pop("max_concurrent"), options.pop("max_requests_per_second")
         )
         if self.simulator is not None:
+            from .simulator import SIMULATOR_BASE_URL
+
             return CustomerApiClient(
                 SIMULATOR_BASE_URL,
                 self.simulator.config.token,

@@ -173,5 +173,7 @@ def test_the_whole_dagster_cli_run_is_measured_verified_and_judged(tmp_path):
     assert whole["verification"]["ok"] and whole["steps"] == 3, whole
     assert whole["requests_total"] >= whole["plan"]["requests_min"] > 0
     assert trivial["steps"] == 1 and 0 < trivial["wall_s"]
+    # Read from the event log: at least each asset's and each check's planned and stored event.
+    assert whole["events"] >= 2 * (13 + 20) > trivial["events"] > 0 and whole["event_ms"] > 0
     [verdict] = [v for v in data["verdicts"] if "whole `dagster asset materialize --select '*'`" in v]
     assert verdict.startswith(("[MET]", "[NOT MET]"))

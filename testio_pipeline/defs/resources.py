@@ -3,8 +3,9 @@
 
 import dataclasses
 import json
+from contextlib import ExitStack
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -13,12 +14,14 @@ from ..domain.vocabulary import utcnow
 from ..run_health import HOST_TAG, host_name
 from ..run_log import RunLog, trigger_of
 from ..settings import Settings
-from ..simulator import SimClock, Simulator, SimulatorConfig
-from ..simulator.clock import parse_iso
 from ..source import ApiSource
 from ..sync import SyncOptions
 from ..testio import RetryPolicy
 from ..warehouse import Warehouse
+from . import event_log
+
+if TYPE_CHECKING:  # the simulator is loaded only by runs that use it
+    from ..simulator import Simulator
 
 # Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
 # only one process ever holds the file for writing.
@@ -44,7 +47,7 @@ class CustomerApiResource(dg.ConfigurableResource):
     _source: ApiSource | None = PrivateAttr(default=None)
 
     @classmethod
-    def for_simulator(cls, simulator: Simulator, **fields) -> "CustomerApiResource":
+    def for_simulator(cls, simulator: "Simulator", **fields) -> "CustomerApiResource":
         """A resource whose runs see exactly ``simulator``'s world at its clock's current time."""
         config = {
             k: (v.isoformat() if isinstance(v, datetime) else v)
@@ -57,9 +60,12 @@ class CustomerApiResource(dg.ConfigurableResource):
             **fields,
         )
 
-    def _simulator(self, settings: Settings) -> Simulator | None:
+    def _simulator(self, settings: Settings) -> "Simulator | None":
         if not (self.simulator_config_json or self.simulator_preset or settings.uses_simulator):
             return None
+        from ..simulator import SimClock, Simulator, SimulatorConfig
+        from ..simulator.clock import parse_iso
+
         overrides = json.loads(self.simulator_config_json) if self.simulator_config_json else {}
         if overrides.get("anchor"):
             overrides["anchor"] = parse_iso(overrides["anchor"])
@@ -89,9 +95,23 @@ class CustomerApiResource(dg.ConfigurableResource):
 
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse: TESTIO_DUCKDB_PATH (default the file data/testio.duckdb, or a ``ducklake:``
-    ATTACH string with TESTIO_LAKE_DATA_PATH)."""
+    ATTACH string with TESTIO_LAKE_DATA_PATH).
+
+    Every asset of the project uses it, so it also keeps the run's SQLite event-log files open
+    while the run's steps execute (``event_log.py``: each event then costs one commit).
+    """
 
     path: str | None = None
+
+    _event_log: ExitStack | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.run
+        self._event_log = event_log.hold_open(context.instance, run.run_id if run is not None else None)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._event_log is not None:
+            self._event_log.close()
 
     def warehouse(self) -> Warehouse:
         settings = Settings.from_env()

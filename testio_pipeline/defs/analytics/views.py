@@ -71,17 +71,29 @@ def _spec(view: View) -> dg.AssetSpec:
 
 
 def _outdated(context: dg.AssetExecutionContext, wh: Warehouse, views: list[View]) -> list[str]:
-    """The views to (re)create: missing from the file, or created from another definition."""
+    """The views last materialized from another definition (or never), in one instance query."""
+    latest = context.instance.get_latest_materialization_events([dg.AssetKey(v.name) for v in views])
+    outdated = []
+    for view in views:
+        event = latest.get(dg.AssetKey(view.name))
+        materialization = event.asset_materialization if event else None
+        previous = materialization.metadata.get(DEFINITION_KEY) if materialization else None
+        if getattr(previous, "value", None) != _definition(view, wh):
+            outdated.append(view.name)
+    return outdated
+
+
+def _all_present(wh: Warehouse, views: list[View]) -> bool:
     existing = {r["view_name"] for r in wh.records(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
     )}
-    outdated = []
+    return all(view.name in existing for view in views)
+
+
+def _readouts(wh: Warehouse, views: list[View]) -> Iterator[dg.MaterializeResult]:
     for view in views:
-        event = context.instance.get_latest_materialization_event(dg.AssetKey(view.name))
-        previous = event.asset_materialization.metadata.get(DEFINITION_KEY) if event else None
-        if view.name not in existing or getattr(previous, "value", None) != _definition(view, wh):
-            outdated.append(view.name)
-    return outdated
+        metadata = {**view_metadata(wh, view), DEFINITION_KEY: _definition(view, wh)}
+        yield dg.MaterializeResult(asset_key=view.name, metadata=metadata)
 
 
 @dg.multi_asset(
@@ -94,13 +106,17 @@ def analytics_views(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     wh = warehouse.warehouse()
     selected = [v for v in VIEWS.values() if dg.AssetKey(v.name) in context.selected_asset_keys]
     outdated = _outdated(context, wh, selected)
-    if outdated:
-        created = create_views(wh, outdated)
+    if not outdated:
+        with wh.reading():  # one read-only connection: the views are all there, then every readout
+            if _all_present(wh, selected):
+                yield from _readouts(wh, selected)
+                return
+    # The outdated ones are replaced; any other selected view missing from the file is created.
+    created = create_views(wh, outdated, missing=[v.name for v in selected])
+    if created:
         context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.location}")
     with wh.reading():  # one read-only connection for every view's readout
-        for view in selected:
-            metadata = {**view_metadata(wh, view), DEFINITION_KEY: _definition(view, wh)}
-            yield dg.MaterializeResult(asset_key=view.name, metadata=metadata)
+        yield from _readouts(wh, selected)
 
 
 VIEW_ASSETS = [analytics_views]

@@ -53,13 +53,17 @@ def create_views_sql(names: Iterable[str] | None = None, existing: Iterable[str]
     return [stmt for v in VIEWS.values() if v.name in wanted for stmt in v.create_sql()]
 
 
-def create_views(warehouse, names: Sequence[str] | None = None) -> list[str]:
+def create_views(
+    warehouse, names: Sequence[str] | None = None, *, missing: Iterable[str] = ()
+) -> list[str]:
     """(Re)create views in the warehouse in one short transaction; returns the views created.
 
-    ``warehouse`` is a :class:`~testio_pipeline.warehouse.Warehouse`; its schema is migrated first if needed.
-    Missing views that a requested view reads are created with it, so any one view can be
-    built on a fresh file. DuckLake keeps no comments on a view's columns, so on a lake those
-    are left out (the view's own comment and the data dictionary still describe them).
+    ``names`` (default: all) are (re)created; ``missing`` are created only if the file does not
+    have them yet. ``warehouse`` is a :class:`~testio_pipeline.warehouse.Warehouse`; its schema
+    is migrated first if needed. Missing views that a requested view reads are created with it,
+    so any one view can be built on a fresh file. DuckLake keeps no comments on a view's
+    columns, so on a lake those are left out (the view's own comment and the data dictionary
+    still describe them).
     """
     def body(con) -> list[str]:
         existing = {
@@ -68,10 +72,14 @@ def create_views(warehouse, names: Sequence[str] | None = None) -> list[str]:
                 con, "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
             )
         }
-        statements = create_views_sql(names, existing)
-        for stmt in statements:
-            if not (warehouse.is_lake and stmt.startswith("COMMENT ON COLUMN")):
-                merge.run(con, stmt)
+        wanted = set(VIEWS if names is None else names) | (set(missing) - existing)
+        statements = [
+            stmt
+            for stmt in create_views_sql(wanted, existing)
+            if not (warehouse.is_lake and stmt.startswith("COMMENT ON COLUMN"))
+        ]
+        if statements:  # one round trip: a view comes with a comment per column
+            merge.run(con, ";\n".join(statements))
         return statements
 
     statements, _ = warehouse._db.write(body)  # noqa: SLF001 — same package; the one write path
