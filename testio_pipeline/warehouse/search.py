@@ -119,8 +119,9 @@ def _has_comments(con: duckdb.DuckDBPyConnection) -> bool:
 # ``create_fts_index`` holds the tokens of every document in memory at once (it rewrites its
 # terms table with UPDATEs, which DuckDB cannot spill), so past this many documents the index is
 # created from the first CHUNK_DOCUMENTS bugs and the rest are added that many at a time, as a
-# refresh adds new bugs (``_replace_documents``): the same index, in bounded memory. Below it the
-# whole build is faster. (benchmarks/README.md, "Bug search index build", has the measurements.)
+# refresh adds new bugs (``_replace_documents``): the same index, in memory bounded by the cap.
+# Up to it the whole build is kept: it is faster, and peaks lower than the chunked build's cap.
+# (benchmarks/README.md, "Bug search index build", has the measurements.)
 CHUNK_DOCUMENTS = 100_000
 
 
