@@ -119,8 +119,9 @@ def _has_comments(con: duckdb.DuckDBPyConnection) -> bool:
 # ``create_fts_index`` holds the tokens of every document in memory at once (it rewrites its
 # terms table with UPDATEs, which DuckDB cannot spill), so past this many documents the index is
 # created from the first CHUNK_DOCUMENTS bugs and the rest are added that many at a time, as a
-# refresh adds new bugs (``_replace_documents``): the same index, in bounded memory. Below it the
-# whole build is faster. (benchmarks/README.md, "Bug search index build", has the measurements.)
+# refresh adds new bugs (``_replace_documents``): the same index, in memory bounded by the cap.
+# Up to it the whole build is kept: it is faster, and peaks lower than the chunked build's cap.
+# (benchmarks/README.md, "Bug search index build", has the measurements.)
 CHUNK_DOCUMENTS = 100_000
 
 
@@ -131,7 +132,7 @@ def rebuild_in(con: duckdb.DuckDBPyConnection, chunk: int | None = None) -> Inde
     extensions.load(con, "fts")
     run(con, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     with_comments = _has_comments(con)
-    bounds = _chunk_bounds(con, chunk or CHUNK_DOCUMENTS)
+    bounds = _chunk_bounds(con, chunk or CHUNK_DOCUMENTS, "SELECT id FROM bugs WHERE deleted_at IS NULL")
     first = None if len(bounds) < 3 else (bounds[0], bounds[1])
     run(con, _documents_sql(with_comments, ids=first))
     run(con, f"PRAGMA create_fts_index('{DOCUMENTS}', 'bug_id', 'title', 'body', overwrite = 1)")
@@ -150,13 +151,13 @@ def rebuild_in(con: duckdb.DuckDBPyConnection, chunk: int | None = None) -> Inde
     return IndexBuild(documents, time.perf_counter() - started, tokenised=documents, chunks=max(1, len(bounds) - 1))
 
 
-def _chunk_bounds(con: duckdb.DuckDBPyConnection, chunk: int) -> list[int]:
-    """Bug ids ``b0 < b1 < … < bn``: chunk i holds the live bugs with ``b(i) < id <= b(i+1)``,
-    ``chunk`` of them (the last one fewer)."""
+def _chunk_bounds(con: duckdb.DuckDBPyConnection, chunk: int, ids_sql: str) -> list[int]:
+    """Ids ``b0 < b1 < … < bn`` of ``ids_sql``'s (distinct) ids: chunk i holds those with
+    ``b(i) < id <= b(i+1)``, ``chunk`` of them (the last one fewer)."""
     rows = run(
         con,
         f"""SELECT min(id), max(id) FROM (
-            SELECT id, (row_number() OVER (ORDER BY id) - 1) // {int(chunk)} AS chunk FROM bugs WHERE deleted_at IS NULL
+            SELECT id, (row_number() OVER (ORDER BY id) - 1) // {int(chunk)} AS chunk FROM ({ids_sql}) i(id)
         ) GROUP BY chunk ORDER BY 1""",
     )
     return [rows[0][0] - 1, *(high for _, high in rows)] if rows else []
@@ -171,23 +172,32 @@ _IX = INDEX_SCHEMA
 def refresh_in(con: duckdb.DuckDBPyConnection) -> IndexBuild:
     """Bring the index up to date inside ``con``'s transaction, re-tokenising only the
     documents that changed (see the module doc); a whole rebuild when there is no index yet
-    or most documents changed."""
+    or most documents changed. The documents are computed and compared a chunk of bug ids at
+    a time, so only the changed ones are kept (``_documents_now``)."""
     started = time.perf_counter()
     extensions.load(con, "fts")
     if not index_exists(con):
         return rebuild_in(con)
-    run(con, _documents_sql(_has_comments(con), target="TEMP TABLE _documents_now"))
-    run(
-        con,
-        f"""CREATE OR REPLACE TEMP TABLE _documents_stale AS
-        SELECT coalesce(n.bug_id, o.bug_id) AS bug_id
-        FROM _documents_now n FULL JOIN {DOCUMENTS} o ON o.bug_id = n.bug_id
-        WHERE n.bug_id IS NULL OR o.bug_id IS NULL OR n.title IS DISTINCT FROM o.title OR n.body IS DISTINCT FROM o.body""",
-    )
-    changed, documents = run(con, "SELECT (SELECT count(*) FROM _documents_stale), (SELECT count(*) FROM _documents_now)")[0]
+    chunk = CHUNK_DOCUMENTS  # tokenising many changed documents at once takes memory as a whole build does
+    with_comments = _has_comments(con)
+    run(con, "CREATE OR REPLACE TEMP TABLE _documents_stale (bug_id BIGINT)")
+    run(con, f"CREATE OR REPLACE TEMP TABLE _documents_now AS FROM {DOCUMENTS} LIMIT 0")
+    documents = 0
+    bounds = _chunk_bounds(con, chunk, f"SELECT id FROM bugs WHERE deleted_at IS NULL UNION SELECT bug_id FROM {DOCUMENTS}")
+    for lo, hi in zip(bounds, bounds[1:]):
+        run(con, _documents_sql(with_comments, target="TEMP TABLE _documents_range", ids=(lo, hi)))
+        run(
+            con,
+            f"""INSERT INTO _documents_stale
+            SELECT coalesce(n.bug_id, o.bug_id)
+            FROM _documents_range n FULL JOIN (FROM {DOCUMENTS} WHERE bug_id > {lo} AND bug_id <= {hi}) o ON o.bug_id = n.bug_id
+            WHERE n.bug_id IS NULL OR o.bug_id IS NULL OR n.title IS DISTINCT FROM o.title OR n.body IS DISTINCT FROM o.body""",
+        )
+        run(con, "INSERT INTO _documents_now FROM _documents_range n SEMI JOIN _documents_stale s ON s.bug_id = n.bug_id")
+        documents += run(con, "SELECT count(*) FROM _documents_range")[0][0]
+    changed = run(con, "SELECT count(*) FROM _documents_stale")[0][0]
     if changed > REBUILD_SHARE * max(documents, 1):
         return rebuild_in(con)
-    chunk = CHUNK_DOCUMENTS  # tokenising many changed documents at once takes memory as a whole build does
     for offset in range(0, changed, chunk):
         run(
             con,
