@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 Rows = Stage | pa.Table | Sequence[pa.Table]
 
 
+# Past this many staged rows a merge runs on one thread (see _unit).
+ONE_THREAD_ROWS = 100_000
+
+
 class WarehouseLockedError(RuntimeError):
     """Another process kept the warehouse busy (the DuckDB file locked, or the lake's commits
     conflicting) for longer than ``lock_timeout``."""
@@ -218,6 +222,9 @@ class Connections:
         try:
             if stage is not None:
                 run(con, "SET preserve_insertion_order = false")
+                if stage.rows_staged > ONE_THREAD_ROWS:
+                    # Each of DuckDB's threads holds its own buffers outside the memory limit.
+                    run(con, "SET threads = 1")
             if memory_limit is not None:
                 # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
                 # it buffer the whole stage; under this limit it spills to its temp directory.

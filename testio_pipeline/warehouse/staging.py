@@ -21,6 +21,8 @@ directories of processes that no longer run.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import os
 import shutil
@@ -59,6 +61,31 @@ STAGED: dict[str, tuple[Callable[[Sequence[Any]], tuple[pa.Table, ...]], tuple[t
         (("bugs", "id"), ("bug_devices", "bug_id"), ("bug_comments", "bug_id"), ("bug_report_fields", "bug_id")),
     ),
 }
+
+
+def release_freed_memory() -> None:
+    """Give the memory a fetch freed back to the operating system before its merge.
+
+    The merge's own peak comes on top of what the process still holds, and after a large
+    fetch that is mostly freed memory kept for reuse: Python objects in unreachable cycles,
+    pyarrow's allocator's blocks, glibc's heap. At ``--scale large`` the process held
+    450-590 MiB when its bugs merge began (benchmarks/README.md, "Bug search index build").
+    """
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _glibc()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -199,10 +226,13 @@ class Stage:
         """Write what is pending; no more records are taken. Returns the stage directory."""
         if not self.dir.exists():
             raise RuntimeError(f"stage {self.dir} was discarded")
+        was_open = self._open
         self.flush()
         self._collect()
         self._stop_writer()
         self._open = False
+        if was_open:
+            release_freed_memory()
         return self.dir
 
     def _stop_writer(self) -> None:
