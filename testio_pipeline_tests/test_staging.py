@@ -229,3 +229,27 @@ def test_a_step_freezes_the_existing_heap_only_while_it_runs(tmp_path, monkeypat
     assert_mirror_matches(sim, warehouse)
     assert len(seen) == 4 and min(seen) > 0, seen  # features, user stories, tests, bugs
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
+
+
+def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monkeypatch):
+    from testio_pipeline.warehouse import connection, merge
+
+    threads_seen: list[int] = []
+    real_upsert = merge.upsert
+
+    def spying_upsert(con, table, *args, **kwargs):
+        if table == "bugs":
+            threads_seen.append(int(con.execute("SELECT current_setting('threads')").fetchone()[0]))
+        return real_upsert(con, table, *args, **kwargs)
+
+    monkeypatch.setattr(merge, "upsert", spying_upsert)
+    monkeypatch.setattr(connection, "ONE_THREAD_ROWS", 30)
+    wh = Warehouse(tmp_path / "t.duckdb")
+    wh.write_products([product(1)], T0)
+    for count in (20, 40):  # below, then above the (lowered) threshold
+        with wh.stage("bugs") as stage:
+            stage.add([bug(1000 * count + i, 7) for i in range(count)])
+            wh.write_bugs(stage, T0, fetched_test_ids={7})
+    assert threads_seen[0] > 1 or (os.cpu_count() or 1) == 1
+    assert threads_seen[1:] == [1]
+    assert table(wh, "bugs", "count(*)") == [(60,)]

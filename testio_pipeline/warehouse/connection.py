@@ -222,7 +222,7 @@ class Connections:
         try:
             if stage is not None:
                 run(con, "SET preserve_insertion_order = false")
-                if stage.rows_staged > ONE_THREAD_ROWS:
+                if stage.records_added > ONE_THREAD_ROWS:
                     # Each of DuckDB's threads holds its own buffers outside the memory limit.
                     run(con, "SET threads = 1")
             if memory_limit is not None:
