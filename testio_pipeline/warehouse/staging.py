@@ -68,8 +68,8 @@ def release_freed_memory() -> None:
 
     The merge's own peak comes on top of what the process still holds, and after a large
     fetch that is mostly freed memory kept for reuse: Python objects in unreachable cycles,
-    pyarrow's allocator's blocks, glibc's heap. At ``--scale large`` the process held
-    450-590 MiB when its bugs merge began (benchmarks/README.md, "Bug search index build").
+    pyarrow's allocator's blocks, glibc's heap (measured in benchmarks/README.md, "Bug search
+    index build").
     """
     gc.collect()
     pa.default_memory_pool().release_unused()
