@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 Rows = Stage | pa.Table | Sequence[pa.Table]
 
 
-# Past this many staged rows a merge runs on one thread (see _unit).
+# Past this many staged records a merge runs on one thread (see _unit).
 ONE_THREAD_ROWS = 100_000
 
 
@@ -302,6 +302,8 @@ class Connections:
         """``write`` without the schema check (migrations use this, and claim the warehouse
         themselves once ``schema_migrations`` exists: ``claim=False``)."""
         stage = rows if isinstance(rows, Stage) else None
+        if stage is not None:
+            stage.seal()  # before the file is opened: sealing hands memory back (a collection)
         limit = self.merge_memory_limit if stage is not None or capped else None
         backoff = _Backoff(self.lock_timeout)
         while True:
