@@ -271,20 +271,29 @@ def test_a_sync_waits_for_a_reader_holding_the_file_then_completes(tmp_path, bef
 # --- two syncs at once -----------------------------------------------------------------------
 
 
-def _write_windows(instance: dg.DagsterInstance) -> list[tuple[str, str, float, float]]:
-    """(run id, step, start, end) of every asset step that writes DuckDB, from the event log."""
+def _write_windows(instance: dg.DagsterInstance) -> list[tuple[str, float, float, list[float], list[str]]]:
+    """Per run, its writing step: (run id, start, end, when each entity's write was logged,
+    its messages), from the event log."""
     windows = []
-    writers = {TESTIO_STEP}  # the five entities' one step
+    entity_log = tuple(f"{entity.name}: " for entity in ENTITIES)
     for run in instance.get_runs():
-        starts: dict[str, float] = {}
+        start = end = None
+        writes: list[float] = []
+        messages: list[str] = []
         for event in instance.all_logs(run.run_id):
-            if not event.is_dagster_event or event.step_key not in writers:
+            if event.step_key != TESTIO_STEP:
                 continue
-            kind = event.dagster_event.event_type_value
+            kind = event.dagster_event.event_type_value if event.is_dagster_event else None
             if kind == "STEP_START":
-                starts[event.step_key] = event.timestamp
+                start = event.timestamp
             elif kind in ("STEP_SUCCESS", "STEP_FAILURE"):
-                windows.append((run.run_id, event.step_key, starts[event.step_key], event.timestamp))
+                end = event.timestamp
+            elif kind is None:
+                messages.append(event.user_message)
+                if event.user_message.startswith(entity_log):
+                    writes.append(event.timestamp)
+        if start is not None:
+            windows.append((run.run_id, start, end, writes, messages))
     return windows
 
 
@@ -317,14 +326,19 @@ def test_two_syncs_started_at_once_both_succeed_one_write_at_a_time(tmp_path):
         with dg.DagsterInstance.get() as instance:
             runs = instance.get_runs()
             assert len(runs) == 2 and all(r.is_success for r in runs)
-            windows = sorted(_write_windows(instance), key=lambda w: w[2])
+            windows = sorted(_write_windows(instance), key=lambda w: min(w[3], default=float("inf")))
     finally:
         del os.environ["DAGSTER_HOME"]
     assert len(windows) == 2, windows  # one sync step per run
-    # The pool (limit 1, op granularity) let one writing step run at a time across both runs.
-    for (run_a, step_a, _, end_a), (run_b, step_b, start_b, _) in zip(windows, windows[1:]):
-        assert start_b >= end_a - 0.05, f"{run_a[:8]}:{step_a} overlapped {run_b[:8]}:{step_b}"
     assert {w[0] for w in windows} == {r.run_id for r in runs}
+    (run_a, _, end_a, writes_a, _), (run_b, start_b, _, writes_b, messages_b) = windows
+    assert len(writes_a) == len(writes_b) == len(ENTITIES)
+    # One writing step at a time across both runs: the pool (limit 1, op granularity) runs
+    # them one after the other; when its claim let both in at once, the later one waited
+    # for the warehouse's writer lock, and said so, before its first write.
+    assert max(writes_a) < min(writes_b), f"the writes of {run_a[:8]} and {run_b[:8]} interleaved"
+    if start_b < end_a:
+        assert any(m.startswith(f"{TESTIO_STEP}: waiting for run {run_a} ") for m in messages_b), messages_b
 
     warehouse = Warehouse(db)
     truth = truth_ids(sim)

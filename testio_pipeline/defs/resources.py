@@ -3,7 +3,8 @@
 
 import dataclasses
 import json
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -26,6 +27,26 @@ if TYPE_CHECKING:  # the simulator is loaded only by runs that use it
 # Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
 # only one process ever holds the file for writing.
 DUCKDB_POOL = "testio_duckdb"
+
+
+@contextmanager
+def writing_step(context: dg.AssetExecutionContext, warehouse: Warehouse, step: str) -> Iterator[None]:
+    """The body of a step of the pool, holding the warehouse file's writer lock as well.
+
+    The pool's slot claim can let two runs' steps in at the same moment; the lock then makes
+    the later one wait, and says so in its log (``warehouse/writer_lock.py``).
+    """
+
+    def waiting(holder: str) -> None:
+        context.log.warning(
+            f"{step}: waiting for {holder}, which is writing {warehouse.location} "
+            f"(both steps were given the {DUCKDB_POOL} pool's slot at once)"
+        )
+
+    with warehouse.exclusive_writer(f"run {context.run.run_id} step {step}", on_wait=waiting) as waited:
+        if waited:
+            context.log.info(f"{step}: writing {warehouse.location} after waiting {waited:.1f}s for it")
+        yield
 
 
 class CustomerApiResource(dg.ConfigurableResource):

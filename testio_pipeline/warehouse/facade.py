@@ -9,8 +9,8 @@ methods serve a DuckLake (``ducklake:…`` location, :mod:`.backends`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from testio_pipeline.domain.records import (
     UserStory,
 )
 
-from . import bookkeeping, migrations, reads, search, writes
+from . import bookkeeping, migrations, reads, search, writer_lock, writes
 from .backends import LakeBackend, backend_for
 
 if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
@@ -90,6 +90,15 @@ class Warehouse:
     @merge_memory_limit.setter
     def merge_memory_limit(self, limit: str | None) -> None:
         self._db.merge_memory_limit = limit
+
+    def exclusive_writer(
+        self, holder: str, on_wait: Callable[[str], None] | None = None
+    ) -> AbstractContextManager[float]:
+        """Hold the file for one writing step across processes (``writer_lock.py``); yields the
+        seconds waited. A DuckLake needs no such lock: it yields 0 at once."""
+        if self.is_lake:
+            return nullcontext(0.0)
+        return writer_lock.exclusive_writer(self.path, holder, on_wait)
 
     # --- connections -----------------------------------------------------------------------
 

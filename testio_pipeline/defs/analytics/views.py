@@ -28,7 +28,7 @@ from ...run_log import TRIGGER_TAG
 from ...warehouse import Warehouse
 from ...warehouse.schema_versions import LATEST_VERSION
 from ...warehouse.views import VIEWS, View, create_views
-from ..resources import DUCKDB_POOL, WarehouseResource
+from ..resources import DUCKDB_POOL, WarehouseResource, writing_step
 
 GROUP = "analytics"
 KINDS = {"duckdb", "sql"}
@@ -104,6 +104,11 @@ def _readouts(wh: Warehouse, views: list[View]) -> Iterator[dg.MaterializeResult
 )
 def analytics_views(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     wh = warehouse.warehouse()
+    with writing_step(context, wh, "analytics_views"):
+        yield from _views(context, wh)
+
+
+def _views(context: dg.AssetExecutionContext, wh: Warehouse) -> Iterator[dg.MaterializeResult]:
     selected = [v for v in VIEWS.values() if dg.AssetKey(v.name) in context.selected_asset_keys]
     outdated = _outdated(context, wh, selected)
     if not outdated:

@@ -20,7 +20,7 @@ from ...source import SIMULATOR_NOTICE, ApiSource
 from ...sync import EntityResult, SyncOptions
 from ...sync.graph import run_in_dependency_order
 from ...warehouse import Warehouse
-from ..resources import DUCKDB_POOL, CustomerApiResource, RefreshResource, WarehouseResource
+from ..resources import DUCKDB_POOL, CustomerApiResource, RefreshResource, WarehouseResource, writing_step
 from .checks import check_result, check_specs
 
 GROUP = "testio"
@@ -125,6 +125,13 @@ def testio_refresh(
         context.log.warning(SIMULATOR_NOTICE)
     options = refresh.options(context)
     wh = warehouse.warehouse()  # shared by the worker threads: a reading() block is per thread
+    with writing_step(context, wh, STEP_NAME):
+        yield from _refresh(context, source, wh, options, refresh)
+
+
+def _refresh(
+    context: dg.AssetExecutionContext, source: ApiSource, wh: Warehouse, options: SyncOptions, refresh: RefreshResource
+) -> Iterator[dg.MaterializeResult]:
     run_log = refresh.run_log(context, wh)  # opens the run's sync_events row
     selected = [entity for entity in ENTITIES if dg.AssetKey(entity.name) in context.selected_asset_keys]
     check_keys = set(context.selected_asset_check_keys)
