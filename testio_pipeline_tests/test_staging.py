@@ -253,3 +253,61 @@ def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monke
     assert threads_seen[0] > 1 or (os.cpu_count() or 1) == 1
     assert threads_seen[1:] == [1]
     assert table(wh, "bugs", "count(*)") == [(60,)]
+
+
+def test_a_large_merge_into_an_empty_table_runs_under_the_first_merge_cap(tmp_path, monkeypatch):
+    from testio_pipeline.warehouse import connection, merge
+
+    limits_seen: list[str] = []
+    real_upsert = merge.upsert
+
+    def spying_upsert(con, table, *args, **kwargs):
+        if table == "bugs":
+            limits_seen.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        return real_upsert(con, table, *args, **kwargs)
+
+    monkeypatch.setattr(merge, "upsert", spying_upsert)
+    monkeypatch.setattr(connection, "ONE_THREAD_ROWS", 30)
+    wh = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="384MB")
+    wh.write_products([product(1)], T0)
+    for first, count in ((0, 40), (100, 40), (200, 20)):  # large into empty, large, small
+        with wh.stage("bugs") as stage:
+            stage.add([bug(first + i, 7) for i in range(count)])
+            wh.write_bugs(stage, T0, fetched_test_ids={7})
+    assert limits_seen == ["244.1 MiB", "366.2 MiB", "366.2 MiB"]
+    assert table(wh, "bugs", "count(*)") == [(100,)]
+    assert connection.smaller_limit("128MB", "256MB") == "128MB"
+    assert connection.smaller_limit("1GiB", "256MB") == "256MB"
+    assert connection.smaller_limit("lots", "256MB") == "lots"
+
+
+def test_a_capped_merge_empties_the_buffer_pool_before_the_checkpoint(tmp_path, monkeypatch):
+    """What the merge left cached is evicted after the commit, before the close checkpoints."""
+    from testio_pipeline.warehouse import connection
+
+    pool_at_close: list[int] = []
+    real_open = connection.Connections._open
+
+    class Spy:
+        def __init__(self, con):
+            self._con = con
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+        def close(self):
+            used = "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag NOT IN ('BASE_TABLE', 'METADATA')"
+            pool_at_close.append(int(self._con.execute(used).fetchone()[0] or 0))
+            self._con.close()
+
+    monkeypatch.setattr(connection.Connections, "_open", lambda self, read_only: Spy(real_open(self, read_only)))
+    monkeypatch.setattr(connection, "EVICT_TO", "1MB")
+    wh = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="384MB")
+    wh.write_products([product(1)], T0)
+    pool_at_close.clear()
+    with wh.stage("bugs") as stage:
+        stage.add([bug(i, 7, title="x" * 2000) for i in range(4000)])
+        wh.write_bugs(stage, T0, fetched_test_ids={7})
+    merge_close = pool_at_close[0]
+    assert merge_close < 2 * 2**20, pool_at_close
+    assert table(wh, "bugs", "count(*)") == [(4000,)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,30 @@ Rows = Stage | pa.Table | Sequence[pa.Table]
 
 # Past this many staged records a merge runs on one thread (see _unit).
 ONE_THREAD_ROWS = 100_000
+# After a capped merge commits, DuckDB's buffer pool is emptied by lowering its limit to this for
+# a moment: what the merge read and wrote stays cached up to the cap, and the checkpoint (when the
+# file is closed) rewrites the row groups the merge changed, which would come on top of it.
+EVICT_TO = "16MB"
+# A large merge into an empty table (a first sync) only streams the stage into it, and DuckDB
+# would keep what it wrote cached up to the cap: it runs under at most this one.
+FIRST_MERGE_MEMORY_LIMIT = "256MB"
+
+_UNIT_BYTES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNIT_BYTES |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _limit_bytes(limit: str) -> float | None:
+    """Bytes of a DuckDB memory limit such as ``384MB`` or ``1GiB``; None when not understood."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", limit)
+    if match is None or match.group(2).lower() not in _UNIT_BYTES:
+        return None
+    return float(match.group(1)) * _UNIT_BYTES[match.group(2).lower()]
+
+
+def smaller_limit(limit: str, other: str) -> str:
+    """The smaller of two memory limits (``limit`` when either is not understood)."""
+    mine, theirs = _limit_bytes(limit), _limit_bytes(other)
+    return other if mine is not None and theirs is not None and theirs < mine else limit
 
 
 class WarehouseLockedError(RuntimeError):
@@ -143,6 +168,15 @@ def process_lock(location: str) -> _ProcessLock:
         return _PROCESS_LOCKS.setdefault(location, _ProcessLock())
 
 
+def _empty_buffer_pool(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+    """Evict what DuckDB keeps cached (see :data:`EVICT_TO`); best effort, after the commit."""
+    try:
+        run(con, f"SET memory_limit = '{EVICT_TO}'")
+    except duckdb.Error as exc:  # something could not be evicted: the checkpoint runs as before
+        log.debug("could not empty the buffer pool: %s", exc)
+    run(con, f"SET memory_limit = '{memory_limit}'")
+
+
 class Unit:
     """One open connection; ``held_s`` is filled in when it closes."""
 
@@ -225,10 +259,15 @@ class Connections:
                 if stage.records_added > ONE_THREAD_ROWS:
                     # Each of DuckDB's threads holds its own buffers outside the memory limit.
                     run(con, "SET threads = 1")
+                    if memory_limit is not None and not run(con, f"SELECT 1 FROM {stage.tables[0]} LIMIT 1"):
+                        memory_limit = smaller_limit(memory_limit, FIRST_MERGE_MEMORY_LIMIT)
             if memory_limit is not None:
                 # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
                 # it buffer the whole stage; under this limit it spills to its temp directory.
                 run(con, f"SET memory_limit = '{memory_limit}'")
+            evict = stage is not None and memory_limit is not None and not read_only
+            if evict:
+                run(con, "SET checkpoint_threshold = '1TB'")  # the checkpoint comes after the eviction
             if read_only:
                 yield unit
             else:
@@ -242,6 +281,8 @@ class Connections:
                         log.exception("rollback failed on %s", self.backend.location)
                     raise
                 con.commit()  # a commit that fails (a lake conflict) has ended the transaction itself
+                if evict:
+                    _empty_buffer_pool(con, memory_limit)
         finally:
             con.close()  # closing also checkpoints, so it belongs to the time the lock was held
             unit.held_s = time.perf_counter() - opened
