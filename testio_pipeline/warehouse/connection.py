@@ -46,26 +46,14 @@ ONE_THREAD_ROWS = 100_000
 # a moment: what the merge read and wrote stays cached up to the cap, and the checkpoint (when the
 # file is closed) rewrites the row groups the merge changed, which would come on top of it.
 EVICT_TO = "16MB"
-# A large merge into an empty table (a first sync) only streams the stage into it, and DuckDB
-# would keep what it wrote cached up to the cap: it runs under at most this one.
-FIRST_MERGE_MEMORY_LIMIT = "256MB"
-
-_UNIT_BYTES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNIT_BYTES |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+# A commit that ran out of memory under the cap fails as a TransactionException.
+_COMMIT_OUT_OF_MEMORY = re.compile(r"failed to pin block|out of memory", re.IGNORECASE)
 
 
-def _limit_bytes(limit: str) -> float | None:
-    """Bytes of a DuckDB memory limit such as ``384MB`` or ``1GiB``; None when not understood."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", limit)
-    if match is None or match.group(2).lower() not in _UNIT_BYTES:
-        return None
-    return float(match.group(1)) * _UNIT_BYTES[match.group(2).lower()]
-
-
-def smaller_limit(limit: str, other: str) -> str:
-    """The smaller of two memory limits (``limit`` when either is not understood)."""
-    mine, theirs = _limit_bytes(limit), _limit_bytes(other)
-    return other if mine is not None and theirs is not None and theirs < mine else limit
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.TransactionException) and bool(_COMMIT_OUT_OF_MEMORY.search(str(exc)))
+    )
 
 
 class WarehouseLockedError(RuntimeError):
@@ -259,8 +247,6 @@ class Connections:
                 if stage.records_added > ONE_THREAD_ROWS:
                     # Each of DuckDB's threads holds its own buffers outside the memory limit.
                     run(con, "SET threads = 1")
-                    if memory_limit is not None and not run(con, f"SELECT 1 FROM {stage.tables[0]} LIMIT 1"):
-                        memory_limit = smaller_limit(memory_limit, FIRST_MERGE_MEMORY_LIMIT)
             if memory_limit is not None:
                 # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
                 # it buffer the whole stage; under this limit it spills to its temp directory.
@@ -355,12 +341,11 @@ class Connections:
                     name_sources(unit.con, rows, names)
                     value = body(unit.con)
                 return value, unit
-            except duckdb.OutOfMemoryException:
-                if limit is None:
-                    raise
-                log.warning("write to %s ran out of memory under %s; retrying without the cap", self.backend.location, limit)
-                limit = None
             except duckdb.Error as exc:
+                if _out_of_memory(exc) and limit is not None:
+                    log.warning("write to %s ran out of memory under %s; retrying without the cap", self.backend.location, limit)
+                    limit = None
+                    continue
                 if not self.backend.is_conflict(exc):
                     raise
                 log.info("write to %s met another writer's commit; running it again", self.backend.location)
