@@ -39,7 +39,6 @@ to compare.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
@@ -55,13 +54,12 @@ from typing import Any, Iterator, Sequence
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import cli_runs, lower_bound, memory, search_index, verify  # noqa: E402
+from benchmarks import checking, cli_runs, lower_bound, memory, search_index  # noqa: E402
 from benchmarks.servers import SERVER_KINDS, start_server  # noqa: E402
 from testio_pipeline.settings import Settings  # noqa: E402
-from testio_pipeline.simulator import SimClock, Simulator, SimulatorConfig  # noqa: E402
+from testio_pipeline.simulator import SimulatorConfig  # noqa: E402
 from testio_pipeline.source import ApiSource  # noqa: E402
 from testio_pipeline.sync import SyncOptions, run_cycle  # noqa: E402
-from testio_pipeline.testio.client import DEFAULT_BUG_BATCH, DEFAULT_PER_PAGE  # noqa: E402
 from testio_pipeline.warehouse import Warehouse  # noqa: E402
 from testio_pipeline.warehouse.backends import is_lake  # noqa: E402
 
@@ -422,7 +420,7 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
             lake_data_path=args.lake_data_path,
         )
         now = START
-        previous: verify.Truth | None = None
+        previous: bytes | None = None  # the pickled truth the last phase was checked against
         steps = [
             ("a", "full from empty", "full", 0.0),
             ("b", "incr. no change", "incremental", 0.0),
@@ -440,18 +438,16 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
             if errors:
                 say(f"  !! products not refreshed: {errors}")
             # The truth, the plan and the check come after the measured run, from a fresh
-            # simulator (same config, same moment) that is dropped again, so neither its
-            # work nor its caches are in the phase's numbers.
+            # simulator (same config, same moment) in a child process (benchmarks/checking.py),
+            # so neither its work nor what it leaves behind is in the phases' numbers.
             v0 = time.perf_counter()
-            with _peak_rss(watch, f"the verification after phase ({key})") as verification_rss:
-                truth_sim = Simulator(config, clock=SimClock(now))
-                truth = verify.snapshot(truth_sim, now)
-                plan = _plan(mode, truth, previous)
-                report = verify.verify(db_path, truth_sim, truth, lake_data_path=args.lake_data_path)
-                del truth_sim
-                gc.collect()
-            result["plan"] = plan.summary()
-            result["bounds"] = {k: round(v, 3) for k, v in plan.bounds(latency_s, cap).items()}
+            checked = checking.check(
+                config, now, db_path, mode=mode, previous=previous, latency_s=latency_s, cap=cap,
+                lake_data_path=args.lake_data_path,
+            )
+            report = checked.report
+            result["plan"] = checked.plan
+            result["bounds"] = checked.bounds
             bound = result["bounds"]["lower_bound_s"]
             result["ratio"] = round(result["wall_s"] / bound, 2) if bound > 0 else None
             result["verification"] = {
@@ -460,7 +456,7 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
                 "problems": report.problems,
                 "hints": report.hints,
                 "seconds": round(time.perf_counter() - v0, 2),
-                "peak_rss_mib": verification_rss["peak_mib"],
+                "peak_rss_mib": checked.peak_rss_mib,
             }
             say(
                 f"phase ({key}) done: {result['wall_s']:.2f} s wall, {result['requests_total']} requests, "
@@ -479,7 +475,7 @@ def run_benchmark(args: argparse.Namespace, out=sys.stdout) -> tuple[dict[str, A
                     say(f"!!! likely cause: {hint}")
                 say("!" * 100)
                 break
-            previous = truth
+            previous = checked.truth
         if ok and phases:
             say("rebuilding the bug search index once more, alone ...")
             with _peak_rss(watch, "the search index rebuild") as rebuild_rss:
@@ -549,12 +545,12 @@ def _cli_runs(
     server_cpu1 = server.cpu_s()
     whole["server_cpu_s"] = None if server_cpu0 is None or server_cpu1 is None else round(server_cpu1 - server_cpu0, 2)
     whole["requests_total"] = server.stats()["total"]
-    truth_sim = Simulator(config, clock=SimClock(now))
-    truth = verify.snapshot(truth_sim, now)
-    report = verify.verify(db, truth_sim, truth)
-    plan = _plan("full", truth, None)
-    whole["plan"] = plan.summary()
-    whole["bounds"] = {k: round(v, 3) for k, v in plan.bounds(latency_s, settings.max_concurrent_requests).items()}
+    checked = checking.check(
+        config, now, db, mode="full", previous=None, latency_s=latency_s, cap=settings.max_concurrent_requests
+    )
+    report = checked.report
+    whole["plan"] = checked.plan
+    whole["bounds"] = checked.bounds
     whole["verification"] = {"ok": report.ok, "problems": report.problems, "checked": report.checked}
     say(
         f"  {whole['wall_s']:.2f} s wall, {whole['cpu_s']:.2f} s CPU (server {whole['server_cpu_s']} s), "
@@ -565,24 +561,6 @@ def _cli_runs(
     for problem in report.problems:
         say(f"!!!   {problem}")
     return {"trivial": trivial, "whole": whole, "verification": whole["verification"]}
-
-
-def _plan(mode: str, truth: verify.Truth, previous: verify.Truth | None) -> lower_bound.Plan:
-    if mode == "full":
-        return lower_bound.full_plan(
-            ((p.id, p.list_calls, len(p.tests)) for p in truth.products.values()),
-            per_page=DEFAULT_PER_PAGE,
-            bug_batch=DEFAULT_BUG_BATCH,
-        )
-    known = previous.products if previous is not None else {}
-    return lower_bound.incremental_plan(
-        (
-            (p.id, p.list_calls, p.test_ids, known[p.id].test_status if p.id in known else {})
-            for p in truth.products.values()
-        ),
-        per_page=DEFAULT_PER_PAGE,
-        bug_batch=DEFAULT_BUG_BATCH,
-    )
 
 
 def _cpu_floor(whole: dict[str, Any], trivial: dict[str, Any], bound_s: float, cpus: int) -> str:

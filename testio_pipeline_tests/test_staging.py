@@ -253,3 +253,57 @@ def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monke
     assert threads_seen[0] > 1 or (os.cpu_count() or 1) == 1
     assert threads_seen[1:] == [1]
     assert table(wh, "bugs", "count(*)") == [(60,)]
+
+
+def test_a_commit_out_of_memory_under_the_cap_is_run_again_without_it(tmp_path):
+    import duckdb
+
+    wh = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="384MB")
+    wh.write_products([product(1)], T0)
+    limits: list[str] = []
+
+    def body(con):
+        limits.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        if len(limits) == 1:  # as DuckDB reports a commit that could not pin a block under the cap
+            raise duckdb.TransactionException(
+                "TransactionContext Error: Failed to commit: failed to pin block of size 256.0 KiB (243.9 MiB/244.1 MiB used)"
+            )
+        return "written"
+
+    value, _unit = wh._db.write(body, capped=True)
+    assert value == "written"
+    assert limits[0] == "366.2 MiB" and limits[1] != limits[0]
+    with pytest.raises(duckdb.TransactionException):  # any other transaction error is not retried
+        wh._db.write(lambda con: (_ for _ in ()).throw(duckdb.TransactionException("conflict")), capped=True)
+
+
+def test_a_capped_merge_empties_the_buffer_pool_before_the_checkpoint(tmp_path, monkeypatch):
+    """What the merge left cached is evicted after the commit, before the close checkpoints."""
+    from testio_pipeline.warehouse import connection
+
+    pool_at_close: list[int] = []
+    real_open = connection.Connections._open
+
+    class Spy:
+        def __init__(self, con):
+            self._con = con
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+        def close(self):
+            used = "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag NOT IN ('BASE_TABLE', 'METADATA')"
+            pool_at_close.append(int(self._con.execute(used).fetchone()[0] or 0))
+            self._con.close()
+
+    monkeypatch.setattr(connection.Connections, "_open", lambda self, read_only: Spy(real_open(self, read_only)))
+    monkeypatch.setattr(connection, "EVICT_TO", "1MB")
+    wh = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="384MB")
+    wh.write_products([product(1)], T0)
+    pool_at_close.clear()
+    with wh.stage("bugs") as stage:
+        stage.add([bug(i, 7, title="x" * 2000) for i in range(4000)])
+        wh.write_bugs(stage, T0, fetched_test_ids={7})
+    merge_close = pool_at_close[0]
+    assert merge_close < 2 * 2**20, pool_at_close
+    assert table(wh, "bugs", "count(*)") == [(4000,)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,18 @@ Rows = Stage | pa.Table | Sequence[pa.Table]
 
 # Past this many staged records a merge runs on one thread (see _unit).
 ONE_THREAD_ROWS = 100_000
+# After a capped merge commits, DuckDB's buffer pool is emptied by lowering its limit to this for
+# a moment: what the merge read and wrote stays cached up to the cap, and the checkpoint (when the
+# file is closed) rewrites the row groups the merge changed, which would come on top of it.
+EVICT_TO = "16MB"
+# A commit that ran out of memory under the cap fails as a TransactionException.
+_COMMIT_OUT_OF_MEMORY = re.compile(r"failed to pin block|out of memory", re.IGNORECASE)
+
+
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.TransactionException) and bool(_COMMIT_OUT_OF_MEMORY.search(str(exc)))
+    )
 
 
 class WarehouseLockedError(RuntimeError):
@@ -143,6 +156,15 @@ def process_lock(location: str) -> _ProcessLock:
         return _PROCESS_LOCKS.setdefault(location, _ProcessLock())
 
 
+def _empty_buffer_pool(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+    """Evict what DuckDB keeps cached (see :data:`EVICT_TO`); best effort, after the commit."""
+    try:
+        run(con, f"SET memory_limit = '{EVICT_TO}'")
+    except duckdb.Error as exc:  # something could not be evicted: the checkpoint runs as before
+        log.debug("could not empty the buffer pool: %s", exc)
+    run(con, f"SET memory_limit = '{memory_limit}'")
+
+
 class Unit:
     """One open connection; ``held_s`` is filled in when it closes."""
 
@@ -229,6 +251,9 @@ class Connections:
                 # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
                 # it buffer the whole stage; under this limit it spills to its temp directory.
                 run(con, f"SET memory_limit = '{memory_limit}'")
+            evict = stage is not None and memory_limit is not None and not read_only
+            if evict:
+                run(con, "SET checkpoint_threshold = '1TB'")  # the checkpoint comes after the eviction
             if read_only:
                 yield unit
             else:
@@ -242,6 +267,8 @@ class Connections:
                         log.exception("rollback failed on %s", self.backend.location)
                     raise
                 con.commit()  # a commit that fails (a lake conflict) has ended the transaction itself
+                if evict:
+                    _empty_buffer_pool(con, memory_limit)
         finally:
             con.close()  # closing also checkpoints, so it belongs to the time the lock was held
             unit.held_s = time.perf_counter() - opened
@@ -314,12 +341,11 @@ class Connections:
                     name_sources(unit.con, rows, names)
                     value = body(unit.con)
                 return value, unit
-            except duckdb.OutOfMemoryException:
-                if limit is None:
-                    raise
-                log.warning("write to %s ran out of memory under %s; retrying without the cap", self.backend.location, limit)
-                limit = None
             except duckdb.Error as exc:
+                if _out_of_memory(exc) and limit is not None:
+                    log.warning("write to %s ran out of memory under %s; retrying without the cap", self.backend.location, limit)
+                    limit = None
+                    continue
                 if not self.backend.is_conflict(exc):
                     raise
                 log.info("write to %s met another writer's commit; running it again", self.backend.location)

@@ -88,12 +88,14 @@ def upsert(
     *,
     compare: Sequence[str] = ("content_hash",),
     delete_scope: Scope | None = None,
+    written: str | None = None,
 ) -> WriteStats:
     """Merge ``source`` (a relation with some of ``table``'s columns) into ``table``.
 
     New keys are inserted; existing rows are rewritten only when a ``compare`` column differs
     or the row was marked deleted (then it is restored). With ``delete_scope``, rows inside the
     scope that ``source`` lacks get ``deleted_at``; a vanished row is never physically deleted.
+    With ``written``, a temp table of that name gets the keys of the rows inserted or rewritten.
     """
     spec = TABLES[table]
     key = spec.primary_key
@@ -122,6 +124,13 @@ def upsert(
             SELECT {", ".join(f"t.{c}" for c in (*key, *kept))} FROM {table} t JOIN {source} s ON {on}
             WHERE {changed}""",
     )
+    if written is not None:
+        run(
+            con,
+            f"""CREATE OR REPLACE TEMP TABLE {written} AS
+                SELECT {", ".join(f"s.{k}" for k in key)} FROM {source} s LEFT JOIN {table} t ON {on}
+                WHERE t.{k0} IS NULL OR {changed}""",
+        )
     saved_on = " AND ".join(f"t.{k} = r.{k}" for k in key)
     run(con, f"DELETE FROM {table} t WHERE EXISTS (SELECT 1 FROM {saved} r WHERE {saved_on})")
     run(

@@ -181,10 +181,14 @@ def write_bugs(
             con, "bugs", "_bugs", ts,
             compare=("content_hash", "rejection_reason"),  # a new reason list is a change too
             delete_scope=Scope("test_id", fetched) if detect_deletions else None,
+            written="_bugs_written",
         )
         stats.extra = {}
         for child in CHILDREN_OF_BUGS:
-            removed, added = merge.replace_children(con, child, f"_{child}", "bug_id IN (SELECT id FROM _bugs_in)")
+            # A bug's children are in its raw JSON, so an unchanged bug keeps its rows: replacing
+            # them too rewrote (and committed) every fetched bug's children each cycle. Children
+            # an unchanged bug lacks (e.g. after the migration that added the table) are still added.
+            removed, added = merge.replace_children(con, child, f"_{child}", "bug_id IN (SELECT id FROM _bugs_written)")
             stats.extra |= {f"{child}_removed": removed, f"{child}_added": added}
         stats.extra["tests_marked_synced"] = merge.mark_synced(con, "tests", "bugs_synced_at", fetched, ts)
         stats.extra["products_marked_synced"] = merge.mark_synced(
