@@ -255,6 +255,23 @@ def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monke
     assert table(wh, "bugs", "count(*)") == [(60,)]
 
 
+def test_a_lake_merge_leaves_its_shared_instance_with_the_default_settings(tmp_path, monkeypatch):
+    from testio_pipeline.warehouse import connection
+
+    monkeypatch.setattr(connection, "ONE_THREAD_ROWS", 3)
+    lake = Warehouse(f"ducklake:{tmp_path / 'catalog.ducklake'}", lake_data_path=str(tmp_path / "data"))
+    instance = lake._db.backend._instance()  # what every later cursor of this process shares
+    names = "'threads', 'memory_limit', 'preserve_insertion_order', 'checkpoint_threshold'"
+    settings = f"SELECT name, value FROM duckdb_settings() WHERE name IN ({names}) ORDER BY name"
+    defaults = instance.execute(settings).fetchall()
+    lake.write_products([product(1)], T0)
+    with lake.stage("bugs") as stage:
+        stage.add([bug(100 + i, 7) for i in range(5)])  # a "large" merge: one thread, capped
+        lake.write_bugs(stage, T0, fetched_test_ids={7})
+    assert table(lake, "bugs", "count(*)") == [(5,)]
+    assert instance.execute(settings).fetchall() == defaults
+
+
 def test_a_commit_out_of_memory_under_the_cap_is_run_again_without_it(tmp_path):
     import duckdb
 

@@ -45,6 +45,10 @@ class FileBackend:
     constraints = True  # primary keys and sequences exist
     full_text_search = True
 
+    # A unit's connection is the file's only one in the process (the process lock sees to it):
+    # its DuckDB instance, and the settings the unit made, close with it.
+    shares_instance = False
+
     def __init__(self, path: Path):
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +97,9 @@ class LakeBackend:
     constraints = False
     # The fts index is not built on a lake (not tried here): search reads a DuckDB file.
     full_text_search = False
+
+    # Every connection is a cursor of one in-memory instance: a setting outlives its unit.
+    shares_instance = True
 
     def __init__(self, attach: str, data_path: str | None, staging_dir: Path | None = None):
         self.attach = attach

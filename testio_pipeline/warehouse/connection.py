@@ -165,6 +165,16 @@ def _empty_buffer_pool(con: duckdb.DuckDBPyConnection, memory_limit: str) -> Non
     run(con, f"SET memory_limit = '{memory_limit}'")
 
 
+def _reset(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> None:
+    """Put settings back to DuckDB's defaults, for the instance's next users (a DuckLake's
+    connections all share one in-memory instance, so one merge's one thread would stay)."""
+    for name in names:
+        try:
+            run(con, f"RESET {name}")
+        except duckdb.Error as exc:  # best effort: the write itself is done
+            log.warning("could not reset %s on %s: %s", name, con, exc)
+
+
 class Unit:
     """One open connection; ``held_s`` is filled in when it closes."""
 
@@ -241,19 +251,25 @@ class Connections:
         con = self._open(read_only)
         unit = Unit(con)
         opened = time.perf_counter()
+        changed: list[str] = []  # settings this unit set; they are global to the DuckDB instance
+
+        def setting(name: str, value: str) -> None:
+            run(con, f"SET {name} = {value}")
+            changed.append(name)
+
         try:
             if stage is not None:
-                run(con, "SET preserve_insertion_order = false")
+                setting("preserve_insertion_order", "false")
                 if stage.records_added > ONE_THREAD_ROWS:
                     # Each of DuckDB's threads holds its own buffers outside the memory limit.
-                    run(con, "SET threads = 1")
+                    setting("threads", "1")
             if memory_limit is not None:
                 # A merge can be far larger than memory: DuckDB's default (80% of RAM) would let
                 # it buffer the whole stage; under this limit it spills to its temp directory.
-                run(con, f"SET memory_limit = '{memory_limit}'")
+                setting("memory_limit", f"'{memory_limit}'")
             evict = stage is not None and memory_limit is not None and not read_only
             if evict:
-                run(con, "SET checkpoint_threshold = '1TB'")  # the checkpoint comes after the eviction
+                setting("checkpoint_threshold", "'1TB'")  # the checkpoint comes after the eviction
             if read_only:
                 yield unit
             else:
@@ -270,6 +286,8 @@ class Connections:
                 if evict:
                     _empty_buffer_pool(con, memory_limit)
         finally:
+            if changed and self.backend.shares_instance:
+                _reset(con, changed)
             con.close()  # closing also checkpoints, so it belongs to the time the lock was held
             unit.held_s = time.perf_counter() - opened
 
