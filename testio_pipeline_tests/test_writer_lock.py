@@ -118,25 +118,29 @@ def _log_entry(instance: dg.DagsterInstance, wanted: str) -> dg.EventLogEntry:
 def test_a_pool_step_waits_for_the_file_held_by_another_writer_and_logs_why(tmp_path):
     """What a run sees when the pool gave its slot to two steps: the lock makes it wait."""
     db = tmp_path / "w.duckdb"
-    result: list[dg.ExecuteInProcessResult] = []
-    with _instance(tmp_path) as instance:
+    held = threading.Event()
+    seen: dict[str, object] = {}
+
+    def other_writer(instance: dg.DagsterInstance) -> None:
         with exclusive_writer(db, "run other step testio_refresh"):
-            thread = threading.Thread(
-                target=lambda: result.append(
-                    dg.materialize(
-                        VIEW_ASSETS, resources={"warehouse": WarehouseResource(path=str(db))}, instance=instance
-                    )
-                )
-            )
-            thread.start()
+            held.set()
             waiting = _log_entry(instance, "waiting for run other step testio_refresh")
-            assert waiting.level == logging.WARNING  # the operator should see it
-            assert "given the testio_duckdb pool's slot at once" in waiting.user_message
             [run] = instance.get_runs()
             materialized = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-            assert not materialized.records  # nothing written while the other writer holds the file
+            seen.update(level=waiting.level, message=waiting.user_message, materialized=len(materialized.records))
+
+    with _instance(tmp_path) as instance:
+        # Dagster captures a run's output with helper processes it ends only from the main
+        # thread, so the run is started here and the other writer is the thread.
+        thread = threading.Thread(target=other_writer, args=(instance,), daemon=True)
+        thread.start()
+        assert held.wait(WAIT_S)
+        result = dg.materialize(VIEW_ASSETS, resources={"warehouse": WarehouseResource(path=str(db))}, instance=instance)
         thread.join(WAIT_S)
-        assert result and result[0].success
-        messages = [e.user_message for e in instance.all_logs(result[0].run_id)]
+        assert seen["level"] == logging.WARNING  # the operator should see it
+        assert "given the testio_duckdb pool's slot at once" in seen["message"]
+        assert seen["materialized"] == 0  # nothing written while the other writer held the file
+        assert result.success
+        messages = [e.user_message for e in instance.all_logs(result.run_id)]
         assert any(m.startswith("analytics_views: writing ") and "after waiting" in m for m in messages)
-        assert result[0].get_asset_materialization_events()
+        assert result.get_asset_materialization_events()
