@@ -137,6 +137,7 @@ def test_a_pool_step_waits_for_the_file_held_by_another_writer_and_logs_why(tmp_
         assert held.wait(WAIT_S)
         result = dg.materialize(VIEW_ASSETS, resources={"warehouse": WarehouseResource(path=str(db))}, instance=instance)
         thread.join(WAIT_S)
+        assert seen, "the run never logged that it waited for the other writer"
         assert seen["level"] == logging.WARNING  # the operator should see it
         assert "given the testio_duckdb pool's slot at once" in seen["message"]
         assert seen["materialized"] == 0  # nothing written while the other writer held the file
