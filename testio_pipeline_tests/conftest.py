@@ -45,14 +45,19 @@ def client_for(sim: Simulator, **options) -> CustomerApiClient:
     return CustomerApiClient(SIMULATOR_BASE_URL, sim.config.token, transport=sim.transport(), **options)
 
 
+def dagster_home(tmp_path: Path) -> Path:
+    """A fresh DAGSTER_HOME holding the project's dagster.yaml (SQLite storage, its pools)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    return home
+
+
 def dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for a Dagster subprocess: a fresh DAGSTER_HOME holding the project's
     dagster.yaml, no TESTIO_* or DAGSTER_* settings of the developer's, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TESTIO_", "DAGSTER_"))}
-    home = tmp_path / "dagster_home"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
+    env.update(DAGSTER_HOME=str(dagster_home(tmp_path)), PYTHONPATH=str(REPO), **extra)
     return env
 
 

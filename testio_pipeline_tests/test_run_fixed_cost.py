@@ -1,6 +1,5 @@
 """What a whole Dagster run pays besides fetching and writing stays small (issue #13, fixed cost)."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +10,13 @@ import duckdb
 from testio_pipeline.defs.event_log import INDEX_SHARD
 from testio_pipeline.defs.resources import WarehouseResource
 
+from .conftest import dagster_home
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _sqlite_instance(tmp_path: Path) -> dg.DagsterInstance:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    return dg.DagsterInstance.from_config(str(home))
+    return dg.DagsterInstance.from_config(str(dagster_home(tmp_path)))
 
 
 def test_a_run_keeps_its_sqlite_event_log_open_between_events_and_releases_it(tmp_path):

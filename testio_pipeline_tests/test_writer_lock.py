@@ -2,13 +2,11 @@
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -18,7 +16,8 @@ from testio_pipeline.defs.resources import WarehouseResource
 from testio_pipeline.warehouse import Warehouse
 from testio_pipeline.warehouse.writer_lock import exclusive_writer, lock_path
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO, dagster_home
+
 WAIT_S = 120  # an upper bound for events, not a sleep: a busy machine only makes it slower
 
 
@@ -94,13 +93,6 @@ def test_a_ducklake_needs_no_lock_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _instance(tmp_path: Path) -> dg.DagsterInstance:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    return dg.DagsterInstance.from_config(str(home))
-
-
 def _log_entry(instance: dg.DagsterInstance, wanted: str) -> dg.EventLogEntry:
     """The first log entry of the instance's run whose message contains ``wanted``, once it is
     stored (a condition polled until a deadline, not a fixed sleep)."""
@@ -129,7 +121,7 @@ def test_a_pool_step_waits_for_the_file_held_by_another_writer_and_logs_why(tmp_
             materialized = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
             seen.update(level=waiting.level, message=waiting.user_message, materialized=len(materialized.records))
 
-    with _instance(tmp_path) as instance:
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
         # Dagster captures a run's output with helper processes it ends only from the main
         # thread, so the run is started here and the other writer is the thread.
         thread = threading.Thread(target=other_writer, args=(instance,), daemon=True)

@@ -27,7 +27,7 @@ from ...metadata import column_schema, view_metadata
 from ...run_log import TRIGGER_TAG
 from ...warehouse import Warehouse
 from ...warehouse.schema_versions import LATEST_VERSION
-from ...warehouse.views import VIEWS, View, create_views
+from ...warehouse.views import EXISTING_VIEWS_SQL, VIEWS, View, create_views
 from ..resources import DUCKDB_POOL, WarehouseResource, writing_step
 
 GROUP = "analytics"
@@ -84,9 +84,7 @@ def _outdated(context: dg.AssetExecutionContext, wh: Warehouse, views: list[View
 
 
 def _all_present(wh: Warehouse, views: list[View]) -> bool:
-    existing = {r["view_name"] for r in wh.records(
-        "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
-    )}
+    existing = {r["view_name"] for r in wh.records(EXISTING_VIEWS_SQL)}
     return all(view.name in existing for view in views)
 
 

@@ -53,6 +53,10 @@ def create_views_sql(names: Iterable[str] | None = None, existing: Iterable[str]
     return [stmt for v in VIEWS.values() if v.name in wanted for stmt in v.create_sql()]
 
 
+# The views of the warehouse's own database (not DuckDB's internal ones, not an attached file's).
+EXISTING_VIEWS_SQL = "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
+
+
 def create_views(
     warehouse, names: Sequence[str] | None = None, *, missing: Iterable[str] = ()
 ) -> list[str]:
@@ -66,12 +70,7 @@ def create_views(
     still describe them).
     """
     def body(con) -> list[str]:
-        existing = {
-            r[0]
-            for r in merge.run(
-                con, "SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()"
-            )
-        }
+        existing = {r[0] for r in merge.run(con, EXISTING_VIEWS_SQL)}
         wanted = set(VIEWS if names is None else names) | (set(missing) - existing)
         statements = [
             stmt
