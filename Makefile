@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m testio_pipeline.cli.duckdb_setup >/dev/null
 	@touch $(STAMP)
 
 install: $(STAMP) instance
@@ -36,9 +37,18 @@ instance:
 run: install
 	$(BIN)/python -m testio_pipeline.cli run
 
-## make test: the whole test suite (slow tests included); .ci/run calls exactly this
+## make test: the whole test suite (slow tests included); .ci/run calls exactly this.
+# It runs as a new machine would: the whole session (pytest, its workers and every process
+# they start: the Dagster CLI, daemon, webserver, PostgreSQL clients, browser) gets an empty
+# HOME and XDG folders made for this run, so nothing an earlier run left in the real home
+# (DuckDB's ~/.duckdb, caches, config) can make it pass. Only the install step above uses the
+# real home, for pip's download cache.
 test: install browser
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	@fresh_home=$$(mktemp -d -t testio-home.XXXXXX) && trap 'rm -rf "$$fresh_home"' EXIT && \
+	  echo "make test: HOME=$$fresh_home (empty)" && \
+	  HOME=$$fresh_home XDG_CACHE_HOME=$$fresh_home/.cache XDG_CONFIG_HOME=$$fresh_home/.config \
+	  XDG_DATA_HOME=$$fresh_home/.local/share TESTIO_FRESH_HOME=$$fresh_home \
+	  $(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 ## make dev: the Dagster UI on 127.0.0.1:3000 with the workspace loaded
 dev: install
@@ -55,7 +65,7 @@ clean:
 browser:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-## make docs: regenerate the README's data dictionary from the schema and view declarations
+## make docs: regenerate docs/data-dictionary.md from the schema and view declarations
 docs: install
 	$(BIN)/python -m testio_pipeline.cli.docs
 

@@ -2,7 +2,7 @@
 
 Every materialization (the entity assets and the analyst views) carries
 - ``dagster/column_schema``: the columns with their types and analyst descriptions, from the
-  same declarations that create the DuckDB comments and the README's data dictionary;
+  same declarations that create the DuckDB comments and docs/data-dictionary.md;
 - ``preview``: the first rows as a Markdown table;
 - numeric KPIs (open bugs, acceptance rate, tests running, …) as int/float metadata, which
   the Dagster UI plots over the asset's materializations.

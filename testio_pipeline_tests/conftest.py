@@ -98,3 +98,20 @@ def full_refresh_resources(sim: Simulator, db: Path) -> dict:
         "warehouse": WarehouseResource(path=str(db)),
         "refresh": RefreshResource(mode="full"),
     }
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under `make test` the session runs in an empty home made for it (TESTIO_FRESH_HOME):
+    nothing may have put DuckDB extensions there. DuckDB creates ~/.duckdb when something
+    autoloads or installs an extension the default way, which is what a new machine cannot
+    do (no network), so that path must fail the run even where it happened to work."""
+    home = os.environ.get("TESTIO_FRESH_HOME")
+    if not home or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    written = Path(home) / ".duckdb"
+    if written.exists():
+        found = sorted(str(p.relative_to(home)) for p in written.rglob("*"))[:20]
+        session.config.get_terminal_writer().line(
+            f"FAILED: something used DuckDB's default extension folder in the test home: {found}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

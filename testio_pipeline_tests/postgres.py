@@ -60,9 +60,9 @@ class Postgres:
         return f"dbname={dbname} host=127.0.0.1 port={self.port} user={self.user}"
 
     def url(self, dbname: str) -> str:
-        """URL form, as dagster-postgres takes it (DAGSTER_PG_URL); SQLAlchemy 2.1 would pick the
-        psycopg 3 driver for a bare postgresql:// URL, and dagster-postgres installs psycopg2."""
-        return f"postgresql+psycopg2://{self.user}@127.0.0.1:{self.port}/{dbname}"
+        """URL form, as Dagster's documentation writes DAGSTER_PG_URL: a bare postgresql://,
+        which SQLAlchemy 2.1 reads as psycopg 3 (test_postgres_url.py tests the other forms)."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
 
     def create_database(self, name: str) -> str:
         self.execute("postgres", f'CREATE DATABASE "{name}"')

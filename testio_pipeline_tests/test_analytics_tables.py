@@ -193,10 +193,10 @@ def test_migration_4_brings_an_existing_file_to_the_new_tables(tmp_path):
     assert stored(warehouse, "bug_devices") == truth(sim, "bug_devices")
 
 
-def test_the_readme_documents_the_standard_rejection_patterns():
+def test_the_docs_document_the_standard_rejection_patterns():
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "analytics.md").read_text(encoding="utf-8")
     for key, name, comment in STANDARD_REJECT_REASONS:
         assert f"| `{key}` | {name} | {comment} |" in text, key
 

@@ -45,10 +45,10 @@ def assert_equals_truth(location: str, data_path: str | None, now) -> None:
 
 
 def analyst(attach: str) -> duckdb.DuckDBPyConnection:
-    """What an analyst types: the two extensions, ATTACH the lake's string, USE it."""
+    """What an analyst types (docs/operations.md): the extension folder line, ATTACH the lake's
+    string (DuckDB autoloads ducklake and postgres from that folder), USE it."""
     con = duckdb.connect()
-    extensions.load(con, "ducklake")
-    extensions.load(con, "postgres")
+    con.execute(extensions.setup_line())
     con.execute(f"ATTACH '{attach}' AS lake (READ_ONLY)")
     con.execute("USE lake")
     return con

@@ -4,7 +4,7 @@ One world is synced and its views built; every metric, overall and grouped by ea
 dimension its view has, comes from one query (``metric_sql``) and must equal what this
 module computes on its own from the simulator's truth (the API objects and the world's own
 rejection reasons), never from the warehouse. ``users`` is checked the same way, and the
-README's metrics table against the declarations.
+metrics table of docs/analytics.md against the declarations.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from testio_pipeline.warehouse.views.metrics import METRICS, dimensions_of, metr
 
 from .conftest import FAST_RETRY, make_simulator
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-# The weights the README states for bug_severity_score, written out again on purpose.
+ANALYTICS_DOC = Path(__file__).resolve().parents[1] / "docs" / "analytics.md"
+# The weights docs/analytics.md states for bug_severity_score, written out again on purpose.
 WEIGHTS = {"critical": 5, "high": 3, "low": 1, "visual": 1, "content": 1, "custom": 1}
 
 
@@ -177,21 +177,21 @@ def test_users_has_one_row_per_person_and_role_with_what_they_did(synced):
     assert {(n, t): [b, c, s] for n, t, b, c, s in rows} == dict(want)
 
 
-def test_readme_metrics_table_states_every_declared_formula():
-    text = README.read_text(encoding="utf-8")
+def test_documented_metrics_table_states_every_declared_formula():
+    text = ANALYTICS_DOC.read_text(encoding="utf-8")
     section = text.split("### Metrics", 1)[1].split("\n## ", 1)[0]
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \|[^|]*\| `([^`]*)` over `\w+`", section, re.M)}
     assert set(rows) == {m.name for m in METRICS}
     for m in METRICS:
         assert rows[m.name] == m.expression, m.name
-        assert metric_sql(m, m.example) in section, f"{m.name}: the README's example query is the declared one"
+        assert metric_sql(m, m.example) in section, f"{m.name}: the documented example query is the declared one"
 
 
-def test_the_readme_answers_run_and_say_what_the_world_says(synced):
-    """Every query of the README's analyst answers runs against the synced mirror and finds
+def test_the_documented_answers_run_and_say_what_the_world_says(synced):
+    """Every query of the analyst answers in docs/analytics.md runs against the synced mirror and finds
     rows; the rejection answer and the critical-bug answer match the simulator's truth."""
     sim, con, (_, bugs) = synced
-    section = README.read_text(encoding="utf-8").split("## What analysts ask, answered in SQL", 1)[1]
+    section = ANALYTICS_DOC.read_text(encoding="utf-8").split("## What analysts ask, answered in SQL", 1)[1]
     section = section.split("### Metrics", 1)[0]
     queries = re.findall(r"```sql\n(.*?)```", section, re.S)
     assert len(queries) == 6

@@ -160,8 +160,12 @@ def test_building_a_report_loads_neither_pandas_nor_a_plotting_library(refreshed
     db = tmp_path / "copy.duckdb"
     shutil.copy(original, db)
     code = (
-        "import sys; from testio_pipeline.report import build; from testio_pipeline.warehouse import Warehouse; "
-        f"built = build(Warehouse({str(db)!r}), days={DAYS}); assert built.html_path.is_file() and built.products; "
+        "import sys; from datetime import datetime; from testio_pipeline.report import build; "
+        "from testio_pipeline.warehouse import Warehouse; "
+        # the simulated world's clock, not today's: data simulated around NOW is gone from a
+        # window ending on the real date once that is DAYS later
+        f"built = build(Warehouse({str(db)!r}), days={DAYS}, as_of=datetime.fromisoformat({NOW.isoformat()!r})); "
+        "assert built.html_path.is_file() and built.products; "
         "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

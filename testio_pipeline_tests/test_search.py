@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -234,3 +237,24 @@ def test_chunks_of_a_larger_index_are_added_with_one_thread_too(tmp_path):
         con.commit()
     assert _index_tables(db) == whole_tables
     assert whole.documents == 30_000
+
+
+def test_an_analysts_own_duckdb_session_on_a_new_machine_needs_one_line_to_search(synced, tmp_path):
+    """A plain DuckDB session (no project code), a home folder DuckDB has never seen, no
+    network: the documented `SET extension_directory` line makes the search macro work."""
+    _, db = synced
+    folder = tmp_path / "ext"
+    extensions.install(folder)
+    home = tmp_path / "home"
+    home.mkdir()
+    session = (
+        "import sys, duckdb; con = duckdb.connect(sys.argv[1], read_only=True); "
+        "con.execute(sys.argv[2]); "
+        "print(con.execute(\"SELECT count(*) FROM search_bugs('spinner', max_results := 3)\").fetchone()[0])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", session, str(db), extensions.setup_line(folder)],
+        env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["3"]

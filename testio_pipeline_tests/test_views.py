@@ -2,7 +2,7 @@
 
 One small simulated world is synced through Dagster (the five entity assets and the four
 view assets) into a real DuckDB file; the views are then checked against the base tables
-and the simulator's truth, the README's data dictionary against ``DESCRIBE`` and the
+and the simulator's truth, the data dictionary (docs/data-dictionary.md) against ``DESCRIBE`` and the
 comments of every table and view, and each asset's latest materialization for its column
 schema, preview and KPIs.
 """
@@ -30,7 +30,8 @@ from testio_pipeline.warehouse.views import VIEWS, create_views, describe_type
 from .conftest import make_simulator
 
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
+ANALYTICS_DOC = REPO / "docs" / "analytics.md"
+DICTIONARY_DOC = REPO / "docs" / "data-dictionary.md"
 ENTITIES = ["products", "features", "user_stories", "tests", "bugs"]
 READABLE = {"accepted", "auto-accepted", "rejected", "open"}
 
@@ -207,9 +208,9 @@ def test_view_counts_agree_with_the_base_tables(synced):
         con.close()
 
 
-def test_the_readme_questions_run_and_last_months_critical_features_are_right(synced):
+def test_the_documented_questions_run_and_last_months_critical_features_are_right(synced):
     sim, db, _ = synced
-    section = README.read_text().split("## Analyst views and example questions", 1)[1].split("\n## ", 1)[0]
+    section = ANALYTICS_DOC.read_text(encoding="utf-8").split("## Analyst views and example questions", 1)[1].split("\n## ", 1)[0]
     queries = re.findall(r"```sql\n(.*?)```", section, re.S)
     assert len(queries) >= 3
     con = _con(db)
@@ -259,15 +260,16 @@ def test_views_can_be_built_alone_on_a_fresh_file_and_rebuilt_with_their_comment
 # --- the documented warehouse -----------------------------------------------------------------
 
 
-def test_the_readme_data_dictionary_is_generated_and_current():
-    text = README.read_text(encoding="utf-8")
-    assert docs.regenerate(text) == text, "README is stale: run `python -m testio_pipeline.cli.docs`"
-    assert docs.main(["--check", str(README)]) == 0
+def test_the_data_dictionary_doc_is_generated_and_current():
+    text = DICTIONARY_DOC.read_text(encoding="utf-8")
+    assert docs.regenerate(text) == text, "docs/data-dictionary.md is stale: run `python -m testio_pipeline.cli.docs`"
+    assert docs.main(["--check", str(DICTIONARY_DOC)]) == 0
+    assert docs.main(["--check"]) == 0, "the command's default file is docs/data-dictionary.md"
 
 
 def test_the_data_dictionary_matches_describe_and_the_comments_of_every_table_and_view(synced):
     _, db, _ = synced
-    documented = docs.parse_dictionary(README.read_text(encoding="utf-8"))
+    documented = docs.parse_dictionary(DICTIONARY_DOC.read_text(encoding="utf-8"))
     con = _con(db)
     try:
         objects = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}

@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         "\nQuery it: .venv/bin/python -m testio_pipeline.cli.query \"SELECT * FROM product_summary\"  "
         + (
-            "(or any DuckDB client that ATTACHes the lake: see the README's \"Beyond one machine\"). For example:"
+            "(or any DuckDB client that ATTACHes the lake: see docs/operations.md, \"Beyond one machine\"). For example:"
             if lake
             else f"(or any DuckDB client: duckdb -readonly {settings.duckdb_path}). For example:"
         )

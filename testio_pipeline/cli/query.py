@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..settings import Settings, SettingsError
-from ..warehouse import Warehouse
+from ..warehouse import Warehouse, extensions
 from ..warehouse.backends import is_lake
 from ..warehouse.search import SearchIndexMissingError
 from ..warehouse.views.model import BUG_STATUS_LABELS
@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             print(str(exc), file=sys.stderr)
             return 2
     else:
-        frame = warehouse.query(sql.strip().rstrip(";"))
+        with warehouse.read() as con:
+            if not warehouse.is_lake:
+                # so a question may call the search_bugs macro; DuckDB would otherwise try to
+                # download fts on first use (extensions.py)
+                extensions.load(con, "fts")
+            frame = con.execute(sql.strip().rstrip(";")).df()
     with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", None,
                            "display.width", 200, "display.max_colwidth", 60):
         print(frame.to_string(index=False, max_rows=args.max_rows) if len(frame) else "(no rows)")

@@ -6,7 +6,7 @@ Enum-like fields (status, severity) are plain strings: unknown values are kept a
 came and flagged by the ``*_known`` properties rather than rejected.
 
 Every shape of a field that TestIO documents or sends is accepted and normalised to the
-one column type (README, "Shapes the API sends"); only what cannot be typed is rejected,
+one column type (docs/operations.md, "Shapes the API sends"); only what cannot be typed is rejected,
 with a reason naming the field. Most of it is pydantic's own (lax) coercion, done in Rust:
 an id as a numeric string (``"123"`` -> 123), a boolean as null, a number where a string
 is expected (``coerce_numbers_to_str``), an optional object as null (``AliasPath`` reads

@@ -22,7 +22,7 @@ the chunk's tables to disk rather than holding a million bugs' text. Analysts qu
     SELECT * FROM search_bugs('checkout crash');                          -- best first
     SELECT * FROM search_bugs('checkout crash', product := 12, status := 'rejected');
 
-(after ``LOAD fts`` in their own session; see the README's search section).
+(after ``LOAD fts`` in their own session; see docs/analytics.md, "Full-text search over bugs").
 """
 
 from __future__ import annotations

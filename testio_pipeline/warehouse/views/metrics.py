@@ -2,8 +2,8 @@
 they are grouped by.
 
 Each metric is one aggregate expression over one view (``bug_facts`` or ``test_facts``), so
-any metric by any of its view's dimensions is one query (``metric_sql``). The README's
-metrics table shows the same expressions (a test keeps the two equal).
+any metric by any of its view's dimensions is one query (``metric_sql``). The metrics
+table of docs/analytics.md shows the same expressions (a test keeps the two equal).
 
 Rates are shares of all bugs in the group (open ones included) between 0 and 1, except
 ``auto_acceptance_rate``, a share of the accepted ones; a group without bugs has none.
@@ -31,7 +31,7 @@ class Metric:
     view: str  # bug_facts or test_facts
     expression: str  # an aggregate over one row per bug or test
     meaning: str
-    example: str  # the dimension of the README's example query
+    example: str  # the dimension of the example query in docs/analytics.md
 
 
 METRICS: tuple[Metric, ...] = (

@@ -4,7 +4,7 @@ Each :class:`View` carries its SELECT, a description and one :class:`~..schema.C
 output column (type as DESCRIBE reports it, and a sentence for analysts). From that come
 the ``CREATE OR REPLACE VIEW`` statement, ``COMMENT ON VIEW`` / ``COMMENT ON COLUMN`` for
 every column (``CREATE OR REPLACE`` drops them, so they are re-applied after every creation),
-the README's data dictionary and the column schema shown in Dagster.
+the data dictionary (docs/data-dictionary.md) and the column schema shown in Dagster.
 """
 
 from __future__ import annotations
