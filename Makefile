@@ -41,8 +41,9 @@ run: install
 # It runs as a new machine would: the whole session (pytest, its workers and every process
 # they start: the Dagster CLI, daemon, webserver, PostgreSQL clients, browser) gets an empty
 # HOME and XDG folders made for this run, so nothing an earlier run left in the real home
-# (DuckDB's ~/.duckdb, caches, config) can make it pass. Only the install step above uses the
-# real home, for pip's download cache.
+# (DuckDB's ~/.duckdb, caches, config) can make it pass. Only the install step uses the real
+# home, for pip's download cache (a new machine fills its own); the browser test's Chromium is
+# Debian's package (make browser), installed system-wide, so it needs no cache in the home.
 test: install browser
 	@fresh_home=$$(mktemp -d -t testio-home.XXXXXX) && trap 'rm -rf "$$fresh_home"' EXIT && \
 	  echo "make test: HOME=$$fresh_home (empty)" && \

@@ -21,10 +21,12 @@ FILES = ["dagster.postgres.yaml", "dagster.postgres-docker.yaml", "dagster.postg
 
 @pytest.mark.parametrize("name", FILES)
 def test_deploy_instance_config_is_valid_and_keeps_the_single_writer_rules(name, tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql+psycopg2://dagster@db.internal:5432/dagster")
+    monkeypatch.setenv("DAGSTER_PG_URL", "postgresql://dagster@db.internal:5432/dagster")
     shutil.copy(DEPLOY / name, tmp_path / "dagster.yaml")
     config, _ = dagster_instance_config(str(tmp_path))
-    assert "postgres_url" in config["storage"]["postgres"]
+    storage = config["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == ("testio_pipeline.postgres_storage", "PostgresStorage")
+    assert "postgres_url" in storage["config"]
     local = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert config["concurrency"] == local["concurrency"]
     assert config["run_monitoring"] == local["run_monitoring"]
