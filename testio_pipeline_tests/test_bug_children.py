@@ -36,13 +36,14 @@ def comments(wh: Warehouse) -> list[tuple]:
 
 def test_only_written_bugs_have_their_children_replaced(tmp_path):
     wh = Warehouse(tmp_path / "t.duckdb")
-    wh.write_products([product(1)], T0)
-    wh.write_bugs([bug_with_comments(1, "a", "b"), bug_with_comments(2, "c")], T0, fetched_test_ids={7})
+    wh.write("products", [product(1)], T0)
+    wh.write("bugs", [bug_with_comments(1, "a", "b"), bug_with_comments(2, "c")], T0, complete={"tests": {7}})
 
-    stats = wh.write_bugs(
+    stats = wh.write(
+        "bugs",
         [bug_with_comments(1, "a", "b"), bug_with_comments(2, "c", "d"), bug_with_comments(3, "e")],
         T1,
-        fetched_test_ids={7},
+        complete={"tests": {7}},
     )
 
     assert (stats.inserted, stats.updated, stats.unchanged) == (1, 1, 1)
@@ -54,12 +55,12 @@ def test_only_written_bugs_have_their_children_replaced(tmp_path):
 def test_an_unchanged_bug_gets_the_children_it_lacks(tmp_path):
     """As after the migration that added the child tables to a file that had bugs."""
     wh = Warehouse(tmp_path / "t.duckdb")
-    wh.write_products([product(1)], T0)
-    wh.write_bugs([bug_with_comments(1, "a", "b")], T0, fetched_test_ids={7})
+    wh.write("products", [product(1)], T0)
+    wh.write("bugs", [bug_with_comments(1, "a", "b")], T0, complete={"tests": {7}})
     with duckdb.connect(str(wh.path)) as con:
         con.execute("DELETE FROM bug_comments")
 
-    stats = wh.write_bugs([bug_with_comments(1, "a", "b")], T1, fetched_test_ids={7})
+    stats = wh.write("bugs", [bug_with_comments(1, "a", "b")], T1, complete={"tests": {7}})
 
     assert stats.unchanged == 1
     assert (stats.extra["bug_comments_removed"], stats.extra["bug_comments_added"]) == (0, 2)

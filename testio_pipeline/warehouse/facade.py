@@ -166,21 +166,6 @@ class Warehouse:
             **options,
         )
 
-    def write_products(self, products, synced_at, *, detect_deletions=False):
-        return self.write("products", products, synced_at, detect_deletions=detect_deletions)
-
-    def write_features(self, features, synced_at, *, complete_product_ids, detect_deletions=False):
-        return self.write("features", features, synced_at, complete={"products": complete_product_ids}, detect_deletions=detect_deletions)
-
-    def write_user_stories(self, stories, synced_at, *, complete_product_ids, detect_deletions=False):
-        return self.write("user_stories", stories, synced_at, complete={"products": complete_product_ids}, detect_deletions=detect_deletions)
-
-    def write_tests(self, tests, synced_at, *, complete_product_ids, detect_deletions=False):
-        return self.write("tests", tests, synced_at, complete={"products": complete_product_ids}, detect_deletions=detect_deletions)
-
-    def write_bugs(self, bugs, synced_at, *, fetched_test_ids, complete_product_ids=(), detect_deletions=False, reject_reasons=None):
-        return self.write("bugs", bugs, synced_at, complete={"tests": fetched_test_ids, "products": complete_product_ids}, detect_deletions=detect_deletions, reject_reasons=reject_reasons)
-
     # --- bookkeeping writes ----------------------------------------------------------------
 
     def write_rejected(self, rejects: Sequence[RejectedRecord], run_id: str | None, seen_at: datetime) -> int:
