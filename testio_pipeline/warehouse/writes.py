@@ -43,6 +43,9 @@ def write_entity(
     started = time.perf_counter()
     ts = utc(synced_at)
     complete = {parent: set(ids) for parent, ids in complete.items()}
+    parents = {p for p in (entity.deletes_within, *entity.synced_in) if p}
+    if set(complete) - parents:  # a misspelt parent would silently skip deletions and sync times
+        raise ValueError(f"{entity.name} is complete per {sorted(parents)}, not {sorted(set(complete) - parents)}")
     prepare = load(entity.prepare) if entity.prepare else None
     if options and prepare is None:
         raise TypeError(f"{entity.name} takes no write options, got {sorted(options)}")
