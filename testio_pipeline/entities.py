@@ -1,9 +1,13 @@
 """Each TestIO entity declared once, as data.
 
 The assets, their checks, the refresh sensor's scope, the views' lineage, the metadata
-readouts and the run-log counts are all derived from ``ENTITIES``; the table layout lives in
-``warehouse/schema.py`` (keys included), the fetching in the client and the sync step named
-here. Adding an entity means: one declaration, its fetch/transform, its tables.
+readouts, the run-log counts and the warehouse write (its child tables, deletion scope,
+per-parent sync times, compare columns, staging) are all derived from ``ENTITIES``; the
+table layout lives in ``warehouse/schema.py`` (keys included), the fetching in the client
+and the sync step named here, each record's columns and child rows in its record reader
+(``domain/records.py``). Adding an entity means: one declaration, its record reader, its
+tables (+ migration), its fetch. A child table: its ``Child`` here, its reader method, its
+table (+ migration).
 """
 
 from __future__ import annotations
@@ -32,6 +36,26 @@ class Reference:
     parent: str
 
 
+# Which stored rows of a child table a write replaces with the ones it brings:
+FETCHED = "fetched"  # the rows of every parent the write carries
+WRITTEN = "written"  # the rows of the parents it inserted or changed (a child unchanged with its parent)
+COMPLETE = "complete"  # the rows of the complete parents of the entity's deletion scope (by its column)
+MERGED = "merged"  # none: merged like an entity table (soft deletes, in the entity's deletion scope)
+
+
+@dataclass(frozen=True)
+class Child:
+    """A table an entity's write fills from its records: ``rows`` names the record method that
+    gives each record's rows as dicts of the table's columns; the write adds ``parent_key`` (the
+    record's id) and, when the table has one, ``position`` (the row's index in the record)."""
+
+    table: str
+    parent_key: str
+    rows: str
+    replace: str = FETCHED
+    compare: tuple[str, ...] = ()  # MERGED: the columns whose change rewrites a row
+
+
 @dataclass(frozen=True)
 class Readout:
     """What the UI shows of an entity after each write: the first rows and one row of KPIs."""
@@ -49,8 +73,17 @@ class Entity:
     step: str  # "module:function" of its Dagster-free sync step
     readout: Readout
     upstream: tuple[str, ...] = ()  # entities whose stored rows the step reads first
-    children: tuple[str, ...] = ()  # child tables the same step writes
-    references: tuple[Reference, ...] = ()
+    children: tuple[Child, ...] = ()  # child tables the same write fills from the records
+    also_writes: tuple[str, ...] = ()  # other tables its write fills (in its ``prepare`` hook)
+    refers_to: tuple[Reference, ...] = ()  # the entity table's own references (children's are added)
+    # The write. Deletions are detected among the rows whose parent in ``deletes_within`` (through
+    # the entity's reference to it) the caller fetched completely; None: the whole table.
+    deletes_within: str | None = "products"
+    synced_in: tuple[str, ...] = ("products",)  # parents whose ``<name>_synced_at`` marks a complete fetch
+    compare: tuple[str, ...] = ("content_hash",)  # a change in one of these rewrites a row
+    derived: tuple[str, ...] = ()  # columns the ``prepare`` hook derives in SQL, not read from records
+    prepare: str | None = None  # "module:function": derives the rows to merge from the framed ones
+    after: str | None = None  # "module:function": runs after the write's transaction, in its own
     staged: bool = False  # large lists: framed into a Parquet stage while fetching
     lists_positions: bool = False  # can leave unreadable list positions (problematic_records)
     carries_credentials: bool = False  # its JSON may embed a test_environment
@@ -58,7 +91,18 @@ class Entity:
 
     @property
     def tables(self) -> tuple[str, ...]:
-        return (self.name, *self.children)
+        return (self.name, *(c.table for c in self.children), *self.also_writes)
+
+    @property
+    def references(self) -> tuple[Reference, ...]:
+        return (*self.refers_to, *(Reference(c.table, c.parent_key, self.name) for c in self.children))
+
+    @property
+    def scope_column(self) -> str | None:
+        """The column through which a row belongs to its ``deletes_within`` parent."""
+        if self.deletes_within is None:
+            return None
+        return next(r.column for r in self.refers_to if r.table == self.name and r.parent == self.deletes_within)
 
     @property
     def checks(self) -> tuple[str, ...]:
@@ -72,8 +116,13 @@ class Entity:
 
     def sync_step(self) -> Callable[..., Any]:
         """The step function, imported on first use (the registry itself imports no I/O code)."""
-        module, function = self.step.split(":")
-        return getattr(importlib.import_module(module), function)
+        return load(self.step)
+
+
+def load(spec: str) -> Callable[..., Any]:
+    """The function a "module:function" declaration names."""
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _deleted(table: str) -> str:
@@ -96,8 +145,9 @@ ENTITIES: tuple[Entity, ...] = (
                        {_deleted("products")}
                 FROM products WHERE deleted_at IS NULL""",
         ),
-        children=("sections",),
-        references=(Reference("sections", "product_id", "products"),),
+        children=(Child("sections", "product_id", "section_rows", MERGED, compare=("product_id", "name")),),
+        deletes_within=None,
+        synced_in=(),
     ),
     Entity(
         "features",
@@ -115,11 +165,8 @@ ENTITIES: tuple[Entity, ...] = (
                 FROM features WHERE deleted_at IS NULL""",
         ),
         upstream=("products",),
-        children=("feature_sections",),
-        references=(
-            Reference("features", "product_id", "products"),
-            Reference("feature_sections", "feature_id", "features"),
-        ),
+        children=(Child("feature_sections", "feature_id", "section_rows", COMPLETE),),
+        refers_to=(Reference("features", "product_id", "products"),),
     ),
     Entity(
         "user_stories",
@@ -134,7 +181,10 @@ ENTITIES: tuple[Entity, ...] = (
                 FROM user_stories WHERE deleted_at IS NULL""",
         ),
         upstream=("features",),
-        references=(Reference("user_stories", "product_id", "products"),),
+        refers_to=(Reference("user_stories", "product_id", "products"),),
+        compare=("content_hash", "feature_id"),  # a re-resolved feature is a change too
+        derived=("feature_id",),
+        prepare="testio_pipeline.warehouse.hooks:match_story_features",
         extra_checks=(USER_STORIES_RESOLVE,),
     ),
     Entity(
@@ -153,12 +203,8 @@ ENTITIES: tuple[Entity, ...] = (
                 FROM tests WHERE deleted_at IS NULL""",
         ),
         upstream=("products",),
-        children=("test_features", "test_platforms"),
-        references=(
-            Reference("tests", "product_id", "products"),
-            Reference("test_features", "test_id", "tests"),
-            Reference("test_platforms", "test_id", "tests"),
-        ),
+        children=(Child("test_features", "test_id", "feature_rows"), Child("test_platforms", "test_id", "platform_rows")),
+        refers_to=(Reference("tests", "product_id", "products"),),
         staged=True,
         lists_positions=True,
         carries_credentials=True,
@@ -180,14 +226,23 @@ ENTITIES: tuple[Entity, ...] = (
                 FROM bugs WHERE deleted_at IS NULL""",
         ),
         upstream=("tests",),
-        children=("bug_devices", "bug_comments", "bug_report_fields", "reject_reasons"),
-        references=(
-            Reference("bugs", "test_id", "tests"),
-            Reference("bugs", "product_id", "products"),
-            Reference("bug_devices", "bug_id", "bugs"),
-            Reference("bug_comments", "bug_id", "bugs"),
-            Reference("bug_report_fields", "bug_id", "bugs"),
+        # A bug's children are in its raw JSON, so an unchanged bug keeps its rows: replacing
+        # them too rewrote (and committed) every fetched bug's children each cycle. Children an
+        # unchanged bug lacks (e.g. after the migration that added the table) are still added.
+        children=(
+            Child("bug_devices", "bug_id", "device_rows", WRITTEN),
+            Child("bug_comments", "bug_id", "comment_rows", WRITTEN),
+            Child("bug_report_fields", "bug_id", "report_rows", WRITTEN),
         ),
+        also_writes=("reject_reasons",),
+        refers_to=(Reference("bugs", "test_id", "tests"), Reference("bugs", "product_id", "products")),
+        # Deletions only among the bugs of tests whose bugs were fetched completely.
+        deletes_within="tests",
+        synced_in=("tests", "products"),
+        compare=("content_hash", "rejection_reason"),  # a new reason list is a change too
+        derived=("rejection_reason",),
+        prepare="testio_pipeline.warehouse.hooks:derive_rejection_reasons",
+        after="testio_pipeline.warehouse.hooks:refresh_search_index",
         staged=True,
         lists_positions=True,
         carries_credentials=True,

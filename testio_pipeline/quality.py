@@ -9,8 +9,9 @@ layer (``defs/testio/checks.py``) runs them right after each asset's write and t
   product, every bug at a stored test and product, every child row at its parent.
 - ``no_credentials_in_raw`` (blocking, tests and bugs): no test-environment ``username``,
   ``password`` or ``access`` and not the API token in any stored JSON.
-- ``user_stories_resolve_to_features`` (warn): matched and unmatched stories are counted;
-  it fails only for stories pointing at a feature that is not there (dangling).
+- ``USER_STORIES_RESOLVE`` (warn, on the entity that declares it: the user stories): rows
+  matched and not matched to a feature are counted; it fails only for rows pointing at a
+  feature that is not there (dangling).
 - ``no_rejected_records_this_run`` (warn): records of this run that could not be typed.
 - ``no_unreadable_positions`` (warn, tests and bugs): open problematic_records.
 
@@ -137,13 +138,13 @@ def no_credentials_in_raw(wh: Warehouse, entity: Entity, run_id: str | None = No
     )
 
 
-def user_stories_resolve_to_features(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
+def resolves_to_features(wh: Warehouse, entity: Entity, run_id: str | None = None) -> CheckOutcome:
     row = _one(
         wh,
-        """SELECT count(*) FILTER (WHERE s.feature_id IS NOT NULL AND f.id IS NOT NULL AND f.deleted_at IS NULL) AS matched,
+        f"""SELECT count(*) FILTER (WHERE s.feature_id IS NOT NULL AND f.id IS NOT NULL AND f.deleted_at IS NULL) AS matched,
                   count(*) FILTER (WHERE s.feature_id IS NULL) AS unmatched,
                   count(*) FILTER (WHERE s.feature_id IS NOT NULL AND (f.id IS NULL OR f.deleted_at IS NOT NULL)) AS dangling
-           FROM user_stories s LEFT JOIN features f ON f.id = s.feature_id
+           FROM {entity.name} s LEFT JOIN features f ON f.id = s.feature_id
            WHERE s.deleted_at IS NULL""",
     )
     matched, unmatched, dangling = (int(row[k]) for k in ("matched", "unmatched", "dangling"))
@@ -201,7 +202,7 @@ CHECKS: dict[str, Callable[[Warehouse, Entity, str | None], CheckOutcome]] = {
     PRIMARY_KEY_UNIQUE: primary_key_unique,
     REFERENCES_RESOLVE: references_resolve,
     NO_CREDENTIALS_IN_RAW: no_credentials_in_raw,
-    USER_STORIES_RESOLVE: user_stories_resolve_to_features,
+    USER_STORIES_RESOLVE: resolves_to_features,
     NO_REJECTED_RECORDS: no_rejected_records_this_run,
     NO_UNREADABLE_POSITIONS: no_unreadable_positions,
 }

@@ -9,7 +9,7 @@ reason of every bug is checked the same way, also against a deployment whose
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import pytest
@@ -219,13 +219,19 @@ def test_nested_parts_in_other_shapes_are_read_not_rejected():
             "report": {"custom_report_configuration_id": 5, "content": None},
         }
     )
-    assert bug.device_rows() == [(None, "Android", None, "Pixel 7, Pixel 8", None, None)]
-    [(comment_id, author, body, created)] = bug.comment_rows()
-    assert (comment_id, author, body, created.isoformat()) == (77, None, "Rejected - known", "2026-11-01T10:00:00+00:00")
+    assert bug.device_rows() == [
+        {"category": None, "operating_system": "Android", "os_version": None, "device": "Pixel 7, Pixel 8",
+         "vendor": None, "browser": None}
+    ]
+    [comment] = bug.comment_rows()
+    assert comment == {"comment_id": 77, "author_name": None, "body": "Rejected - known",
+                       "created_at": datetime(2026, 11, 1, 10, tzinfo=timezone.utc)}
     assert bug.report_rows() == []
     test = ExploratoryTest.from_api(
         {"id": 9, "status": "running", "requirements": [{"operating_system": {"name": "iOS"}, "browsers": [{"name": 5}]}]},
         product_id=1,
     )
-    assert test.platform_rows() == [(None, "iOS", None, None, ["5"])]
+    assert test.platform_rows() == [
+        {"category": None, "operating_system": "iOS", "min_os_version": None, "max_os_version": None, "browsers": ["5"]}
+    ]
     assert Bug.from_api({"id": 1, "test": {"id": 2}, "devices": None, "comments": None}).device_rows() == []

@@ -12,7 +12,7 @@ import pytest
 
 from testio_pipeline.defs.analytics.views import view_deps
 from testio_pipeline.definitions import defs
-from testio_pipeline.entities import ENTITIES, WRITER_OF_TABLE
+from testio_pipeline.entities import COMPLETE, ENTITIES, MERGED, WRITER_OF_TABLE, load
 from testio_pipeline.warehouse.schema import ENTITY_TABLES, TABLES
 from testio_pipeline.warehouse.views import VIEWS
 
@@ -45,6 +45,29 @@ def test_views_depend_on_the_assets_that_write_what_they_read():
     for view in VIEWS.values():
         tables = [name for name in view.reads if name not in VIEWS]
         assert {WRITER_OF_TABLE[t] for t in tables} <= set(view_deps(view))
+
+
+def test_the_write_declarations_name_declared_tables_columns_and_hooks():
+    from testio_pipeline.warehouse.frames import record_columns
+
+    for entity in ENTITIES:
+        columns = TABLES[entity.name].column_names
+        assert set(entity.compare) | set(entity.derived) <= set(columns), entity.name
+        assert set(entity.derived).isdisjoint(record_columns(entity.name))
+        if entity.deletes_within is not None:
+            assert entity.scope_column in columns
+        for parent in entity.synced_in:
+            assert f"{entity.name}_synced_at" in TABLES[parent].column_names
+        for hook in (entity.prepare, entity.after):
+            assert hook is None or callable(load(hook))
+        assert not entity.derived or entity.prepare, "derived columns need the hook that derives them"
+        for child in entity.children:
+            child_columns = TABLES[child.table].column_names
+            assert child.parent_key in child_columns and set(child.compare) <= set(child_columns)
+            # Only a soft-deleting table can be merged; the others are replaced.
+            assert (child.replace == MERGED) == TABLES[child.table].soft_deletes, child.table
+            if child.replace == COMPLETE:
+                assert entity.scope_column in child_columns
 
 
 def test_only_the_staged_entities_stage_their_records(tmp_path):

@@ -114,14 +114,14 @@ def test_the_index_follows_every_bugs_write(synced, tmp_path):
     shutil.copy(original, db)
     wh = Warehouse(db)
     t1, t2 = datetime(2026, 11, 2, tzinfo=timezone.utc), datetime(2026, 11, 3, tzinfo=timezone.utc)
-    wh.write_products([product(1)], t1)
-    wh.write_tests([exploratory_test(7, 1)], t1, complete_product_ids={1})
+    wh.write("products", [product(1)], t1)
+    wh.write("tests", [exploratory_test(7, 1)], t1, complete={"products": {1}})
     assert wh.search_bugs("zeppelin").empty
-    wh.write_bugs([bug(1, 7, title="Zeppelin banner hides the basket")], t1, fetched_test_ids={7})
+    wh.write("bugs", [bug(1, 7, title="Zeppelin banner hides the basket")], t1, complete={"tests": {7}})
     assert list(wh.search_bugs("zeppelin").bug_id) == [1]
-    wh.write_bugs([bug(1, 7, title="Banner hides the basket")], t2, fetched_test_ids={7})
+    wh.write("bugs", [bug(1, 7, title="Banner hides the basket")], t2, complete={"tests": {7}})
     assert wh.search_bugs("zeppelin").empty and list(wh.search_bugs("banner").bug_id) == [1]
-    wh.write_bugs([], t2, fetched_test_ids={7}, detect_deletions=True)  # bug 1 vanished
+    wh.write("bugs", [], t2, complete={"tests": {7}}, detect_deletions=True)  # bug 1 vanished
     assert wh.search_bugs("banner").empty
 
 
@@ -155,10 +155,11 @@ def test_a_bugs_write_retokenises_only_the_changed_bugs_and_scores_as_a_rebuild(
 
     if chunk is not None:
         monkeypatch.setattr(search, "CHUNK_DOCUMENTS", chunk)
-    stats = wh.write_bugs(
+    stats = wh.write(
+        "bugs",
         [Bug.from_api(b, product_id=product_id) for b in (renamed, *kept, added)],
         datetime(2026, 11, 3, tzinfo=timezone.utc),
-        fetched_test_ids={test_id},
+        complete={"tests": {test_id}},
         detect_deletions=True,
     )
     assert (stats.inserted, stats.updated, stats.marked_deleted) == (1, 1, 1)

@@ -38,18 +38,18 @@ def test_a_stage_writes_what_the_record_list_writes(tmp_path):
     bugs = [bug(100 + i, 1 + i % 11) for i in range(40)]
     direct, staged = Warehouse(tmp_path / "direct.duckdb"), Warehouse(tmp_path / "staged.duckdb")
     for wh in (direct, staged):
-        wh.write_products([product(1)], T0)
-    d_tests = direct.write_tests(tests, T0, complete_product_ids={1}, detect_deletions=True)
-    d_bugs = direct.write_bugs(bugs, T0, fetched_test_ids=range(1, 12), detect_deletions=True)
+        wh.write("products", [product(1)], T0)
+    d_tests = direct.write("tests", tests, T0, complete={"products": {1}}, detect_deletions=True)
+    d_bugs = direct.write("bugs", bugs, T0, complete={"tests": range(1, 12)}, detect_deletions=True)
     with staged.stage("tests", batch_rows=4) as stage:
         for i in range(0, len(tests), 3):
             stage.add(tests[i : i + 3])
         assert stage.pending < 4 and stage.wait_written() > 2
         assert len(list((stage.dir / "tests").glob("*.parquet"))) == stage.wait_written()
-        s_tests = staged.write_tests(stage, T0, complete_product_ids={1}, detect_deletions=True)
+        s_tests = staged.write("tests", stage, T0, complete={"products": {1}}, detect_deletions=True)
     with staged.stage("bugs", batch_rows=7) as stage:
         stage.add(bugs)
-        s_bugs = staged.write_bugs(stage, T0, fetched_test_ids=range(1, 12), detect_deletions=True)
+        s_bugs = staged.write("bugs", stage, T0, complete={"tests": range(1, 12)}, detect_deletions=True)
         stage_dir = stage.dir
     assert not stage_dir.exists() and leftovers(staged) == []
     for a, b in ((d_tests, s_tests), (d_bugs, s_bugs)):
@@ -66,18 +66,18 @@ def test_a_stage_writes_what_the_record_list_writes(tmp_path):
 
 def test_a_key_staged_twice_keeps_its_last_record_and_children(tmp_path):
     wh = Warehouse(tmp_path / "t.duckdb")
-    wh.write_products([product(1)], T0)
+    wh.write("products", [product(1)], T0)
     first = exploratory_test(7, 1, status="running")
     last = exploratory_test(7, 1, status="archived")
     with wh.stage("tests", batch_rows=1) as stage:
         stage.add([first, exploratory_test(8, 1)])
         stage.add([last])
-        stats = wh.write_tests(stage, T0, complete_product_ids={1})
+        stats = wh.write("tests", stage, T0, complete={"products": {1}})
     assert stats.inserted == 2
     assert table(wh, "tests", "id, status") == [(7, "archived"), (8, "running")]
     expected = Warehouse(tmp_path / "expected.duckdb")
-    expected.write_products([product(1)], T0)
-    expected.write_tests([exploratory_test(8, 1), last], T0, complete_product_ids={1})
+    expected.write("products", [product(1)], T0)
+    expected.write("tests", [exploratory_test(8, 1), last], T0, complete={"products": {1}})
     children = table(wh, "test_features", "id, test_id, feature_id")
     assert children == table(expected, "test_features", "id, test_id, feature_id")
     assert len(children) == len(set(children)) > 0  # no child row twice
@@ -85,10 +85,10 @@ def test_a_key_staged_twice_keeps_its_last_record_and_children(tmp_path):
 
 def test_an_empty_stage_still_marks_deletions(tmp_path):
     wh = Warehouse(tmp_path / "t.duckdb")
-    wh.write_products([product(1)], T0)
-    wh.write_bugs([bug(1, 7)], T0, fetched_test_ids={7})
+    wh.write("products", [product(1)], T0)
+    wh.write("bugs", [bug(1, 7)], T0, complete={"tests": {7}})
     with wh.stage("bugs") as stage:
-        stats = wh.write_bugs(stage, T0, fetched_test_ids={7}, detect_deletions=True)
+        stats = wh.write("bugs", stage, T0, complete={"tests": {7}}, detect_deletions=True)
     assert (stats.inserted, stats.marked_deleted, stats.total_rows) == (0, 1, 0)
 
 
@@ -102,8 +102,11 @@ def test_a_sync_frames_records_as_they_come_and_removes_its_stage(tmp_path, monk
     def small_stage(self, entity, **kwargs):
         return real_stage(self, entity, batch_rows=batch_rows)
 
-    def spy(write, entity, model):
-        def wrapper(self, data, *args, **kwargs):
+    real_write = Warehouse.write
+    models = {"tests": ExploratoryTest, "bugs": Bug}
+
+    def spy(self, entity, data, *args, **kwargs):
+        if entity in models:
             # At the merge, the fetched records are gone: only the last unframed batch is alive.
             gc.collect()
             data.wait_written()  # the writer thread may still be on the last full batch
@@ -111,15 +114,12 @@ def test_a_sync_frames_records_as_they_come_and_removes_its_stage(tmp_path, monk
                 "stage": isinstance(data, Stage),
                 "files": len(list((data.dir / entity).glob("*.parquet"))),
                 "framed": data.records_added,
-                "alive": sum(1 for o in gc.get_objects() if type(o) is model),
+                "alive": sum(1 for o in gc.get_objects() if type(o) is models[entity]),
             }
-            return write(self, data, *args, **kwargs)
-
-        return wrapper
+        return real_write(self, entity, data, *args, **kwargs)
 
     monkeypatch.setattr(Warehouse, "stage", small_stage)
-    monkeypatch.setattr(Warehouse, "write_tests", spy(Warehouse.write_tests, "tests", ExploratoryTest))
-    monkeypatch.setattr(Warehouse, "write_bugs", spy(Warehouse.write_bugs, "bugs", Bug))
+    monkeypatch.setattr(Warehouse, "write", spy)
     cycle(sim, warehouse, "full")
     assert_mirror_matches(sim, warehouse)
     assert warehouse.table_counts()["bugs"] > 4 * batch_rows
@@ -177,12 +177,12 @@ def test_a_merge_that_cannot_fit_the_memory_cap_runs_again_without_it(tmp_path, 
     # Rewriting rows under a primary-key index cannot spill to disk: with a cap far too small,
     # the capped attempt fails, rolls back, and the uncapped one completes the same write.
     warehouse = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="2MB")
-    warehouse.write_products([product(1)], T0)
-    warehouse.write_tests([exploratory_test(i, 1) for i in range(1, 201)], T0, complete_product_ids={1})
+    warehouse.write("products", [product(1)], T0)
+    warehouse.write("tests", [exploratory_test(i, 1) for i in range(1, 201)], T0, complete={"products": {1}})
     bugs = [bug(10_000 + i, 1 + i % 200) for i in range(20_000)]
     with warehouse.stage("bugs", batch_rows=5_000) as stage:
         stage.add(bugs)
-        stats = warehouse.write_bugs(stage, T0, fetched_test_ids=range(1, 201))
+        stats = warehouse.write("bugs", stage, T0, complete={"tests": range(1, 201)})
     assert stats.inserted == 20_000
     assert warehouse.table_counts()["bugs"] == 20_000
     assert "retrying without the cap" in caplog.text
@@ -193,8 +193,8 @@ def test_a_stage_that_cannot_write_fails_the_write_and_leaves_the_data(tmp_path,
     from testio_pipeline.warehouse import staging
 
     wh = Warehouse(tmp_path / "t.duckdb")
-    wh.write_products([product(1)], T0)
-    wh.write_bugs([bug(1, 7)], T0, fetched_test_ids={7})
+    wh.write("products", [product(1)], T0)
+    wh.write("bugs", [bug(1, 7)], T0, complete={"tests": {7}})
     real_write = staging.pq.write_table
 
     def disk_full(table, where, **kwargs):
@@ -206,7 +206,7 @@ def test_a_stage_that_cannot_write_fails_the_write_and_leaves_the_data(tmp_path,
     with wh.stage("bugs", batch_rows=2) as stage:
         stage.add([bug(i, 7) for i in range(2, 6)])  # handed to the writer, which fails
         with pytest.raises(OSError, match="No space left"):
-            wh.write_bugs(stage, T0, fetched_test_ids={7}, detect_deletions=True)
+            wh.write("bugs", stage, T0, complete={"tests": {7}}, detect_deletions=True)
         stage_dir = stage.dir
     assert not stage_dir.exists()
     assert table(wh, "bugs", "id, deleted_at IS NULL") == [(1, True)]
@@ -245,11 +245,11 @@ def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monke
     monkeypatch.setattr(merge, "upsert", spying_upsert)
     monkeypatch.setattr(connection, "ONE_THREAD_ROWS", 30)
     wh = Warehouse(tmp_path / "t.duckdb")
-    wh.write_products([product(1)], T0)
+    wh.write("products", [product(1)], T0)
     for count in (20, 40):  # below, then above the (lowered) threshold
         with wh.stage("bugs") as stage:
             stage.add([bug(1000 * count + i, 7) for i in range(count)])
-            wh.write_bugs(stage, T0, fetched_test_ids={7})
+            wh.write("bugs", stage, T0, complete={"tests": {7}})
     assert threads_seen[0] > 1 or (os.cpu_count() or 1) == 1
     assert threads_seen[1:] == [1]
     assert table(wh, "bugs", "count(*)") == [(60,)]
@@ -264,10 +264,10 @@ def test_a_lake_merge_leaves_its_shared_instance_with_the_default_settings(tmp_p
     names = "'threads', 'memory_limit', 'preserve_insertion_order', 'checkpoint_threshold'"
     settings = f"SELECT name, value FROM duckdb_settings() WHERE name IN ({names}) ORDER BY name"
     defaults = instance.execute(settings).fetchall()
-    lake.write_products([product(1)], T0)
+    lake.write("products", [product(1)], T0)
     with lake.stage("bugs") as stage:
         stage.add([bug(100 + i, 7) for i in range(5)])  # a "large" merge: one thread, capped
-        lake.write_bugs(stage, T0, fetched_test_ids={7})
+        lake.write("bugs", stage, T0, complete={"tests": {7}})
     assert table(lake, "bugs", "count(*)") == [(5,)]
     assert instance.execute(settings).fetchall() == defaults
 
@@ -276,7 +276,7 @@ def test_a_commit_out_of_memory_under_the_cap_is_run_again_without_it(tmp_path):
     import duckdb
 
     wh = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="384MB")
-    wh.write_products([product(1)], T0)
+    wh.write("products", [product(1)], T0)
     limits: list[str] = []
 
     def body(con):
@@ -316,11 +316,11 @@ def test_a_capped_merge_empties_the_buffer_pool_before_the_checkpoint(tmp_path, 
     monkeypatch.setattr(connection.Connections, "_open", lambda self, read_only: Spy(real_open(self, read_only)))
     monkeypatch.setattr(connection, "EVICT_TO", "1MB")
     wh = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="384MB")
-    wh.write_products([product(1)], T0)
+    wh.write("products", [product(1)], T0)
     pool_at_close.clear()
     with wh.stage("bugs") as stage:
         stage.add([bug(i, 7, title="x" * 2000) for i in range(4000)])
-        wh.write_bugs(stage, T0, fetched_test_ids={7})
+        wh.write("bugs", stage, T0, complete={"tests": {7}})
     merge_close = pool_at_close[0]
     assert merge_close < 2 * 2**20, pool_at_close
     assert table(wh, "bugs", "count(*)") == [(4000,)]

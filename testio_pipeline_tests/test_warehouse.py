@@ -175,21 +175,22 @@ def test_migration_2_renames_the_test_list_problems(tmp_path):
 
 def write_everything(wh: Warehouse, synced_at: datetime, complete: tuple[int, ...] = (1,)) -> list[WriteStats]:
     return [
-        wh.write_products([product(1, sections=(11, 12)), product(2)], synced_at),
-        wh.write_features(
+        wh.write("products", [product(1, sections=(11, 12)), product(2)], synced_at),
+        wh.write(
+            "features",
             [feature(101, 1, ("Add to cart",), (11,)), feature(102, 1, ("Log in",), (11, 12))],
             synced_at,
-            complete_product_ids=complete,
+            complete={"products": complete},
         ),
-        wh.write_user_stories([story(501, 1, "Add to cart", 11)], synced_at, complete_product_ids=complete),
-        wh.write_tests(
-            [exploratory_test(7, 1), exploratory_test(8, 1, "archived")], synced_at, complete_product_ids=complete
+        wh.write("user_stories", [story(501, 1, "Add to cart", 11)], synced_at, complete={"products": complete}),
+        wh.write(
+            "tests", [exploratory_test(7, 1), exploratory_test(8, 1, "archived")], synced_at, complete={"products": complete}
         ),
-        wh.write_bugs(
+        wh.write(
+            "bugs",
             [bug(1, 7), bug(2, 7), bug(3, 8)],
             synced_at,
-            fetched_test_ids={7, 8} if complete else (),
-            complete_product_ids=complete,
+            complete={"tests": {7, 8} if complete else (), "products": complete},
         ),
     ]
 
@@ -219,59 +220,59 @@ def status_and_bug_sync(wh) -> dict:
 
 def test_changed_record_is_updated_and_keeps_sync_times(wh):
     write_everything(wh, T0)
-    stats = wh.write_bugs([bug(1, 7), bug(2, 7, title="Bug 2 (edited)"), bug(3, 8)], T1, fetched_test_ids=())
+    stats = wh.write("bugs", [bug(1, 7), bug(2, 7, title="Bug 2 (edited)"), bug(3, 8)], T1, complete={"tests": ()})
     assert counts(stats) == (0, 1, 2, 0, 0)
     rows = wh.query("SELECT id, title, synced_at FROM bugs ORDER BY id")
     assert list(rows.title) == ["Bug 1", "Bug 2 (edited)", "Bug 3"]
     assert [ts.to_pydatetime() for ts in rows.synced_at] == [T0, T1, T0]
 
     # Columns the write does not carry survive a rewrite of the row.
-    stats = wh.write_tests([exploratory_test(7, 1, status="locked")], T2, complete_product_ids=())
+    stats = wh.write("tests", [exploratory_test(7, 1, status="locked")], T2, complete={"products": ()})
     assert counts(stats) == (0, 1, 0, 0, 0)
     assert status_and_bug_sync(wh) == {7: ("locked", T0), 8: ("archived", T0)}
     # Section membership counts as feature content.
-    stats = wh.write_features([feature(102, 1, ("Log in",), (12,))], T2, complete_product_ids=())
+    stats = wh.write("features", [feature(102, 1, ("Log in",), (12,))], T2, complete={"products": ()})
     assert counts(stats) == (0, 1, 0, 0, 0)
 
 
 def test_deletions_only_when_asked_and_only_in_complete_scope(wh):
     write_everything(wh, T0)
-    wh.write_tests([exploratory_test(20, 2)], T0, complete_product_ids=(2,))
+    wh.write("tests", [exploratory_test(20, 2)], T0, complete={"products": (2,)})
 
     # Not asked: nothing marked even though product 1's list is complete.
-    stats = wh.write_tests([exploratory_test(7, 1)], T1, complete_product_ids=(1,))
+    stats = wh.write("tests", [exploratory_test(7, 1)], T1, complete={"products": (1,)})
     assert stats.marked_deleted == 0 and wh.ids("tests") == {7, 8, 20}
     # Asked, but product 1 not complete: nothing marked.
-    stats = wh.write_tests([exploratory_test(7, 1)], T1, complete_product_ids=(), detect_deletions=True)
+    stats = wh.write("tests", [exploratory_test(7, 1)], T1, complete={"products": ()}, detect_deletions=True)
     assert stats.marked_deleted == 0
     # Asked and complete for product 1: test 8 goes, product 2's test 20 (not in scope) stays.
-    stats = wh.write_tests([exploratory_test(7, 1)], T1, complete_product_ids=(1,), detect_deletions=True)
+    stats = wh.write("tests", [exploratory_test(7, 1)], T1, complete={"products": (1,)}, detect_deletions=True)
     assert (stats.marked_deleted, stats.total_rows) == (1, 2)
     assert wh.ids("tests") == {7, 20} and wh.ids("tests", include_deleted=True) == {7, 8, 20}
     assert wh.query("SELECT deleted_at FROM tests WHERE id = 8").deleted_at[0].to_pydatetime() == T1
 
     # It comes back: restored, deleted_at cleared.
     both = [exploratory_test(7, 1), exploratory_test(8, 1, "archived")]
-    stats = wh.write_tests(both, T2, complete_product_ids=(1,), detect_deletions=True)
+    stats = wh.write("tests", both, T2, complete={"products": (1,)}, detect_deletions=True)
     assert counts(stats) == (0, 1, 1, 0, 1)
     assert wh.ids("tests") == {7, 8, 20}
 
     # Bugs: only bugs of tests whose bugs were fetched completely.
-    stats = wh.write_bugs([bug(1, 7)], T2, fetched_test_ids={7}, detect_deletions=True)
+    stats = wh.write("bugs", [bug(1, 7)], T2, complete={"tests": {7}}, detect_deletions=True)
     assert stats.marked_deleted == 1 and wh.ids("bugs") == {1, 3}
 
     # Products: the list is the whole scope; sections of a vanished product go with it.
-    stats = wh.write_products([product(2)], T2, detect_deletions=True)
+    stats = wh.write("products", [product(2)], T2, detect_deletions=True)
     assert stats.marked_deleted == 1 and stats.extra["sections_marked_deleted"] == 2
     assert wh.product_ids() == [2] and wh.product_ids(include_deleted=True) == [1, 2]
 
 
 def test_per_product_sync_times_only_for_complete_products(wh):
-    wh.write_products([product(1), product(2)], T0)
-    wh.write_features([feature(101, 1), feature(201, 2)], T1, complete_product_ids={1})
-    wh.write_user_stories([], T1, complete_product_ids={2})
-    wh.write_tests([exploratory_test(7, 1), exploratory_test(8, 2)], T1, complete_product_ids={2})
-    stats = wh.write_bugs([bug(1, 7)], T2, fetched_test_ids={7}, complete_product_ids={1})
+    wh.write("products", [product(1), product(2)], T0)
+    wh.write("features", [feature(101, 1), feature(201, 2)], T1, complete={"products": {1}})
+    wh.write("user_stories", [], T1, complete={"products": {2}})
+    wh.write("tests", [exploratory_test(7, 1), exploratory_test(8, 2)], T1, complete={"products": {2}})
+    stats = wh.write("bugs", [bug(1, 7)], T2, complete={"tests": {7}, "products": {1}})
     assert {k: stats.extra[k] for k in ("tests_marked_synced", "products_marked_synced")} == {
         "tests_marked_synced": 1,
         "products_marked_synced": 1,
@@ -286,25 +287,27 @@ def test_per_product_sync_times_only_for_complete_products(wh):
     assert wh.test_states(product_ids=[2]) == {8: (2, "running")}
     assert wh.tests_needing_bugs([1, 2], full=False) == {1: [7], 2: [8]}
     # A product rewrite with new content keeps its sync times.
-    wh.write_products([product(1, name="Renamed")], T2)
+    wh.write("products", [product(1, name="Renamed")], T2)
     assert wh.products()[0]["features_synced_at"] == T1
 
 
 def test_feature_sections_replaced_only_for_complete_products(wh):
-    wh.write_products([product(1, sections=(11, 12)), product(2, sections=(21, 22))], T0)
-    wh.write_features(
-        [feature(101, 1, sections=(11, 12)), feature(201, 2, sections=(21, 22))], T0, complete_product_ids={1, 2}
+    wh.write("products", [product(1, sections=(11, 12)), product(2, sections=(21, 22))], T0)
+    wh.write(
+        "features",
+        [feature(101, 1, sections=(11, 12)), feature(201, 2, sections=(21, 22))], T0, complete={"products": {1, 2}}
     )
     # Product 1 was fetched completely, product 2 only partly: its links are added to, not replaced.
-    wh.write_features([feature(101, 1, sections=(12,)), feature(201, 2, sections=(22,))], T1, complete_product_ids={1})
+    wh.write("features", [feature(101, 1, sections=(12,)), feature(201, 2, sections=(22,))], T1, complete={"products": {1}})
     links = wh.query("SELECT feature_id, section_id FROM feature_sections ORDER BY ALL")
     assert list(zip(links.feature_id, links.section_id)) == [(101, 12), (201, 21), (201, 22)]
     assert [p["section_ids"] for p in wh.products()] == [[11, 12], [21, 22]]
 
 
 def test_user_story_feature_resolution(wh):
-    wh.write_products([product(1, sections=(11, 12)), product(2)], T0)
-    wh.write_features(
+    wh.write("products", [product(1, sections=(11, 12)), product(2)], T0)
+    wh.write(
+        "features",
         [
             feature(101, 1, ("Pay by card", "Add to cart"), (11,)),
             feature(102, 1, ("Pay by card",), (12,)),
@@ -312,11 +315,12 @@ def test_user_story_feature_resolution(wh):
             feature(201, 2, ("Log in",)),
         ],
         T0,
-        complete_product_ids={1, 2},
+        complete={"products": {1, 2}},
     )
     still_there = [feature(101, 1, ("Pay by card", "Add to cart"), (11,)), feature(102, 1, ("Pay by card",), (12,))]
-    wh.write_features(still_there, T0, complete_product_ids={1}, detect_deletions=True)  # 103 deleted
-    stats = wh.write_user_stories(
+    wh.write("features", still_there, T0, complete={"products": {1}}, detect_deletions=True)  # 103 deleted
+    stats = wh.write(
+        "user_stories",
         [
             story(1, 1, "Pay by card", 11),  # two features match; 101 is in section 11
             story(2, 1, "Pay by card", 12),  # ... and 102 in section 12
@@ -327,7 +331,7 @@ def test_user_story_feature_resolution(wh):
             story(7, 2, "Pay by card"),  # a title of another product's feature
         ],
         T1,
-        complete_product_ids={1, 2},
+        complete={"products": {1, 2}},
     )
     assert stats.extra["feature_unresolved"] == 3
     rows = wh.query("SELECT id, feature_id FROM user_stories ORDER BY id")
@@ -335,8 +339,8 @@ def test_user_story_feature_resolution(wh):
     assert resolved == {1: 101, 2: 102, 3: 101, 4: None, 5: None, 6: 201, 7: None}
 
     # A feature starts naming story 4: a rewrite of the unchanged story picks it up.
-    wh.write_features([feature(104, 1, ("Nobody lists me",), (11,))], T2, complete_product_ids=())
-    stats = wh.write_user_stories([story(4, 1, "Nobody lists me", 11)], T2, complete_product_ids=())
+    wh.write("features", [feature(104, 1, ("Nobody lists me",), (11,))], T2, complete={"products": ()})
+    stats = wh.write("user_stories", [story(4, 1, "Nobody lists me", 11)], T2, complete={"products": ()})
     assert counts(stats) == (0, 1, 0, 0, 0)
     assert wh.query("SELECT feature_id FROM user_stories WHERE id = 4").feature_id[0] == 104
 
@@ -358,9 +362,9 @@ def test_credentials_never_stored(wh):
     raw["test"]["test_environment"] = dict(creds)
     b = b.model_copy(update={"raw_json": json.dumps(raw).encode()})
     assert all(secret.encode() in t.raw_json for secret in SECRETS)
-    wh.write_products([product(1)], T0)
-    wh.write_tests([t], T0, complete_product_ids={1})
-    wh.write_bugs([b], T0, fetched_test_ids={7})
+    wh.write("products", [product(1)], T0)
+    wh.write("tests", [t], T0, complete={"products": {1}})
+    wh.write("bugs", [b], T0, complete={"tests": {7}})
     wh.write_rejected(
         [RejectedRecord(entity="test", reason="no status", raw={"id": 9, "test_environment": dict(creds)})],
         "run-1",
@@ -423,9 +427,9 @@ def test_failed_write_leaves_previous_data_intact(wh, monkeypatch):
     # mark_synced runs after the bug upsert and test_features replacement have executed.
     monkeypatch.setattr(merge_module, "mark_synced", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        wh.write_bugs([bug(1, 7, title="changed"), bug(9, 7)], T1, fetched_test_ids={7}, detect_deletions=True)
+        wh.write("bugs", [bug(1, 7, title="changed"), bug(9, 7)], T1, complete={"tests": {7}}, detect_deletions=True)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        wh.write_tests([exploratory_test(7, 1, "cancelled")], T1, complete_product_ids={1}, detect_deletions=True)
+        wh.write("tests", [exploratory_test(7, 1, "cancelled")], T1, complete={"products": {1}}, detect_deletions=True)
     assert snapshot(wh) == before
 
 
@@ -459,7 +463,7 @@ def test_write_waits_for_another_process_lock(tmp_path):
     wh.migrate()
     proc = hold_lock(wh.path)
     done: list[WriteStats] = []
-    writer = threading.Thread(target=lambda: done.append(wh.write_products([product(1)], T0)))
+    writer = threading.Thread(target=lambda: done.append(wh.write("products", [product(1)], T0)))
     try:
         writer.start()
         writer.join(timeout=0.5)
@@ -479,11 +483,11 @@ def test_lock_held_too_long_raises(tmp_path):
     try:
         started = time.monotonic()
         with pytest.raises(WarehouseLockedError, match="w.duckdb"):
-            wh.write_products([product(1)], T0)  # the holder never lets go before this returns
+            wh.write("products", [product(1)], T0)  # the holder never lets go before this returns
         assert time.monotonic() - started >= 0.5
     finally:
         let_go(proc)
-    assert wh.write_products([product(1)], T0).inserted == 1  # usable once the lock is gone
+    assert wh.write("products", [product(1)], T0).inserted == 1  # usable once the lock is gone
 
 
 def test_warehouse_does_not_import_httpx_or_dagster():

@@ -24,7 +24,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AliasChoices, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field
 
-from .credentials import clean_and_text
+from .credentials import clean_and_text, raw_text
 
 T = TypeVar("T")
 
@@ -115,6 +115,15 @@ class Record(BaseModel):
         clean, text = clean_and_text(data)
         return cls.model_validate({**clean, **context, "raw_json": text})
 
+    @property
+    def derived_content(self) -> str:
+        """What counts as content besides ``raw_json``: the context the client added."""
+        return ""
+
+    def merged_with(self, earlier: "Record") -> "Record":
+        """This record, seen again after ``earlier`` (same id) in one write: the later one wins."""
+        return self
+
 
 class Section(BaseModel):
     model_config = MODEL_CONFIG
@@ -147,6 +156,9 @@ class Product(Record):
     def section_ids(self) -> list[int]:
         return [s.id for s in self.section_list]
 
+    def section_rows(self) -> list[dict[str, Any]]:
+        return [{"id": s.id, "name": s.name} for s in self.section_list]
+
 
 class Feature(Record):
     id: Id
@@ -158,6 +170,23 @@ class Feature(Record):
     # Filled by the client: every section whose feature list named this feature.
     section_ids: list[int] = Field(default_factory=list)
 
+    @property
+    def user_story_titles(self) -> list[str]:
+        return self.user_stories
+
+    @property
+    def derived_content(self) -> str:
+        return f"{self.product_id}|{sorted(set(self.section_ids))}"
+
+    def merged_with(self, earlier: Record) -> "Feature":
+        """A feature listed under several sections keeps all of them."""
+        if isinstance(earlier, Feature) and set(earlier.section_ids) - set(self.section_ids):
+            return self.model_copy(update={"section_ids": sorted(set(earlier.section_ids) | set(self.section_ids))})
+        return self
+
+    def section_rows(self) -> list[dict[str, Any]]:
+        return [{"section_id": sid, "product_id": self.product_id} for sid in sorted(set(self.section_ids))]
+
 
 class UserStory(Record):
     id: Id
@@ -165,6 +194,10 @@ class UserStory(Record):
     section_id: OptionalId = None
     title: str
     path: Text = None
+
+    @property
+    def derived_content(self) -> str:
+        return f"{self.product_id}|{self.section_id}"
 
 
 class Environment(BaseModel):
@@ -241,6 +274,13 @@ def _moment(value: Any) -> datetime | None:
         return None
 
 
+def _as_text(value: Any) -> str | None:
+    """A report field's value as text: strings as they are, anything else as its JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return raw_text(value).decode()
+
+
 def _objects(items: list[Any]) -> list[dict[str, Any]]:
     return [i for i in items if isinstance(i, dict)]
 
@@ -269,16 +309,46 @@ class ExploratoryTest(Record):
     features: EmptyIfNone[CoveredFeature] = Field(default_factory=list)
     requirements: JsonList = Field(default_factory=list)
 
-    def platform_rows(self) -> list[tuple[str | None, str | None, str | None, str | None, list[str]]]:
-        """(category, operating system, min version, max version, browsers) per requirement."""
+    @property
+    def test_environment_id(self) -> int | None:
+        return self.test_environment.id if self.test_environment else None
+
+    @property
+    def test_environment_title(self) -> str | None:
+        return self.test_environment.title if self.test_environment else None
+
+    @property
+    def test_environment_url(self) -> str | None:
+        return self.test_environment.url if self.test_environment else None
+
+    @property
+    def derived_content(self) -> str:
+        return str(self.product_id)
+
+    def feature_rows(self) -> list[dict[str, Any]]:
+        """The features covered, with the kinds of bugs allowed on each."""
         return [
-            (
-                _name(r.get("category")),
-                _name(r.get("operating_system")),
-                _name(r.get("min_operating_system_version")),
-                _name(r.get("max_operating_system_version")),
-                _names(r.get("browsers")),
-            )
+            {
+                "id": f.id,
+                "feature_id": f.feature_id,
+                "title": f.title,
+                "enable_default": f.enable_default,
+                "enable_content": f.enable_content,
+                "enable_visual": f.enable_visual,
+            }
+            for f in self.features
+        ]
+
+    def platform_rows(self) -> list[dict[str, Any]]:
+        """Category, operating system, min and max version and browsers, per requirement."""
+        return [
+            {
+                "category": _name(r.get("category")),
+                "operating_system": _name(r.get("operating_system")),
+                "min_os_version": _name(r.get("min_operating_system_version")),
+                "max_os_version": _name(r.get("max_operating_system_version")),
+                "browsers": _names(r.get("browsers")),
+            }
             for r in _objects(self.requirements)
         ]
 
@@ -316,34 +386,51 @@ class Bug(Record):
     comments: JsonList = Field(default_factory=list)
     report: Any = None
 
-    def device_rows(self) -> list[tuple[str | None, ...]]:
-        """(category, operating system, OS version, device, vendor, browser): one per device and
-        browser of that device, or one with browser None when it lists none. ``devices`` (the
+    @property
+    def derived_content(self) -> str:
+        return str(self.product_id)
+
+    def device_rows(self) -> list[dict[str, Any]]:
+        """Category, operating system, OS version, device, vendor and browser: one row per device
+        and browser of that device, or one with browser None when it lists none. ``devices`` (the
         model) is one object as documented; a list of them is read as their names joined."""
         rows = []
         for d in _objects(self.devices):
             model = d.get("devices")
             device = (", ".join(_names(model)) or None) if isinstance(model, list) else _name(model)
-            version = _name(d.get("operating_system_version"))
-            base = (_name(d.get("category")), _name(d.get("operating_system")), version, device, _name(d.get("vendor")))
-            rows.extend((*base, browser) for browser in (_names(d.get("browsers")) or [None]))
+            base = {
+                "category": _name(d.get("category")),
+                "operating_system": _name(d.get("operating_system")),
+                "os_version": _name(d.get("operating_system_version")),
+                "device": device,
+                "vendor": _name(d.get("vendor")),
+            }
+            rows.extend({**base, "browser": browser} for browser in (_names(d.get("browsers")) or [None]))
         return rows
 
-    def comment_rows(self) -> list[tuple[int | None, str | None, str | None, datetime | None]]:
-        """(comment id, author name, body, created_at) per comment, in the API's order."""
+    def comment_rows(self) -> list[dict[str, Any]]:
+        """Comment id, author name, body and created_at per comment, in the API's order."""
         return [
-            (_int(c.get("id")), _name(c.get("author")), _text(c.get("body")), _moment(c.get("created_at")))
+            {
+                "comment_id": _int(c.get("id")),
+                "author_name": _name(c.get("author")),
+                "body": _text(c.get("body")),
+                "created_at": _moment(c.get("created_at")),
+            }
             for c in _objects(self.comments)
         ]
 
-    def report_rows(self) -> list[tuple[int | None, str | None, Any]]:
-        """(configuration id, key, value) per custom report field (``report.content.data``)."""
+    def report_rows(self) -> list[dict[str, Any]]:
+        """Configuration id, key and value (as text) per custom report field (``report.content.data``)."""
         if not isinstance(self.report, dict):
             return []
         content = self.report.get("content")
         data = content.get("data") if isinstance(content, dict) else None
         config = _int(self.report.get("custom_report_configuration_id"))
-        return [(config, _text(f.get("key")), f.get("value")) for f in _objects(data if isinstance(data, list) else [])]
+        return [
+            {"configuration_id": config, "key": _text(f.get("key")), "value": _as_text(f.get("value"))}
+            for f in _objects(data if isinstance(data, list) else [])
+        ]
 
 
 @dataclass(frozen=True)

@@ -144,11 +144,13 @@ def _fetch_and_write_bugs(
             complete.append(product_id)
     # Products with no test needing bugs are up to date too.
     complete.extend(p.id for p in products if p.id not in wanted and p.id not in errors)
-    stats = warehouse.write_bugs(
+    stats = warehouse.write(
+        "bugs",
         staged,
         options.clock(),
-        fetched_test_ids=fetched_all.fetched_test_ids,
-        complete_product_ids=sorted(complete),
+        # Deletions among the bugs of the tests whose bugs were all read; their sync times,
+        # and those of the products whose tests' bugs were all read.
+        complete={"tests": fetched_all.fetched_test_ids, "products": sorted(complete)},
         detect_deletions=options.mode == "full",
         reject_reasons=reasons,
     )

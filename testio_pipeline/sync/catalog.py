@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 from ..domain.records import Product
 from ..source import ApiSource
 from ..testio import CustomerApiClient, Parsed
-from ..warehouse import Warehouse, WriteStats
+from ..warehouse import Warehouse
 from .common import EntityResult, SyncOptions, per_product, records_issues, run_fetch, scoped_products
 
 
@@ -18,7 +18,6 @@ def _sync_product_lists(
     warehouse: Warehouse,
     options: SyncOptions,
     fetch_one: Callable[[CustomerApiClient, Product], Awaitable[Parsed]],
-    write: Callable[..., WriteStats],
 ) -> EntityResult:
     """Features and user stories: one complete list per product, re-read every cycle."""
     products = scoped_products(warehouse, options)
@@ -38,7 +37,7 @@ def _sync_product_lists(
     for pid, parsed in ok.items():
         if parsed.rejected:
             errors[pid] = f"{len(parsed.rejected)} {entity} could not be typed (see rejected_records); deletions not checked"
-    stats = write(records, options.clock(), complete_product_ids=complete, detect_deletions=True)
+    stats = warehouse.write(entity, records, options.clock(), complete={"products": complete}, detect_deletions=True)
     return EntityResult(
         entity=entity,
         write=stats,
@@ -56,7 +55,6 @@ def sync_features(source: ApiSource, warehouse: Warehouse, options: SyncOptions)
     return _sync_product_lists(
         "features", source, warehouse, options,
         lambda client, product: client.list_features(product),
-        warehouse.write_features,
     )
 
 
@@ -65,5 +63,4 @@ def sync_user_stories(source: ApiSource, warehouse: Warehouse, options: SyncOpti
     return _sync_product_lists(
         "user_stories", source, warehouse, options,
         lambda client, product: client.list_user_stories(product),
-        warehouse.write_user_stories,
     )

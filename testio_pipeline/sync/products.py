@@ -30,7 +30,8 @@ def sync_products(source: ApiSource, warehouse: Warehouse, options: SyncOptions)
             if pid not in visible
         }
         products = [p for p in products if p.id in set(options.product_ids)]
-    write = warehouse.write_products(
+    write = warehouse.write(
+        "products",
         products,
         options.clock(),
         # The product list is always complete, but with a scope it only speaks for the scope;

@@ -115,10 +115,11 @@ def _fetch_and_write_tests(
             # A finished incremental pass (top pages + every non-final test re-read) counts
             # as a complete refresh of that product's tests.
             complete.append(product_id)
-    stats = warehouse.write_tests(
+    stats = warehouse.write(
+        "tests",
         staged,
         options.clock(),
-        complete_product_ids=sorted(complete),
+        complete={"products": sorted(complete)},
         detect_deletions=options.mode == "full",
     )
     return EntityResult(

@@ -17,16 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from testio_pipeline.domain.records import (
-    Bug,
-    ExploratoryTest,
-    Feature,
-    ProblemRange,
-    Product,
-    RejectedRecord,
-    RejectReason,
-    UserStory,
-)
+from testio_pipeline.domain.records import ProblemRange, Record, RejectedRecord
+from testio_pipeline.entities import ENTITY_BY_NAME
 
 from . import bookkeeping, migrations, reads, search, writer_lock, writes
 from .backends import LakeBackend, backend_for
@@ -128,8 +120,8 @@ class Warehouse:
     def stage(self, entity: str, *, batch_rows: int = 5000) -> Iterator[Stage]:
         """A per-run staging store for ``entity`` (tests, bugs), removed on exit.
 
-        Fill it while fetching (``stage.add(records)``), then pass it to ``write_tests`` /
-        ``write_bugs`` in place of the record list: the write merges it in one transaction.
+        Fill it while fetching (``stage.add(records)``), then pass it to ``write`` in place of
+        the record list: the write merges it in one transaction.
         """
         staged = Stage(entity, self.staging_dir, batch_rows=batch_rows)
         try:
@@ -145,73 +137,33 @@ class Warehouse:
 
     # --- entity writes ---------------------------------------------------------------------
 
-    def write_products(
-        self, products: Sequence[Product], synced_at: datetime, *, detect_deletions: bool = False
-    ) -> WriteStats:
-        """Upsert products and their sections; the list is the token's whole scope."""
-        return writes.write_products(self._db, products, synced_at, detect_deletions=detect_deletions)
-
-    def write_features(
+    def write(
         self,
-        features: Sequence[Feature],
+        entity: str,
+        rows: Sequence[Record] | Stage,
         synced_at: datetime,
         *,
-        complete_product_ids: Collection[int],
+        complete: Mapping[str, Collection[int]] | None = None,
         detect_deletions: bool = False,
+        **options: Any,
     ) -> WriteStats:
-        """Upsert features; links to sections are replaced for the complete products."""
-        return writes.write_features(
-            self._db, features, synced_at, complete_product_ids=complete_product_ids, detect_deletions=detect_deletions
-        )
+        """Merge ``entity``'s records (or its filled stage) and their child rows in one
+        transaction, as its registry declaration says.
 
-    def write_user_stories(
-        self,
-        stories: Sequence[UserStory],
-        synced_at: datetime,
-        *,
-        complete_product_ids: Collection[int],
-        detect_deletions: bool = False,
-    ) -> WriteStats:
-        """Upsert user stories, resolving feature_id from the stored features' story titles."""
-        return writes.write_user_stories(
-            self._db, stories, synced_at, complete_product_ids=complete_product_ids, detect_deletions=detect_deletions
-        )
-
-    def write_tests(
-        self,
-        tests: Sequence[ExploratoryTest] | Stage,
-        synced_at: datetime,
-        *,
-        complete_product_ids: Collection[int],
-        detect_deletions: bool = False,
-    ) -> WriteStats:
-        """Upsert tests (a record list or a filled stage); each written test's test_features are replaced."""
-        return writes.write_tests(
-            self._db, tests, synced_at, complete_product_ids=complete_product_ids, detect_deletions=detect_deletions
-        )
-
-    def write_bugs(
-        self,
-        bugs: Sequence[Bug] | Stage,
-        synced_at: datetime,
-        *,
-        fetched_test_ids: Collection[int],
-        complete_product_ids: Collection[int] = (),
-        detect_deletions: bool = False,
-        reject_reasons: Sequence[RejectReason] | None = None,
-    ) -> WriteStats:
-        """Upsert bugs (a record list or a filled stage) with their devices, comments, report
-        fields and rejection_reason (``reject_reasons`` replaces the stored list the comments
-        are matched against); deletions only among the bugs of tests whose bugs were fetched
-        completely."""
-        return writes.write_bugs(
+        ``complete`` names, per parent table, the parents whose rows of ``entity`` were all
+        fetched (e.g. ``{"products": ids}``; for bugs also ``{"tests": ids}``): deletions
+        (``detect_deletions``) are only marked among their rows, and only they get their
+        ``<entity>_synced_at``. ``options`` go to the entity's ``prepare`` hook (bugs:
+        ``reject_reasons``, which replaces the stored list the comments are matched against).
+        """
+        return writes.write_entity(
             self._db,
-            bugs,
+            ENTITY_BY_NAME[entity],
+            rows,
             synced_at,
-            fetched_test_ids=fetched_test_ids,
-            complete_product_ids=complete_product_ids,
+            complete=complete or {},
             detect_deletions=detect_deletions,
-            reject_reasons=reject_reasons,
+            **options,
         )
 
     # --- bookkeeping writes ----------------------------------------------------------------

@@ -1,25 +1,23 @@
-"""Typed records → Arrow tables shaped like the warehouse tables (one column list per field)."""
+"""Typed records → Arrow tables shaped like the warehouse tables (one column list per field).
+
+An entity's frames follow its registry declaration: its table's columns are read from the
+records by name, its child tables' from the record methods the declaration names.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from testio_pipeline.domain.credentials import raw_text, scrub_text
-from testio_pipeline.domain.records import (
-    Bug,
-    ExploratoryTest,
-    Feature,
-    ProblemRange,
-    Product,
-    RejectedRecord,
-    RejectReason,
-    UserStory,
-)
+from testio_pipeline.domain.records import ProblemRange, Record, RejectedRecord, RejectReason
+from testio_pipeline.entities import ENTITIES, ENTITY_BY_NAME, Child, Entity
 
 from .schema import TABLES
 
@@ -35,190 +33,77 @@ def dedupe(records: Iterable[R], key: Callable[[R], Any] = lambda r: r.id) -> li
     return list({key(r): r for r in records}.values())
 
 
+def _last_per_id(records: Iterable[Record]) -> list[Record]:
+    """One record per id: a repeat is merged with the earlier one (``Record.merged_with``)."""
+    kept: dict[int, Record] = {}
+    for record in records:
+        earlier = kept.get(record.id)
+        kept[record.id] = record if earlier is None else record.merged_with(earlier)
+    return list(kept.values())
+
+
 def _frame(table: str, columns: dict[str, Sequence[Any]]) -> pa.Table:
     return pa.table(columns, schema=TABLES[table].arrow_schema(list(columns)))
 
 
-def _raw_and_hash(records: Sequence[Any], derived: Sequence[str] | None = None) -> dict[str, list[Any]]:
+# Filled by the merge, not by the records.
+_TRACKING = frozenset({"synced_at", "deleted_at"})
+
+
+@functools.cache
+def record_columns(entity_name: str) -> tuple[str, ...]:
+    """The columns of an entity's table read from its records: all but the tracking ones, the
+    ones its ``prepare`` hook derives and the sync times its child entities set."""
+    entity = ENTITY_BY_NAME[entity_name]
+    skipped = _TRACKING | set(entity.derived) | {"raw", "content_hash"}
+    skipped |= {f"{e.name}_synced_at" for e in ENTITIES if entity_name in e.synced_in}
+    return tuple(c for c in TABLES[entity_name].column_names if c not in skipped)
+
+
+def entity_frames(entity: Entity, records: Sequence[Record]) -> tuple[pa.Table, ...]:
+    """The entity's frame, then one per child table (in declaration order)."""
+    records = _last_per_id(records)
+    columns = {name: list(map(attrgetter(name), records)) for name in record_columns(entity.name)}
     raws = [scrub_text(r.raw_json) for r in records]  # serialised once, while parsing
-    if derived is None:
-        hashes = [content_hash(t) for t in raws]
-    else:
-        hashes = [content_hash(t, d) for t, d in zip(raws, derived)]
-    return {"raw": raws, "content_hash": hashes}
+    columns["raw"] = raws
+    columns["content_hash"] = [content_hash(t, r.derived_content) for t, r in zip(raws, records)]
+    return (_frame(entity.name, columns), *(_child_frame(child, records) for child in entity.children))
 
 
-def products_frame(products: Sequence[Product]) -> tuple[pa.Table, pa.Table]:
-    """(products, sections) frames."""
-    products = dedupe(products)
-    product_cols = {
-        "id": [p.id for p in products],
-        "name": [p.name for p in products],
-        "type": [p.type for p in products],
-        "description": [p.description for p in products],
-        "default_section_id": [p.default_section_id for p in products],
-        "has_sections": [p.has_sections for p in products],
-        **_raw_and_hash(products),
-    }
-    sections = dedupe(((p.id, s) for p in products for s in p.section_list), key=lambda ps: ps[1].id)
-    section_cols = {
-        "id": [s.id for _, s in sections],
-        "product_id": [pid for pid, _ in sections],
-        "name": [s.name for _, s in sections],
-    }
-    return _frame("products", product_cols), _frame("sections", section_cols)
+def _child_frame(child: Child, records: Sequence[Record]) -> pa.Table:
+    """Every record's ``child.rows``, with the parent's id (and the row's position) added."""
+    spec = TABLES[child.table]
+    positioned = "position" in spec.column_names
+    read = attrgetter(child.rows)
+    parents: list[int] = []
+    positions: list[int] = []
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        found = read(record)()
+        if found:
+            parents += [record.id] * len(found)
+            if positioned:
+                positions += range(len(found))
+            rows += found
+    columns: dict[str, list[Any]] = {child.parent_key: parents}
+    if positioned:
+        columns["position"] = positions
+    for name in spec.column_names:
+        if name not in columns and name not in _TRACKING:
+            columns[name] = [row[name] for row in rows]
+    if spec.primary_key != (child.parent_key, "position"):  # unique by construction otherwise
+        columns = _last_per_key(columns, spec.primary_key)
+    return _frame(child.table, {name: columns[name] for name in spec.column_names if name in columns})
 
 
-def _merge_feature_sections(features: Iterable[Feature]) -> list[Feature]:
-    """One record per feature id; a feature listed under several sections keeps all of them."""
-    merged: dict[int, Feature] = {}
-    for f in features:
-        prev = merged.get(f.id)
-        if prev is not None and set(prev.section_ids) - set(f.section_ids):
-            f = f.model_copy(update={"section_ids": sorted(set(prev.section_ids) | set(f.section_ids))})
-        merged[f.id] = f
-    return list(merged.values())
-
-
-def features_frame(features: Sequence[Feature]) -> tuple[pa.Table, pa.Table]:
-    """(features, feature_sections) frames."""
-    features = _merge_feature_sections(features)
-    # Section membership and product are not in raw but a change to them is a change.
-    derived = [f"{f.product_id}|{sorted(set(f.section_ids))}" for f in features]
-    feature_cols = {
-        "id": [f.id for f in features],
-        "product_id": [f.product_id for f in features],
-        "title": [f.title for f in features],
-        "description": [f.description for f in features],
-        "howtofind": [f.howtofind for f in features],
-        "user_story_titles": [f.user_stories for f in features],
-        **_raw_and_hash(features, derived),
-    }
-    links = [(f.id, sid, f.product_id) for f in features for sid in sorted(set(f.section_ids))]
-    link_cols = {
-        "feature_id": [l[0] for l in links],
-        "section_id": [l[1] for l in links],
-        "product_id": [l[2] for l in links],
-    }
-    return _frame("features", feature_cols), _frame("feature_sections", link_cols)
-
-
-def user_stories_frame(stories: Sequence[UserStory]) -> pa.Table:
-    """User stories without feature_id (resolved in SQL against the stored features)."""
-    stories = dedupe(stories)
-    derived = [f"{s.product_id}|{s.section_id}" for s in stories]
-    cols = {
-        "id": [s.id for s in stories],
-        "product_id": [s.product_id for s in stories],
-        "section_id": [s.section_id for s in stories],
-        "title": [s.title for s in stories],
-        "path": [s.path for s in stories],
-        **_raw_and_hash(stories, derived),
-    }
-    return _frame("user_stories", cols)
-
-
-def tests_frame(tests: Sequence[ExploratoryTest]) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """(tests, test_features, test_platforms) frames."""
-    tests = dedupe(tests)
-    envs = [t.test_environment for t in tests]
-    cols = {
-        "id": [t.id for t in tests],
-        "product_id": [t.product_id for t in tests],
-        "section_id": [t.section_id for t in tests],
-        "section_name": [t.section_name for t in tests],
-        "title": [t.title for t in tests],
-        "status": [t.status for t in tests],
-        "review_status": [t.review_status for t in tests],
-        "testing_type": [t.testing_type for t in tests],
-        "goal": [t.goal for t in tests],
-        "instructions": [t.instructions for t in tests],
-        "out_of_scope": [t.out_of_scope for t in tests],
-        "enable_low": [t.enable_low for t in tests],
-        "enable_high": [t.enable_high for t in tests],
-        "enable_critical": [t.enable_critical for t in tests],
-        "start_at": [t.start_at for t in tests],
-        "end_at": [t.end_at for t in tests],
-        "created_by": [t.created_by for t in tests],
-        "submitted_by": [t.submitted_by for t in tests],
-        "test_environment_id": [e.id if e else None for e in envs],
-        "test_environment_title": [e.title if e else None for e in envs],
-        "test_environment_url": [e.url if e else None for e in envs],
-        **_raw_and_hash(tests, [str(t.product_id) for t in tests]),
-    }
-    tfs = dedupe(((t.id, tf) for t in tests for tf in t.features), key=lambda p: (p[0], p[1].id))
-    tf_cols = {
-        "id": [tf.id for _, tf in tfs],
-        "test_id": [tid for tid, _ in tfs],
-        "feature_id": [tf.feature_id for _, tf in tfs],
-        "title": [tf.title for _, tf in tfs],
-        "enable_default": [tf.enable_default for _, tf in tfs],
-        "enable_content": [tf.enable_content for _, tf in tfs],
-        "enable_visual": [tf.enable_visual for _, tf in tfs],
-    }
-    platforms = [(t.id, i, *row) for t in tests for i, row in enumerate(t.platform_rows())]
-    return _frame("tests", cols), _frame("test_features", tf_cols), _rows_frame("test_platforms", platforms)
-
-
-def _rows_frame(table: str, rows: list[tuple]) -> pa.Table:
-    """A frame of ``table`` from row tuples in the order of its columns."""
-    names = TABLES[table].column_names
-    return _frame(table, {n: [r[i] for r in rows] for i, n in enumerate(names)})
-
-
-def _text(value: Any) -> str | None:
-    """A report field's value as text: strings as they are, anything else as its JSON."""
-    if value is None or isinstance(value, str):
-        return value
-    return raw_text(value).decode()
-
-
-def bugs_frame(bugs: Sequence[Bug]) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
-    """(bugs, bug_devices, bug_comments, bug_report_fields) frames; bugs without
-    rejection_reason (derived in SQL from the comments when they are written)."""
-    bugs = dedupe(bugs)
-    cols = {
-        "id": [b.id for b in bugs],
-        "product_id": [b.product_id for b in bugs],
-        "test_id": [b.test_id for b in bugs],
-        "test_feature_id": [b.test_feature_id for b in bugs],
-        "feature_id": [b.feature_id for b in bugs],
-        "title": [b.title for b in bugs],
-        "severity": [b.severity for b in bugs],
-        "status": [b.status for b in bugs],
-        "auto_accepted": [b.auto_accepted for b in bugs],
-        "known": [b.known for b in bugs],
-        "steps": [b.steps for b in bugs],
-        "actual_result": [b.actual_result for b in bugs],
-        "expected_result": [b.expected_result for b in bugs],
-        "reported_at": [b.reported_at for b in bugs],
-        "exported_at": [b.exported_at for b in bugs],
-        "author_name": [b.author_name for b in bugs],
-        "language": [b.language for b in bugs],
-        "location": [b.location for b in bugs],
-        **_raw_and_hash(bugs, [str(b.product_id) for b in bugs]),
-    }
-    return _frame("bugs", cols), _devices_frame(bugs), _comments_frame(bugs), _report_fields_frame(bugs)
-
-
-def _devices_frame(bugs: Sequence[Bug]) -> pa.Table:
-    rows = [(b.id, i, *row) for b in bugs for i, row in enumerate(b.device_rows())]
-    return _rows_frame("bug_devices", rows)
-
-
-def _comments_frame(bugs: Sequence[Bug]) -> pa.Table:
-    rows = [(b.id, i, *row) for b in bugs if b.comments for i, row in enumerate(b.comment_rows())]
-    return _rows_frame("bug_comments", rows)
-
-
-def _report_fields_frame(bugs: Sequence[Bug]) -> pa.Table:
-    rows = [
-        (b.id, i, config, key, _text(value))
-        for b in bugs
-        if b.report is not None
-        for i, (config, key, value) in enumerate(b.report_rows())
-    ]
-    return _rows_frame("bug_report_fields", rows)
+def _last_per_key(columns: dict[str, list[Any]], key: Sequence[str]) -> dict[str, list[Any]]:
+    """The rows of ``columns`` with the last of each repeated key (at the first one's place)."""
+    keys = list(zip(*(columns[k] for k in key)))
+    last = {k: i for i, k in enumerate(keys)}
+    if len(last) == len(keys):
+        return columns
+    kept = list(last.values())
+    return {name: [values[i] for i in kept] for name, values in columns.items()}
 
 
 def reject_reasons_frame(reasons: Sequence[RejectReason], synced_at: datetime) -> pa.Table:

@@ -66,7 +66,7 @@ def utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
-def _register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Collection[int]) -> str:
+def register_ids(con: duckdb.DuckDBPyConnection, name: str, ids: Collection[int]) -> str:
     con.register(name, ids_frame(ids))
     return name
 
@@ -146,7 +146,7 @@ def upsert(
     if delete_scope is not None:
         where = ["t.deleted_at IS NULL", f"NOT EXISTS (SELECT 1 FROM {source} s WHERE {on})"]
         if delete_scope.column is not None:
-            scope = _register_ids(con, f"_scope_{table}", delete_scope.ids)
+            scope = register_ids(con, f"_scope_{table}", delete_scope.ids)
             where.append(f"t.{delete_scope.column} IN (SELECT id FROM {scope})")
         marked = con.execute(
             f"UPDATE {table} AS t SET deleted_at = $ts WHERE {' AND '.join(where)}", {"ts": synced_at}
@@ -191,7 +191,7 @@ def mark_synced(
     """Set a per-row sync time (e.g. products.tests_synced_at) for the rows fetched completely."""
     if not ids:
         return 0
-    rel = _register_ids(con, f"_synced_{table}_{column}", ids)
+    rel = register_ids(con, f"_synced_{table}_{column}", ids)
     return con.execute(
         f"UPDATE {table} SET {column} = $ts WHERE id IN (SELECT id FROM {rel})", {"ts": synced_at}
     ).fetchall()[0][0]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by eve
     import pandas as pd
 
 from testio_pipeline.domain.vocabulary import FINAL_TEST_STATUSES
+from testio_pipeline.entities import ENTITIES
 
 from .connection import Connections
 from .schema import ENTITY_TABLES, TABLES
@@ -43,14 +44,17 @@ def product_ids(db: Connections, include_deleted: bool) -> list[int]:
     return [r["id"] for r in rows(db, f"SELECT id FROM products {where} ORDER BY id")]
 
 
+# products.<entity>_synced_at, one per entity that marks its complete products.
+_PRODUCT_SYNC_TIMES = ", ".join(f"p.{e.name}_synced_at" for e in ENTITIES if "products" in e.synced_in)
+
+
 def products(db: Connections, include_deleted: bool) -> list[dict[str, Any]]:
     where = "" if include_deleted else "WHERE p.deleted_at IS NULL"
     return rows(
         db,
         f"""SELECT p.id, p.name, p.type, p.has_sections, p.default_section_id,
                    coalesce(list(s.id ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), []) AS section_ids,
-                   p.features_synced_at, p.user_stories_synced_at, p.tests_synced_at,
-                   p.bugs_synced_at, p.synced_at, p.deleted_at
+                   {_PRODUCT_SYNC_TIMES}, p.synced_at, p.deleted_at
             FROM products p
             LEFT JOIN sections s ON s.product_id = p.id AND s.deleted_at IS NULL
             {where}

@@ -6,18 +6,19 @@ that table). ``create_fts_index`` indexes a table, not a view, so the documents 
 into ``search.bug_documents``; the index lives in the schema ``fts_search_bug_documents``.
 Neither is in ``main``, which holds exactly the declared tables and views.
 
-The bug writes bring it up to date right after each write that changed a bug
-(``writes.write_bugs`` → :func:`refresh`): the documents are computed again and compared with
-the stored ones, and only the documents that changed are tokenised again, their rows in the
-index's own tables (``docs``, ``terms``, ``dict``, ``stats``, laid out by the extension's
-``create_fts_index``) replaced and the term and collection statistics recounted, so the index
-scores exactly as a full rebuild would (``test_search.py`` compares both). Tokenising every
-bug was most of a bugs write in an incremental cycle (``benchmarks/README.md``). With no index
-yet, or when most documents changed, :func:`rebuild` replaces it whole: with
-``create_fts_index`` up to :data:`CHUNK_DOCUMENTS` bugs, past that from the first chunk of bugs
-with the rest added chunk by chunk the same way, so memory stays bounded at any size. Both run
-under the warehouse's memory cap (``merge_memory_limit``), so DuckDB spills the documents and
-the chunk's tables to disk rather than holding a million bugs' text. Analysts query it with
+The bug writes bring it up to date right after each write that changed a bug (the bugs'
+``after`` hook, ``hooks.refresh_search_index`` → :func:`refresh`): the documents are computed
+again and compared with the stored ones, and only the documents that changed are tokenised
+again, their rows in the index's own tables (``docs``, ``terms``, ``dict``, ``stats``, laid out
+by the extension's ``create_fts_index``) replaced and the term and collection statistics
+recounted, so the index scores exactly as a full rebuild would (``test_search.py`` compares
+both). Tokenising every bug was most of a bugs write in an incremental cycle
+(``benchmarks/README.md``). With no index yet, or when most documents changed, :func:`rebuild`
+replaces it whole: with ``create_fts_index`` up to :data:`CHUNK_DOCUMENTS` bugs, past that from
+the first chunk of bugs with the rest added chunk by chunk the same way, so memory stays
+bounded at any size. Both run under the warehouse's memory cap (``merge_memory_limit``), so
+DuckDB spills the documents and the chunk's tables to disk rather than holding a million bugs'
+text. Analysts query it with
 
     SELECT * FROM search_bugs('checkout crash');                          -- best first
     SELECT * FROM search_bugs('checkout crash', product := 12, status := 'rejected');

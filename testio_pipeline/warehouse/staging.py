@@ -1,14 +1,14 @@
 """Per-run staging: records are framed while they are fetched and parked outside the warehouse.
 
 A sync step hands every parsed batch to a :class:`Stage`, which frames it at once into the
-same Arrow columns a direct write would use (``frames.*_frame``), so the Python records can
+same Arrow columns a direct write would use (``frames.entity_frames``), so the Python records can
 be dropped right away and the framing CPU is spread evenly over the fetch. Every
 ``batch_rows`` framed rows become one Parquet file per table in a temporary directory of the
 stage's own, written by the stage's writer thread (the Parquet encoding does not hold the
 GIL, so the fetch's event loop keeps sending requests meanwhile). Memory stays bounded
 however large the fetch is. At the end of the step the warehouse opens its file once and
-runs the same set-based upsert on views over the staged files (``Warehouse.write_*`` accept
-a stage wherever they accept a list of records), in one transaction; then the directory is
+runs the same set-based upsert on views over the staged files (``Warehouse.write`` accepts
+a stage wherever it accepts a list of records), in one transaction; then the directory is
 removed. ``seal`` waits for the writer and raises what it raised.
 Parquet rather than a staging DuckDB file: pyarrow writes a batch far faster than a DuckDB
 INSERT does (see benchmarks/README.md), and DuckDB scans it as fast.
@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,31 +36,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from testio_pipeline.entities import ENTITY_BY_NAME
+
 from . import frames
 
 log = logging.getLogger(__name__)
 
 STAGE_PREFIX = ".stage-"
 SEQ = "_seq"  # the batch a staged row came in; the last batch wins for a repeated key
-
-
-def _tests_frames(records: Sequence[Any]) -> tuple[pa.Table, ...]:
-    return frames.tests_frame(records)
-
-
-def _bugs_frames(records: Sequence[Any]) -> tuple[pa.Table, ...]:
-    return frames.bugs_frame(records)
-
-
-# entity -> (records -> frames, [(staged table, column naming the entity's id)]); the first
-# table is the entity's own, the others are its children (replaced with it).
-STAGED: dict[str, tuple[Callable[[Sequence[Any]], tuple[pa.Table, ...]], tuple[tuple[str, str], ...]]] = {
-    "tests": (_tests_frames, (("tests", "id"), ("test_features", "test_id"), ("test_platforms", "test_id"))),
-    "bugs": (
-        _bugs_frames,
-        (("bugs", "id"), ("bug_devices", "bug_id"), ("bug_comments", "bug_id"), ("bug_report_fields", "bug_id")),
-    ),
-}
 
 
 def release_freed_memory() -> None:
@@ -122,12 +105,16 @@ class Stage:
     """Parquet files collecting one entity's frames during a fetch (see module doc)."""
 
     def __init__(self, entity: str, directory: str | Path, *, batch_rows: int = 5000):
-        if entity not in STAGED:
-            raise ValueError(f"no staging for {entity!r}; staged entities: {sorted(STAGED)}")
+        declared = ENTITY_BY_NAME.get(entity)
+        if declared is None or not declared.staged:
+            staged = sorted(e.name for e in ENTITY_BY_NAME.values() if e.staged)
+            raise ValueError(f"no staging for {entity!r}; staged entities: {staged}")
         self.entity = entity
-        self._frame, tables = STAGED[entity]
-        self.tables = [name for name, _ in tables]
-        self._id_columns = dict(tables)
+        self._declared = declared
+        # The entity's own table first, then its children (replaced with it), each with the
+        # column naming the entity's id.
+        self.tables = [entity, *(c.table for c in declared.children)]
+        self._id_columns = {entity: "id", **{c.table: c.parent_key for c in declared.children}}
         self.batch_rows = batch_rows
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -152,6 +139,9 @@ class Stage:
             raise
 
     # --- filling ---------------------------------------------------------------------------
+
+    def _frame(self, records: Sequence[Any]) -> tuple[pa.Table, ...]:
+        return frames.entity_frames(self._declared, records)
 
     def add(self, records: Iterable[Any]) -> None:
         """Frame the records now (a little CPU per call, spread over the fetch); every
