@@ -25,13 +25,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) instance
 
+# The instance's storage is created here, by one process, before anything else starts: `dg
+# dev` starts the webserver, the daemon and a code server at once, and two of them creating a
+# new SQLite storage together can stamp its schema version twice, which breaks the instance for
+# good ("alembic_version has more than one head").
 instance:
 	@mkdir -p "$(DAGSTER_HOME)"
 	@if [ ! -f "$(DAGSTER_HOME)/dagster.yaml" ] || [ "$(DAGSTER_HOME)" = "$(CURDIR)/.dagster_home" ] \
 	    || [ "$(origin DAGSTER_YAML)" != "file" ]; then \
 	  cmp -s "$(DAGSTER_YAML)" "$(DAGSTER_HOME)/dagster.yaml" \
-	    || { cp "$(DAGSTER_YAML)" "$(DAGSTER_HOME)/dagster.yaml" && echo "$(DAGSTER_YAML) -> $(DAGSTER_HOME)/dagster.yaml"; }; \
+	    || { cp "$(DAGSTER_YAML)" "$(DAGSTER_HOME)/dagster.yaml" && rm -f "$(DAGSTER_HOME)/.storage-created" \
+	         && echo "$(DAGSTER_YAML) -> $(DAGSTER_HOME)/dagster.yaml"; }; \
 	fi
+	@test -f "$(DAGSTER_HOME)/.storage-created" \
+	  || { $(BIN)/python -c 'import dagster; dagster.DagsterInstance.get().dispose()' && touch "$(DAGSTER_HOME)/.storage-created"; }
 
 ## make run: full sync of all five assets (built-in simulator unless configured) + summary
 run: install

@@ -53,11 +53,22 @@ def dagster_home(tmp_path: Path) -> Path:
     return home
 
 
+def create_storage(home: Path) -> None:
+    """Create the instance's storage in ``home`` now, from this one process, as `make` does:
+    the daemon and its code server creating a new SQLite storage together can stamp its schema
+    twice, which breaks the instance for good ("alembic_version has more than one head")."""
+    import dagster as dg
+
+    dg.DagsterInstance.from_config(str(home)).dispose()
+
+
 def dagster_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for a Dagster subprocess: a fresh DAGSTER_HOME holding the project's
-    dagster.yaml, no TESTIO_* or DAGSTER_* settings of the developer's, plus ``extra``."""
+    dagster.yaml and its storage, no TESTIO_* or DAGSTER_* settings of the developer's, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TESTIO_", "DAGSTER_"))}
-    env.update(DAGSTER_HOME=str(dagster_home(tmp_path)), PYTHONPATH=str(REPO), **extra)
+    home = dagster_home(tmp_path)
+    create_storage(home)
+    env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(REPO), **extra)
     return env
 
 

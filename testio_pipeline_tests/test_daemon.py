@@ -17,7 +17,7 @@ import pytest
 
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import REPO, api_env, make_simulator
+from .conftest import REPO, api_env, create_storage, make_simulator
 
 # Both cycles: the daemon and each run it launches are real processes that must start, and
 # the second waits out the 60 s TTL; a busy machine stretches all of it.
@@ -72,6 +72,7 @@ def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path, stora
         )
         if storage == "postgres":
             shutil.copy(REPO / "deploy" / "dagster.postgres.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
+            create_storage(Path(env["DAGSTER_HOME"]))
         daemon_bin = Path(sys.executable).parent / "dagster-daemon"
         with log.open("w") as out:
             # Its own process group, so one signal stops the daemon and the runs it launched.
