@@ -38,6 +38,8 @@ from .resources import Customer, mirror_resources
 from .testio.assets import build_testio_assets
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+# Field descriptions go in dg.Resolver.default: on a field with a default, the YAML model Dagster
+# derives keeps only the resolver's description.
 # The whole value is one environment variable: `{{ env.NAME }}` or `{{ env('NAME') }}`.
 _ENV_TEMPLATE = re.compile(
     r"""^\s*\{\{\s*env(?:\.(?P<dot>[A-Za-z_][A-Za-z0-9_]*)|\(\s*(?P<q>['"])(?P<call>[A-Za-z_][A-Za-z0-9_]*)(?P=q)\s*\))\s*\}\}\s*$"""
@@ -62,22 +64,31 @@ def _token_variable(context: dg.ResolutionContext, raw: Any) -> dg.EnvVar | None
 class RequestLimits(dg.Resolvable, dg.Model):
     """How hard the instance may press the API: one cap and one rate for the whole run."""
 
-    max_concurrent: Optional[PositiveInt] = Field(
-        default=None, description="Requests in flight at once, across every asset of a run (default 10)."
-    )
-    max_per_second: Optional[PositiveFloat] = Field(
-        default=None, description="Client-side rate limit in requests per second (default: none)."
-    )
-    timeout_seconds: Optional[PositiveFloat] = Field(default=None, description="Per-request timeout (default 60).")
+    max_concurrent: Annotated[
+        Optional[PositiveInt],
+        dg.Resolver.default(description="Requests in flight at once, across every asset of a run (default 10)."),
+    ] = None
+    max_per_second: Annotated[
+        Optional[PositiveFloat],
+        dg.Resolver.default(description="Client-side rate limit in requests per second (default: none)."),
+    ] = None
+    timeout_seconds: Annotated[
+        Optional[PositiveFloat],
+        dg.Resolver.default(description="Per-request timeout (default 60)."),
+    ] = None
 
 
 class NightlyFullSync(dg.Resolvable, dg.Model):
     """The daily full sync: every page, every bug, deletion detection."""
 
-    cron: str = Field(default=DEFAULT_NIGHTLY_CRON, description="When it runs, as a cron expression in UTC.")
-    running: bool = Field(
-        default=False, description="Whether the schedule starts running; false: start it in the UI (Automation)."
-    )
+    cron: Annotated[
+        str,
+        dg.Resolver.default(description="When it runs, as a cron expression in UTC."),
+    ] = DEFAULT_NIGHTLY_CRON
+    running: Annotated[
+        bool,
+        dg.Resolver.default(description="Whether the schedule starts running; false: start it in the UI (Automation)."),
+    ] = False
 
 
 class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
@@ -88,29 +99,36 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
     __test__ = False  # its name starts with "Test": not a pytest test class
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    name: str = Field(
-        pattern=NAME_PATTERN,
-        description=(
-            "The customer's label and asset-key prefix: its assets are `<name>/products` ... "
-            "`<name>/bugs`, and its sensors, schedule, job and resources are named `<name>_...`. "
-            "Lower case letters, digits and underscores."
+    name: Annotated[
+        str,
+        Field(
+            pattern=NAME_PATTERN,
+            description=(
+                "The customer's label and asset-key prefix: its assets are `<name>/products` ... "
+                "`<name>/bugs`, and its sensors, schedule, job and resources are named `<name>_...`. "
+                "Lower case letters, digits and underscores."
+            ),
         ),
-    )
-    prefix_keys: bool = Field(
-        default=True,
-        description=(
-            "false keeps the unprefixed names of a deployment from before components "
-            "(`bugs`, `testio_refresh_sensor`, resource `refresh`), so its asset history stays "
-            "attached. At most one instance in a code location can do this."
+    ]
+    prefix_keys: Annotated[
+        bool,
+        dg.Resolver.default(
+            description=(
+                "false keeps the unprefixed names of a deployment from before components "
+                "(`bugs`, `testio_refresh_sensor`, resource `refresh`), so its asset history stays "
+                "attached. At most one instance in a code location can do this."
+            ),
         ),
-    )
-    from_environment: bool = Field(
-        default=False,
-        description=(
-            "Take every attribute not set here from the TESTIO_* environment variables (and a "
-            ".env file), as the project did before components: the default instance's way."
+    ] = True
+    from_environment: Annotated[
+        bool,
+        dg.Resolver.default(
+            description=(
+                "Take every attribute not set here from the TESTIO_* environment variables (and a "
+                ".env file), as the project did before components: the default instance's way."
+            ),
         ),
-    )
+    ] = False
     token: Annotated[
         Optional[dg.EnvVar],
         dg.Resolver(
@@ -124,43 +142,56 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
             examples=["{{ env.ACME_TESTIO_TOKEN }}"],
         ),
     ] = None
-    base_url: Optional[str] = Field(
-        default=None,
-        description=(
-            f"The Customer API, e.g. {DEFAULT_BASE_URL} (needs token). Absent: the built-in "
-            "simulator serves fake, deterministic data in-process."
+    base_url: Annotated[
+        Optional[str],
+        dg.Resolver.default(
+            description=(
+                f"The Customer API, e.g. {DEFAULT_BASE_URL} (needs token). Absent: the built-in "
+                "simulator serves fake, deterministic data in-process."
+            ),
         ),
-    )
-    simulator_preset: Optional[SimulatorPreset] = Field(
-        default=None, description="Size of the built-in simulator's world when there is no base_url (default demo)."
-    )
-    simulator_now: Optional[str] = Field(
-        default=None, description="Freezes the built-in simulator's clock at this ISO time: a reproducible world."
-    )
-    product_ids: Optional[list[int]] = Field(
-        default=None, description="The products to mirror (default: every product the token sees)."
-    )
-    ttl_seconds: Optional[TtlSeconds] = Field(
-        default=None,
-        description="The one TTL: how old a table may get before the sensor refreshes it (default 3600, min. 60).",
-    )
-    sensor_interval_seconds: Optional[PositiveInt] = Field(
-        default=None, description="How often the refresh sensor is evaluated (default 60)."
-    )
-    nightly_full_sync: Optional[NightlyFullSync] = Field(
-        default=None, description="The daily full sync's schedule (default 03:00 UTC, stopped)."
-    )
-    request_limits: Optional[RequestLimits] = Field(default=None, description="Request limits against the API.")
-    warehouse: Optional[str] = Field(
-        default=None,
-        description=(
-            "The customer's warehouse: a DuckDB file (relative to the working directory; default "
-            "data/testio.duckdb) or a DuckLake's `ducklake:` ATTACH string."
+    ] = None
+    simulator_preset: Annotated[
+        Optional[SimulatorPreset],
+        dg.Resolver.default(description="Size of the built-in simulator's world when there is no base_url (default demo)."),
+    ] = None
+    simulator_now: Annotated[
+        Optional[str],
+        dg.Resolver.default(description="Freezes the built-in simulator's clock at this ISO time: a reproducible world."),
+    ] = None
+    product_ids: Annotated[
+        Optional[list[int]],
+        dg.Resolver.default(description="The products to mirror (default: every product the token sees)."),
+    ] = None
+    ttl_seconds: Annotated[
+        Optional[TtlSeconds],
+        dg.Resolver.default(description="The one TTL: how old a table may get before the sensor refreshes it (default 3600, min. 60)."),
+    ] = None
+    sensor_interval_seconds: Annotated[
+        Optional[PositiveInt],
+        dg.Resolver.default(description="How often the refresh sensor is evaluated (default 60)."),
+    ] = None
+    nightly_full_sync: Annotated[
+        Optional[NightlyFullSync],
+        dg.Resolver.default(description="The daily full sync's schedule (default 03:00 UTC, stopped)."),
+    ] = None
+    request_limits: Annotated[
+        Optional[RequestLimits],
+        dg.Resolver.default(description="Request limits against the API."),
+    ] = None
+    warehouse: Annotated[
+        Optional[str],
+        dg.Resolver.default(
+            description=(
+                "The customer's warehouse: a DuckDB file (relative to the working directory; default "
+                "data/testio.duckdb) or a DuckLake's `ducklake:` ATTACH string."
+            ),
         ),
-    )
-    lake_data_path: Optional[str] = Field(
-        default=None, description="Where a DuckLake warehouse keeps its data files (a folder or an object-store URL)."
-    )
+    ] = None
+    lake_data_path: Annotated[
+        Optional[str],
+        dg.Resolver.default(description="Where a DuckLake warehouse keeps its data files (a folder or an object-store URL)."),
+    ] = None
 
     @field_validator("token", mode="before")
     @classmethod
