@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 def measure(config_file: Path, events: int) -> dict:
     import dagster as dg
 
-    from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
-    from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+    from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
+    from testio_pipeline.component.testio.assets import TESTIO_ASSETS
     from testio_pipeline.simulator import SimClock, Simulator, SimulatorConfig
 
     with tempfile.TemporaryDirectory() as home:

@@ -29,8 +29,8 @@ def measure() -> dict:
 
     import dagster as dg
 
-    from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-    from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+    from testio_pipeline.component.testio.assets import TESTIO_ASSETS
+    from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
     from testio_pipeline.simulator import SimClock, Simulator, SimulatorConfig
 
     now = datetime(2026, 11, 2, 12, tzinfo=timezone.utc)

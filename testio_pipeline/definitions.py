@@ -1,9 +1,8 @@
-"""The Dagster code location: `testio_pipeline.definitions:defs`.
+"""The code location: `testio_pipeline.definitions:defs`.
 
-dg's defs-folder loader collects everything under `defs/`; this module adds only the one
-policy map: `TESTIO_CACHE_TTL_SECONDS` becomes the freshness policy of every TestIO entity
-asset, and the refresh sensor reads the policy (never the setting) through the staleness
-helper. The analyst views get none: they are as fresh as the tables they read.
+dg's defs-folder loader collects everything under `defs/`: one `TestIOMirror` instance per
+customer (each builds its own assets, freshness policy, sensors, schedule and resources from
+its attributes) and the executor. ``mirrors()`` hands the CLI the same instances.
 """
 
 from __future__ import annotations
@@ -13,26 +12,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from .defs.testio.assets import GROUP as TESTIO_GROUP
-from .freshness import ttl_policy
-from .settings import Settings
+from .component.mirror import TestIOMirror
 
-TTL_POLICY = ttl_policy(Settings.from_env().cache_ttl_seconds)
-# Asset group -> its freshness policy.
-FRESHNESS_POLICIES = {TESTIO_GROUP: TTL_POLICY}
-
-
-def _with_policies(defs: dg.Definitions) -> dg.Definitions:
-    for group, policy in FRESHNESS_POLICIES.items():
-        defs = defs.map_resolved_asset_specs(
-            func=lambda spec, policy=policy: spec.replace_attributes(freshness_policy=policy),
-            selection=dg.AssetSelection.groups(group),
-        )
-    return defs
-
-
-# map_resolved_asset_specs is marked "preview"; it is the documented way to give many
-# assets one policy, and the tests pin its behaviour, so its warning is noise here.
+_tree = dg.ComponentTree.for_project(Path(__file__).parent)
+# The loader calls load_definitions_from_module, marked "preview", for defs/executor.py: the
+# documented way to load a defs folder, so its warning is noise here.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.PreviewWarning)
-    defs = _with_policies(dg.load_from_defs_folder(path_within_project=Path(__file__).parent))
+    defs = _tree.build_defs()
+
+
+def mirrors() -> list[TestIOMirror]:
+    """The code location's customer instances, in folder order."""
+    return _tree.get_all_components(of_type=TestIOMirror)

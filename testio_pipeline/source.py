@@ -77,7 +77,7 @@ class ApiSource:
                 transport=self.simulator.transport(),
                 **options,
             )
-        assert self.settings.token, "Settings.validate() guarantees a token for a real API"
+        assert self.settings.token, "Settings.check_complete() guarantees a token for a real API"
         return CustomerApiClient(self.settings.effective_base_url, self.settings.token, **options)
 
     def _shared_limits(self, max_concurrent: int, per_second: float | None) -> tuple[InFlightCap, MinInterval | None]:

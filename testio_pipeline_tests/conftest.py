@@ -102,7 +102,7 @@ def lake(postgres, tmp_path, request):
 
 def full_refresh_resources(sim: Simulator, db: Path) -> dict:
     """Resources for a full refresh of ``sim``'s world into the DuckDB file ``db``."""
-    from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+    from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
 
     return {
         "testio_api": CustomerApiResource.for_simulator(sim),

@@ -6,8 +6,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
+from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.warehouse import Warehouse
 
 from .conftest import make_simulator

@@ -26,7 +26,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from testio_pipeline.defs.testio.assets import STEP_NAME as TESTIO_STEP
+from testio_pipeline.component.testio.assets import STEP_NAME as TESTIO_STEP
 from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource
 from testio_pipeline.entities import ENTITIES

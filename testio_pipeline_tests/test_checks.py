@@ -10,12 +10,12 @@ import duckdb
 import pytest
 
 from testio_pipeline import quality as checks_module
-from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-from testio_pipeline.defs.testio.checks import check_result
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
+from testio_pipeline.component.testio.checks import check_result
 from testio_pipeline.entities import ENTITY_BY_NAME
 from testio_pipeline.quality import references_resolve
 from testio_pipeline.definitions import defs
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import faults
 from testio_pipeline.domain import credentials
 from testio_pipeline.warehouse import Warehouse
@@ -51,7 +51,12 @@ def serve(monkeypatch):
 
 def materialize(db, instance, *, mode="full"):
     resources = {
-        "testio_api": CustomerApiResource(retry_attempts=2, retry_wait_seconds=0.001),
+        "testio_api": CustomerApiResource(
+            base_url=os.environ["TESTIO_CUSTOMER_API_BASE_URL"],
+            token=dg.EnvVar("TESTIO_CUSTOMER_API_TOKEN"),
+            retry_attempts=2,
+            retry_wait_seconds=0.001,
+        ),
         "warehouse": WarehouseResource(path=str(db)),
         "refresh": RefreshResource(mode=mode),
     }
@@ -149,18 +154,17 @@ def test_a_credential_leak_fails_a_blocking_check_and_stops_the_downstream_asset
     assert Warehouse(tmp_path / "t.duckdb").table_counts()["bugs"] == 0
 
 
-def test_the_api_token_in_stored_json_is_found_and_never_shown(tmp_path, clean_run, monkeypatch):
+def test_the_api_token_in_stored_json_is_found_and_never_shown(tmp_path, clean_run):
     token = "check-secret-token-5c2a"
-    monkeypatch.setenv("TESTIO_CUSTOMER_API_TOKEN", token)
     db = tmp_path / "t.duckdb"
     shutil.copy(clean_run[1], db)
-    assert check_result(checks_module.no_credentials_in_raw(Warehouse(db), ENTITY_BY_NAME["bugs"])).passed
+    assert check_result(checks_module.no_credentials_in_raw(Warehouse(db), ENTITY_BY_NAME["bugs"], token=token)).passed
     con = duckdb.connect(str(db))
     try:
         con.execute("UPDATE bugs SET raw = json_object('echo', ?) WHERE id = (SELECT min(id) FROM bugs)", [f"Token {token}"])
     finally:
         con.close()
-    result = check_result(checks_module.no_credentials_in_raw(Warehouse(db), ENTITY_BY_NAME["bugs"]))
+    result = check_result(checks_module.no_credentials_in_raw(Warehouse(db), ENTITY_BY_NAME["bugs"], token=token))
     assert not result.passed
     assert result.metadata["bugs rows with the API token"].value == 1
     assert token not in repr(result)

@@ -9,8 +9,8 @@ import threading
 import dagster as dg
 import pytest
 
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
-from testio_pipeline.defs.testio.assets import STEP_NAME, TESTIO_ASSETS
+from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.component.testio.assets import STEP_NAME, TESTIO_ASSETS
 from testio_pipeline.entities import ENTITIES, ENTITY_BY_NAME
 from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource

@@ -16,7 +16,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 import pytest
 
-from testio_pipeline.defs.testio.assets import STEP_NAME as TESTIO_STEP
+from testio_pipeline.component.testio.assets import STEP_NAME as TESTIO_STEP
 from testio_pipeline.run_health import HOST_TAG, fail_dead_runs
 from testio_pipeline.warehouse import Warehouse
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from testio_pipeline.defs.analytics.views import view_deps
+from testio_pipeline.component.analytics.views import view_deps
 from testio_pipeline.definitions import defs
 from testio_pipeline.entities import COMPLETE, ENTITIES, MERGED, WRITER_OF_TABLE, load
 from testio_pipeline.warehouse.schema import ENTITY_TABLES, TABLES

@@ -8,10 +8,10 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
-from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
+from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.freshness import State, cycle_members, judge, ttl_policy
-from testio_pipeline.defs.automation.refresh_sensor import build_refresh_sensor
+from testio_pipeline.component.automation.refresh_sensor import build_refresh_sensor
 
 from .conftest import make_simulator
 from .test_assets import materialize

@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from testio_pipeline.defs.resources import CustomerApiResource
+from testio_pipeline.component.resources import CustomerApiResource
 from testio_pipeline.simulator import SimResponse
 from testio_pipeline.simulator.faults import poison_offsets
 from testio_pipeline.source import ApiSource
@@ -182,7 +182,12 @@ def test_sync_events_record_a_success_and_a_failure(tmp_path, monkeypatch):
         # Over real HTTP, so a fault added to this simulator reaches the Dagster run.
         monkeypatch.setenv("TESTIO_CUSTOMER_API_BASE_URL", server.base_url)
         monkeypatch.setenv("TESTIO_CUSTOMER_API_TOKEN", sim.config.token)
-        api = CustomerApiResource(retry_attempts=2, retry_wait_seconds=0.001)
+        api = CustomerApiResource(
+            base_url=server.base_url,
+            token=dg.EnvVar("TESTIO_CUSTOMER_API_TOKEN"),
+            retry_attempts=2,
+            retry_wait_seconds=0.001,
+        )
         ok = materialize(sim, db, instance=instance, mode="full", api=api)
         sim.add_fault(lambda r: SimResponse(401, {}, {"error": "token revoked"}) if r.endpoint == "bugs" else None)
         failed = materialize(sim, db, instance=instance, mode="incremental", api=api, raise_on_error=False)

@@ -14,8 +14,8 @@ import duckdb
 import pytest
 
 from testio_pipeline import report
-from testio_pipeline.defs.analytics.quality_report import SENSOR_NAME, quality_report
-from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+from testio_pipeline.component.analytics.quality_report import SENSOR_NAME, quality_report
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
 from testio_pipeline.warehouse import Warehouse
 
 from .conftest import NOW, make_simulator, full_refresh_resources

@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from testio_pipeline.defs.event_log import INDEX_SHARD
-from testio_pipeline.defs.resources import WarehouseResource
+from testio_pipeline.component.event_log import INDEX_SHARD
+from testio_pipeline.component.resources import WarehouseResource
 
 from .conftest import dagster_home
 
@@ -46,7 +46,7 @@ def test_a_run_keeps_its_sqlite_event_log_open_between_events_and_releases_it(tm
 
 
 def test_holding_the_event_log_open_is_a_no_op_without_a_run_or_on_other_storage(tmp_path):
-    from testio_pipeline.defs.event_log import hold_open
+    from testio_pipeline.component.event_log import hold_open
 
     with hold_open(None, "some-run") as stack, hold_open(dg.DagsterInstance.ephemeral(), "some-run"):
         assert stack is not None
@@ -69,7 +69,7 @@ def test_loading_the_definitions_leaves_out_what_a_run_against_the_api_does_not_
 
 
 def test_the_views_step_creates_views_once_and_again_only_when_one_is_missing(tmp_path):
-    from testio_pipeline.defs.analytics.views import DEFINITION_KEY, VIEW_ASSETS
+    from testio_pipeline.component.analytics.views import DEFINITION_KEY, VIEW_ASSETS
     from testio_pipeline.warehouse.views import VIEWS
 
     db = tmp_path / "w.duckdb"

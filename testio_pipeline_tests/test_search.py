@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from testio_pipeline.cli import query
-from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
 from testio_pipeline.domain.records import Bug
 from testio_pipeline.warehouse import Warehouse, extensions, search
 from testio_pipeline.warehouse.search import SearchIndexMissingError

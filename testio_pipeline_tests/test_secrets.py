@@ -25,8 +25,8 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import serialize_value
 
-from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
+from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
 from testio_pipeline.simulator import SimRequest, faults, json_error
 from testio_pipeline.domain.credentials import clean_and_text, redact, strip_credentials
 from testio_pipeline.testio import TestioApiError
@@ -97,7 +97,12 @@ def test_no_token_or_credential_reaches_logs_events_metadata_or_duckdb(tmp_path,
         result = dg.materialize(
             TESTIO_ASSETS,
             resources={
-                "testio_api": CustomerApiResource(retry_attempts=4, retry_wait_seconds=0.001),
+                "testio_api": CustomerApiResource(
+                    base_url=server.base_url,
+                    token=dg.EnvVar("TESTIO_CUSTOMER_API_TOKEN"),
+                    retry_attempts=4,
+                    retry_wait_seconds=0.001,
+                ),
                 "warehouse": WarehouseResource(path=str(db)),
                 "refresh": RefreshResource(mode="full"),
             },
@@ -155,7 +160,12 @@ def test_a_failed_run_names_the_setting_but_not_the_token(tmp_path, monkeypatch)
         result = dg.materialize(
             TESTIO_ASSETS,
             resources={
-                "testio_api": CustomerApiResource(retry_attempts=2, retry_wait_seconds=0.001),
+                "testio_api": CustomerApiResource(
+                    base_url=server.base_url,
+                    token=dg.EnvVar("TESTIO_CUSTOMER_API_TOKEN"),
+                    retry_attempts=2,
+                    retry_wait_seconds=0.001,
+                ),
                 "warehouse": WarehouseResource(path=str(tmp_path / "t.duckdb")),
                 "refresh": RefreshResource(mode="full"),
             },

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from testio_pipeline.defs.testio.assets import STEP_NAME as TESTIO_STEP
+from testio_pipeline.component.testio.assets import STEP_NAME as TESTIO_STEP
 
 from .conftest import REPO, dagster_env
 SHOTS = REPO / "screenshots"

@@ -20,10 +20,10 @@ import duckdb
 import pytest
 
 from testio_pipeline.cli import docs
-from testio_pipeline.defs.testio.assets import TESTIO_ASSETS
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
 from testio_pipeline.metadata import markdown_table
-from testio_pipeline.defs.resources import CustomerApiResource, RefreshResource, WarehouseResource
-from testio_pipeline.defs.analytics.views import VIEW_ASSETS, view_deps
+from testio_pipeline.component.resources import CustomerApiResource, RefreshResource, WarehouseResource
+from testio_pipeline.component.analytics.views import VIEW_ASSETS, view_deps
 from testio_pipeline.warehouse import TABLES, Warehouse
 from testio_pipeline.warehouse.views import VIEWS, create_views, describe_type
 

@@ -11,8 +11,8 @@ import time
 import dagster as dg
 import pytest
 
-from testio_pipeline.defs.analytics.views import VIEW_ASSETS
-from testio_pipeline.defs.resources import WarehouseResource
+from testio_pipeline.component.analytics.views import VIEW_ASSETS
+from testio_pipeline.component.resources import WarehouseResource
 from testio_pipeline.warehouse import Warehouse
 from testio_pipeline.warehouse.writer_lock import exclusive_writer, lock_path
 

@@ -6,13 +6,28 @@ import argparse
 import os
 import sys
 
-from ..settings import Settings, SettingsError
+from ..settings import SettingsError, environment
 
 EXAMPLE_QUERY = """\
 SELECT p.name AS product, b.severity, count(*) AS bugs
 FROM bugs b JOIN products p ON p.id = b.product_id
 WHERE b.deleted_at IS NULL
 GROUP BY ALL ORDER BY bugs DESC LIMIT 5"""
+
+
+def _mirror(name: str | None):
+    """The customer instance to run: the one named, else the unprefixed one, else the only one."""
+    from ..definitions import mirrors
+
+    found = mirrors()
+    if name is not None:
+        chosen = [m for m in found if m.name == name]
+    else:
+        chosen = [m for m in found if not m.prefix_keys] or (found if len(found) == 1 else [])
+    if not chosen:
+        names = ", ".join(m.name for m in found) or "none"
+        raise SettingsError(f"name the customer to run with --customer (instances: {names})")
+    return chosen[0]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -24,7 +39,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..warehouse import Warehouse
     from ..warehouse.backends import is_lake
 
-    settings = Settings.from_env()
+    mirror = _mirror(args.customer)
+    settings = mirror.settings()
     if settings.uses_simulator:
         print(f"Source: the built-in TestIO simulator (preset {settings.simulator_preset!r}, fake data).")
     else:
@@ -37,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Run {run_id} lost its process (killed?): marked failed, its pool slot freed.")
     job = defs.resolve_implicit_global_asset_job_def()
     run_config = {
-        "resources": {"refresh": {"config": {"mode": args.mode}}},
+        "resources": {mirror.names.refresh: {"config": {"mode": args.mode}}},
         # Step-level DEBUG chatter drowns the summary; the UI keeps every event anyway.
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
@@ -45,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         instance=instance,
         run_config=run_config,
         tags={TRIGGER_TAG: "cli", "testio/mode": args.mode},
+        asset_selection=mirror.asset_keys(),
         raise_on_error=False,
     )
     if not result.success:
@@ -78,7 +95,7 @@ def _status(args: argparse.Namespace) -> int:
     """What the next refresh cycle would do: staleness of each asset, from the one helper."""
     import dagster as dg
 
-    from ..defs.automation.refresh_sensor import IN_FLIGHT
+    from ..component.automation.refresh_sensor import IN_FLIGHT
     from ..definitions import defs
     from ..domain.vocabulary import utcnow
     from ..freshness import judge_assets, policies_of
@@ -113,10 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="sync every TestIO asset into DuckDB, then print a summary")
     run.add_argument("--mode", choices=["incremental", "full"], default="full")
+    run.add_argument("--customer", help="the TestIOMirror instance to sync (default: the unprefixed one)")
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="staleness of each asset and what the next cycle would do")
     status.set_defaults(func=_status)
     args = parser.parse_args(argv)
+    # As Dagster's own CLI does: a .env file's variables reach this process (the token is
+    # read by its variable's name when the run starts), never overriding one that is set.
+    for name, value in environment().items():
+        os.environ.setdefault(name, value)
     try:
         return args.func(args)
     except SettingsError as exc:

@@ -28,7 +28,8 @@ from ...run_log import TRIGGER_TAG
 from ...warehouse import Warehouse
 from ...warehouse.schema_versions import LATEST_VERSION
 from ...warehouse.views import EXISTING_VIEWS_SQL, VIEWS, View, create_views
-from ..resources import DUCKDB_POOL, WarehouseResource, writing_step
+from ..naming import UNPREFIXED, Names
+from ..resources import DEFAULT_CUSTOMER, DUCKDB_POOL, Customer, WarehouseResource, writing_step
 
 GROUP = "analytics"
 KINDS = {"duckdb", "sql"}
@@ -57,12 +58,12 @@ def _definition(view: View, wh: Warehouse) -> str:
     return f"{_code_version(view)} schema v{LATEST_VERSION} {wh.location}"
 
 
-def _spec(view: View) -> dg.AssetSpec:
+def _spec(view: View, names: Names) -> dg.AssetSpec:
     return dg.AssetSpec(
-        view.name,
+        names.key(view.name),
         description=view.description,
-        deps=view_deps(view),
-        group_name=GROUP,
+        deps=names.keys(view_deps(view)),
+        group_name=names.of(GROUP),
         kinds=KINDS,
         code_version=_code_version(view),
         automation_condition=dg.AutomationCondition.eager(),
@@ -70,12 +71,12 @@ def _spec(view: View) -> dg.AssetSpec:
     )
 
 
-def _outdated(context: dg.AssetExecutionContext, wh: Warehouse, views: list[View]) -> list[str]:
+def _outdated(context: dg.AssetExecutionContext, names: Names, wh: Warehouse, views: list[View]) -> list[str]:
     """The views last materialized from another definition (or never), in one instance query."""
-    latest = context.instance.get_latest_materialization_events([dg.AssetKey(v.name) for v in views])
+    latest = context.instance.get_latest_materialization_events([names.key(v.name) for v in views])
     outdated = []
     for view in views:
-        event = latest.get(dg.AssetKey(view.name))
+        event = latest.get(names.key(view.name))
         materialization = event.asset_materialization if event else None
         previous = materialization.metadata.get(DEFINITION_KEY) if materialization else None
         if getattr(previous, "value", None) != _definition(view, wh):
@@ -88,50 +89,57 @@ def _all_present(wh: Warehouse, views: list[View]) -> bool:
     return all(view.name in existing for view in views)
 
 
-def _readouts(wh: Warehouse, views: list[View]) -> Iterator[dg.MaterializeResult]:
+def _readouts(names: Names, wh: Warehouse, views: list[View]) -> Iterator[dg.MaterializeResult]:
     for view in views:
         metadata = {**view_metadata(wh, view), DEFINITION_KEY: _definition(view, wh)}
-        yield dg.MaterializeResult(asset_key=view.name, metadata=metadata)
+        yield dg.MaterializeResult(asset_key=names.key(view.name), metadata=metadata)
 
 
-@dg.multi_asset(
-    name="analytics_views",
-    specs=[_spec(v) for v in VIEWS.values()],
-    can_subset=True,
-    pool=DUCKDB_POOL,  # creating a view writes the catalog: one writer at a time
-)
-def analytics_views(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
-    wh = warehouse.warehouse()
-    with writing_step(context, wh, "analytics_views"):
-        yield from _views(context, wh)
+def build_views(
+    names: Names = UNPREFIXED, customer: Customer = DEFAULT_CUSTOMER
+) -> tuple[dg.AssetsDefinition, dg.AutomationConditionSensorDefinition]:
+    """One instance's views step and the sensor that keeps it following that instance's tables."""
+
+    @dg.multi_asset(
+        name=names.of("analytics_views"),
+        specs=[_spec(v, names) for v in VIEWS.values()],
+        can_subset=True,
+        pool=DUCKDB_POOL,  # creating a view writes the catalog: one writer at a time
+        required_resource_keys={names.warehouse},
+    )
+    def analytics_views(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        warehouse: WarehouseResource = getattr(context.resources, names.warehouse)
+        wh = warehouse.warehouse(customer)
+        with writing_step(context, wh, names.of("analytics_views")):
+            yield from _views(context, names, wh)
+
+    sensor = dg.AutomationConditionSensorDefinition(
+        names.of(SENSOR_NAME),
+        target=dg.AssetSelection.assets(*names.keys(VIEWS)),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        # Like the refresh runs: at most one tagged run at a time (dagster.yaml's run queue limit).
+        run_tags={TRIGGER_TAG: "views"},
+        description="Recreates the analyst views (and recomputes their KPIs) after the tables under them were refreshed.",
+    )
+    return analytics_views, sensor
 
 
-def _views(context: dg.AssetExecutionContext, wh: Warehouse) -> Iterator[dg.MaterializeResult]:
-    selected = [v for v in VIEWS.values() if dg.AssetKey(v.name) in context.selected_asset_keys]
-    outdated = _outdated(context, wh, selected)
+def _views(context: dg.AssetExecutionContext, names: Names, wh: Warehouse) -> Iterator[dg.MaterializeResult]:
+    selected = [v for v in VIEWS.values() if names.key(v.name) in context.selected_asset_keys]
+    outdated = _outdated(context, names, wh, selected)
     if not outdated:
         with wh.reading():  # one read-only connection: the views are all there, then every readout
             if _all_present(wh, selected):
-                yield from _readouts(wh, selected)
+                yield from _readouts(names, wh, selected)
                 return
     # The outdated ones are replaced; any other selected view missing from the file is created.
     created = create_views(wh, outdated, missing=[v.name for v in selected])
     if created:
         context.log.info(f"(re)created view(s) {', '.join(created)} in {wh.location}")
     with wh.reading():  # one read-only connection for every view's readout
-        yield from _readouts(wh, selected)
+        yield from _readouts(names, wh, selected)
 
 
-VIEW_ASSETS = [analytics_views]
-
-views_sensor = dg.AutomationConditionSensorDefinition(
-    SENSOR_NAME,
-    target=dg.AssetSelection.assets(*VIEWS),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    # Like the refresh runs: at most one tagged run at a time (dagster.yaml's run queue limit).
-    run_tags={TRIGGER_TAG: "views"},
-    description="Recreates the analyst views (and recomputes their KPIs) after the tables under them were refreshed.",
-)
-
-defs = dg.Definitions(assets=VIEW_ASSETS, sensors=[views_sensor])
+_views_asset, views_sensor = build_views()
+VIEW_ASSETS = [_views_asset]  # the unprefixed instance's: what the tests run

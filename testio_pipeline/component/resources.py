@@ -5,6 +5,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -14,12 +15,13 @@ from pydantic import PrivateAttr
 from ..domain.vocabulary import utcnow
 from ..run_health import HOST_TAG, host_name
 from ..run_log import RunLog, trigger_of
-from ..settings import Settings
+from ..settings import Settings, SettingsError, environment
 from ..source import ApiSource
 from ..sync import SyncOptions
 from ..testio import RetryPolicy
 from ..warehouse import Warehouse
 from . import event_log
+from .naming import Names
 
 if TYPE_CHECKING:  # the simulator is loaded only by runs that use it
     from ..simulator import Simulator
@@ -49,16 +51,45 @@ def writing_step(context: dg.AssetExecutionContext, warehouse: Warehouse, step: 
         yield
 
 
-class CustomerApiResource(dg.ConfigurableResource):
-    """The TestIO Customer API (or the built-in simulator when no token/base URL is set).
+@dataclass(frozen=True)
+class Customer:
+    """What a customer instance fixed when it was loaded, handed to its assets by closure.
 
-    The token is read from TESTIO_CUSTOMER_API_TOKEN at run time and never becomes part of
-    the resource's config, so it cannot show up in the UI, run config or metadata.
-    Setting ``simulator_config_json`` forces the in-process simulator with that world;
-    since the world is a pure function of its config and clock, tests can rebuild the
-    very same world the run sees.
+    Not resource config: a run that gives a resource any config (``--config-json``) replaces
+    all of it, which would drop the customer's API, warehouse or product scope. A resource's
+    own fields, when set, override this for a run (tests point runs at their own servers).
     """
 
+    name: str = "testio"
+    settings: Settings = field(default_factory=Settings)  # never holds the token's value
+    token_variable: str | None = None  # the environment variable the token is read from
+
+    def token(self) -> str:
+        """The token, read when a run starts (the environment, then a .env file)."""
+        value = environment().get(self.token_variable or "", "").strip()
+        if not value:
+            raise SettingsError(
+                f"{self.token_variable} is not set: the {self.name!r} instance reads its API token from it"
+            )
+        return value
+
+
+DEFAULT_CUSTOMER = Customer()
+
+
+class CustomerApiResource(dg.ConfigurableResource):
+    """The TestIO Customer API of an instance (its base URL and token variable), or the
+    built-in simulator when it has no base URL.
+
+    Only the token variable's name is ever held, never the token. The fields are per-run
+    overrides: ``base_url`` with ``token`` (as ``dg.EnvVar("NAME")``, so config holds the name
+    only) points a run at another API; ``simulator_config_json`` forces the in-process
+    simulator with that world; since the world is a pure function of its config and clock,
+    tests can rebuild the very same world the run sees.
+    """
+
+    base_url: str | None = None
+    token: str | None = None
     simulator_preset: str | None = None
     simulator_config_json: str | None = None  # SimulatorConfig fields, overriding the preset
     simulator_now: str | None = None  # ISO time to freeze the simulator's clock at
@@ -81,8 +112,29 @@ class CustomerApiResource(dg.ConfigurableResource):
             **fields,
         )
 
+    def settings(self, customer: Customer = DEFAULT_CUSTOMER) -> Settings:
+        """The instance's settings with this run's overrides and the token read in."""
+        own = customer.settings
+        if self.simulator_config_json:
+            base_url, token = None, None
+        elif self.base_url:
+            base_url, token = self.base_url, self.token
+            if not token:
+                raise SettingsError(f"the API at {self.base_url} needs a token, and none is configured")
+        else:
+            base_url = own.base_url
+            token = customer.token() if base_url else None
+        return own.model_copy(
+            update={
+                "base_url": base_url,
+                "token": token,
+                "simulator_preset": self.simulator_preset or own.simulator_preset,
+                "simulator_now": self.simulator_now or own.simulator_now,
+            }
+        )
+
     def _simulator(self, settings: Settings) -> "Simulator | None":
-        if not (self.simulator_config_json or self.simulator_preset or settings.uses_simulator):
+        if not (self.simulator_config_json or settings.uses_simulator):
             return None
         from ..simulator import SimClock, Simulator, SimulatorConfig
         from ..simulator.clock import parse_iso
@@ -90,15 +142,13 @@ class CustomerApiResource(dg.ConfigurableResource):
         overrides = json.loads(self.simulator_config_json) if self.simulator_config_json else {}
         if overrides.get("anchor"):
             overrides["anchor"] = parse_iso(overrides["anchor"])
-        preset = self.simulator_preset or settings.simulator_preset
-        frozen_at = self.simulator_now or settings.simulator_now
-        clock = SimClock(parse_iso(frozen_at)) if frozen_at else None
-        return Simulator(SimulatorConfig.preset(preset, **overrides), clock=clock)
+        clock = SimClock(parse_iso(settings.simulator_now)) if settings.simulator_now else None
+        return Simulator(SimulatorConfig.preset(settings.simulator_preset, **overrides), clock=clock)
 
-    def source(self) -> ApiSource:
+    def source(self, customer: Customer = DEFAULT_CUSTOMER) -> ApiSource:
         # One source per run, so every asset of the run sees the same simulator instance.
         if self._source is None:
-            settings = Settings.from_env()
+            settings = self.settings(customer)
             source = ApiSource.from_settings(settings, simulator=self._simulator(settings))
             if self.retry_attempts is not None or self.retry_wait_seconds is not None:
                 defaults = RetryPolicy()
@@ -115,14 +165,15 @@ class CustomerApiResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse: TESTIO_DUCKDB_PATH (default the file data/testio.duckdb, or a ``ducklake:``
-    ATTACH string with TESTIO_LAKE_DATA_PATH).
+    """The warehouse of an instance: a DuckDB file, or a ``ducklake:`` ATTACH string whose data
+    files go under ``lake_data_path``; ``path`` overrides the instance's for a run.
 
     Every asset of the project uses it, so it also keeps the run's SQLite event-log files open
     while the run's steps execute (``event_log.py``: each event then costs one commit).
     """
 
     path: str | None = None
+    lake_data_path: str | None = None
 
     _event_log: ExitStack | None = PrivateAttr(default=None)
 
@@ -134,15 +185,17 @@ class WarehouseResource(dg.ConfigurableResource):
         if self._event_log is not None:
             self._event_log.close()
 
-    def warehouse(self) -> Warehouse:
-        settings = Settings.from_env()
-        return Warehouse(self.path or settings.duckdb_path, lake_data_path=settings.lake_data_path)
+    def warehouse(self, customer: Customer = DEFAULT_CUSTOMER) -> Warehouse:
+        own = customer.settings
+        return Warehouse(self.path or own.duckdb_path, lake_data_path=self.lake_data_path or own.lake_data_path)
 
 
 class RefreshResource(dg.ConfigurableResource):
     """Run-wide refresh options (mode, product scope) and the run's `sync_events` row.
 
-    Set per run, e.g. ``--config-json '{"resources": {"refresh": {"config": {"mode": "full"}}}}'``.
+    Set per run, e.g. ``--config-json '{"resources": {"refresh": {"config": {"mode": "full"}}}}'``
+    (an instance named ``acme`` calls it ``acme_refresh``); without ``product_ids`` a run
+    covers the instance's configured scope.
     """
 
     mode: Literal["incremental", "full"] = "incremental"
@@ -165,8 +218,8 @@ class RefreshResource(dg.ConfigurableResource):
         if self._run_log is not None:
             self._run_log.finish()
 
-    def options(self, context: dg.AssetExecutionContext) -> SyncOptions:
-        scope = tuple(self.product_ids) if self.product_ids else Settings.from_env().product_ids
+    def options(self, context: dg.AssetExecutionContext, customer: Customer = DEFAULT_CUSTOMER) -> SyncOptions:
+        scope = tuple(sorted(set(self.product_ids))) if self.product_ids else customer.settings.product_ids
         return SyncOptions(mode=self.mode, product_ids=scope, run_id=context.run.run_id)
 
     def run_log(self, context: dg.AssetExecutionContext, warehouse: Warehouse) -> RunLog:
@@ -191,12 +244,8 @@ class RefreshResource(dg.ConfigurableResource):
                 )
 
 
-defs = dg.Definitions(
-    resources={
-        "testio_api": CustomerApiResource(),
-        "warehouse": WarehouseResource(),
-        "refresh": RefreshResource(),
-    },
-    # One process per run: a trivial run takes half the time it takes with multiprocess.
-    executor=dg.in_process_executor,
-)
+
+def mirror_resources(names: Names) -> dict[str, dg.ConfigurableResource]:
+    """One instance's resources, under its own keys, with nothing set: what the instance fixed
+    comes by closure (``Customer``), so a run's config can only add to it."""
+    return {names.api: CustomerApiResource(), names.warehouse: WarehouseResource(), names.refresh: RefreshResource()}

@@ -15,12 +15,14 @@ import dagster as dg
 from ...entities import ENTITIES, Entity
 from ...freshness import SCOPE_METADATA_KEY, scope_label
 from ...metadata import entity_metadata
+from ...freshness import ttl_policy
 from ...quality import CheckOutcome, run_checks
 from ...source import SIMULATOR_NOTICE, ApiSource
 from ...sync import EntityResult, SyncOptions
 from ...sync.graph import run_in_dependency_order
 from ...warehouse import Warehouse
-from ..resources import DUCKDB_POOL, CustomerApiResource, RefreshResource, WarehouseResource, writing_step
+from ..naming import UNPREFIXED, Names
+from ..resources import DEFAULT_CUSTOMER, DUCKDB_POOL, Customer, CustomerApiResource, RefreshResource, WarehouseResource, writing_step
 from .checks import check_result, check_specs
 
 GROUP = "testio"
@@ -46,12 +48,13 @@ def _refresh_one(entity: Entity, source: ApiSource, wh: Warehouse, options: Sync
     started = time.perf_counter()
     result = entity.sync_step()(source, wh, options)
     with wh.reading():  # every check and readout query on one connection: opening one costs more
-        checks, readout = run_checks(wh, entity, options.run_id), entity_metadata(wh, entity)
+        checks = run_checks(wh, entity, options.run_id, token=source.settings.token)
+        readout = entity_metadata(wh, entity)
     return Refreshed(result=result, checks=checks, readout=readout, seconds=time.perf_counter() - started)
 
 
 def _materialization(
-    entity: Entity, done: Refreshed, source: ApiSource, options: SyncOptions, check_keys: set[dg.AssetCheckKey]
+    key: dg.AssetKey, done: Refreshed, source: ApiSource, options: SyncOptions, check_keys: set[dg.AssetCheckKey]
 ) -> dg.MaterializeResult:
     result = done.result
     metadata = {
@@ -62,10 +65,9 @@ def _materialization(
         SCOPE_METADATA_KEY: dg.MetadataValue.text(scope_label(options.product_ids)),
         "duration_seconds": dg.MetadataValue.float(round(done.seconds, 3)),
     }
-    for key, value in result.metadata().items():
-        if key != "row_count":
-            metadata[key] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
-    key = dg.AssetKey(entity.name)
+    for name, value in result.metadata().items():
+        if name != "row_count":
+            metadata[name] = dg.MetadataValue.json(value) if isinstance(value, dict) else value
     return dg.MaterializeResult(
         asset_key=key,
         # Column schema, Markdown preview and KPIs (metadata.py); the run's own counts win on a clash.
@@ -95,45 +97,58 @@ def _log_outcome(context: dg.AssetExecutionContext, result: EntityResult) -> Non
     )
 
 
-@dg.multi_asset(
-    name=STEP_NAME,
-    specs=[
-        dg.AssetSpec(
-            entity.name,
-            description=entity.description,
-            deps=list(entity.upstream),
-            group_name=GROUP,
-            kinds=KINDS,
-            # Not produced when its upstream failed in the same step (the step then fails).
-            skippable=True,
-        )
-        for entity in ENTITIES
-    ],
-    check_specs=[spec for entity in ENTITIES for spec in check_specs(entity)],
-    can_subset=True,
-    pool=DUCKDB_POOL,
-)
-def testio_refresh(
-    context: dg.AssetExecutionContext,
-    testio_api: CustomerApiResource,
-    warehouse: WarehouseResource,
-    refresh: RefreshResource,
-) -> Iterator[dg.MaterializeResult]:
-    """Refresh the selected TestIO entities, independent ones at the same time."""
-    source = testio_api.source()
-    if source.is_simulator:
-        context.log.warning(SIMULATOR_NOTICE)
-    options = refresh.options(context)
-    wh = warehouse.warehouse()  # shared by the worker threads: a reading() block is per thread
-    with writing_step(context, wh, STEP_NAME):
-        yield from _refresh(context, source, wh, options, refresh)
+def build_testio_assets(
+    names: Names = UNPREFIXED, customer: Customer = DEFAULT_CUSTOMER, ttl_seconds: int | None = None
+) -> list[dg.AssetsDefinition]:
+    """The entities' multi-asset of one instance; ``ttl_seconds`` becomes each asset's freshness policy."""
+    policy = ttl_policy(ttl_seconds) if ttl_seconds is not None else None
+
+    @dg.multi_asset(
+        name=names.of(STEP_NAME),
+        specs=[
+            dg.AssetSpec(
+                names.key(entity.name),
+                description=entity.description,
+                deps=names.keys(entity.upstream),
+                group_name=names.of(GROUP),
+                kinds=KINDS,
+                freshness_policy=policy,
+                # Not produced when its upstream failed in the same step (the step then fails).
+                skippable=True,
+            )
+            for entity in ENTITIES
+        ],
+        check_specs=[spec for entity in ENTITIES for spec in check_specs(entity, names.key(entity.name))],
+        can_subset=True,
+        pool=DUCKDB_POOL,
+        required_resource_keys={names.api, names.warehouse, names.refresh},
+    )
+    def testio_refresh(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        """Refresh the selected TestIO entities, independent ones at the same time."""
+        testio_api: CustomerApiResource = getattr(context.resources, names.api)
+        warehouse: WarehouseResource = getattr(context.resources, names.warehouse)
+        refresh: RefreshResource = getattr(context.resources, names.refresh)
+        source = testio_api.source(customer)
+        if source.is_simulator:
+            context.log.warning(SIMULATOR_NOTICE)
+        options = refresh.options(context, customer)
+        wh = warehouse.warehouse(customer)  # shared by the worker threads: a reading() block is per thread
+        with writing_step(context, wh, names.of(STEP_NAME)):
+            yield from _refresh(context, names, source, wh, options, refresh)
+
+    return [testio_refresh]
 
 
 def _refresh(
-    context: dg.AssetExecutionContext, source: ApiSource, wh: Warehouse, options: SyncOptions, refresh: RefreshResource
+    context: dg.AssetExecutionContext,
+    names: Names,
+    source: ApiSource,
+    wh: Warehouse,
+    options: SyncOptions,
+    refresh: RefreshResource,
 ) -> Iterator[dg.MaterializeResult]:
     run_log = refresh.run_log(context, wh)  # opens the run's sync_events row
-    selected = [entity for entity in ENTITIES if dg.AssetKey(entity.name) in context.selected_asset_keys]
+    selected = [entity for entity in ENTITIES if names.key(entity.name) in context.selected_asset_keys]
     check_keys = set(context.selected_asset_check_keys)
     errors: list[BaseException] = []
     for outcome in run_in_dependency_order(
@@ -151,11 +166,10 @@ def _refresh(
         else:
             run_log.record(outcome.value.result)
             _log_outcome(context, outcome.value.result)
-            yield _materialization(outcome.entity, outcome.value, source, options, check_keys)
+            yield _materialization(names.key(name), outcome.value, source, options, check_keys)
     if errors:
         raise errors[0]
 
 
-TESTIO_ASSETS = [testio_refresh]
-
-defs = dg.Definitions(assets=TESTIO_ASSETS)
+# The unprefixed instance's asset, without a freshness policy: what the tests run.
+TESTIO_ASSETS = build_testio_assets()

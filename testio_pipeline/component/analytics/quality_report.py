@@ -15,7 +15,9 @@ import dagster as dg
 
 from ...entities import WRITER_OF_TABLE
 from ...run_log import TRIGGER_TAG
-from ..resources import WarehouseResource
+from ...warehouse import Warehouse
+from ..naming import UNPREFIXED, Names
+from ..resources import DEFAULT_CUSTOMER, Customer
 
 GROUP = "analytics"
 SENSOR_NAME = "testio_report_sensor"
@@ -28,22 +30,40 @@ class QualityReportConfig(dg.Config):
     max_products: int = 20  # products with the most bugs in the window get their own section
 
 
-@dg.asset(
-    name="quality_report",
-    description="Product quality report for the account and each product over the last days, as Markdown and an HTML file with charts.",
-    deps=sorted({WRITER_OF_TABLE[t] for t in READS}),
-    group_name=GROUP,
-    kinds={"duckdb", "html"},
-    automation_condition=dg.AutomationCondition.eager(),
-)
-def quality_report(
-    context: dg.AssetExecutionContext, config: QualityReportConfig, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Product quality report over the last days, as Markdown and an HTML file with charts."""
+def build_quality_report(
+    names: Names = UNPREFIXED, customer: Customer = DEFAULT_CUSTOMER
+) -> tuple[dg.AssetsDefinition, dg.AutomationConditionSensorDefinition]:
+    """One instance's report asset and the sensor that rebuilds it after its tables changed."""
+
+    @dg.asset(
+        key=names.key("quality_report"),
+        description="Product quality report for the account and each product over the last days, as Markdown and an HTML file with charts.",
+        deps=names.keys(sorted({WRITER_OF_TABLE[t] for t in READS})),
+        group_name=names.of(GROUP),
+        kinds={"duckdb", "html"},
+        automation_condition=dg.AutomationCondition.eager(),
+        required_resource_keys={names.warehouse},
+    )
+    def quality_report(context: dg.AssetExecutionContext, config: QualityReportConfig) -> dg.MaterializeResult:
+        """Product quality report over the last days, as Markdown and an HTML file with charts."""
+        return _report(context, config, getattr(context.resources, names.warehouse).warehouse(customer))
+
+    sensor = dg.AutomationConditionSensorDefinition(
+        names.of(SENSOR_NAME),
+        target=dg.AssetSelection.assets(quality_report),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        run_tags={TRIGGER_TAG: "report"},
+        description="Rebuilds the product quality report after the tables it reads were refreshed.",
+    )
+    return quality_report, sensor
+
+
+def _report(context: dg.AssetExecutionContext, config: QualityReportConfig, wh: Warehouse) -> dg.MaterializeResult:
     from ...report import build  # loads only when a report is built
 
     as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
-    report = build(warehouse.warehouse(), days=config.days, as_of=as_of, max_products=config.max_products)
+    report = build(wh, days=config.days, as_of=as_of, max_products=config.max_products)
     context.log.info(f"quality report for {len(report.products)} products written to {report.html_path}")
     account = report.account
     metadata = {
@@ -61,13 +81,4 @@ def quality_report(
     return dg.MaterializeResult(metadata=metadata)
 
 
-report_sensor = dg.AutomationConditionSensorDefinition(
-    SENSOR_NAME,
-    target=dg.AssetSelection.assets(quality_report),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    run_tags={TRIGGER_TAG: "report"},
-    description="Rebuilds the product quality report after the tables it reads were refreshed.",
-)
-
-defs = dg.Definitions(assets=[quality_report], sensors=[report_sensor])
+quality_report, report_sensor = build_quality_report()  # the unprefixed instance's: what the tests run

@@ -19,9 +19,10 @@ def _value(value: Any) -> Any:
     return dg.MetadataValue.json(value) if isinstance(value, (dict, list)) else value
 
 
-def check_specs(entity: Entity) -> list[dg.AssetCheckSpec]:
+def check_specs(entity: Entity, key: dg.AssetKey | None = None) -> list[dg.AssetCheckSpec]:
+    asset = key or dg.AssetKey(entity.name)
     return [
-        dg.AssetCheckSpec(name, asset=entity.name, blocking=name in BLOCKING, description=describe(name, entity))
+        dg.AssetCheckSpec(name, asset=asset, blocking=name in BLOCKING, description=describe(name, entity))
         for name in entity.checks
     ]
 

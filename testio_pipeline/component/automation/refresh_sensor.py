@@ -8,7 +8,6 @@ plus everything upstream of them. A run whose process died is marked failed firs
 """
 
 
-import os
 from datetime import datetime
 from typing import Callable, Sequence
 
@@ -18,11 +17,9 @@ from ...domain.vocabulary import utcnow
 from ...freshness import SCOPE_METADATA_KEY, Staleness, cycle_members, judge_assets, policies_of, scope_label
 from ...run_health import fail_dead_runs
 from ...run_log import TRIGGER_TAG
-from ...settings import Settings
-from ..testio.assets import TESTIO_ASSETS
+from ...settings import DEFAULT_SENSOR_INTERVAL_SECONDS
 
 SENSOR_NAME = "testio_refresh_sensor"
-DEFAULT_INTERVAL_SECONDS = 60
 # Any run in flight on this instance writes (or will write) the same DuckDB file.
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -31,11 +28,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-
-
-def sensor_interval_seconds() -> int:
-    raw = os.environ.get("TESTIO_SENSOR_INTERVAL_SECONDS", "").strip()
-    return int(raw) if raw else DEFAULT_INTERVAL_SECONDS
 
 
 def _scope_changed(instance: dg.DagsterInstance, keys: list[dg.AssetKey], current: str) -> list[dg.AssetKey]:
@@ -57,20 +49,18 @@ def build_refresh_sensor(
     assets: Sequence[dg.AssetsDefinition],
     *,
     clock: Callable[[], datetime] = utcnow,
-    current_scope: Callable[[], str] | None = None,
-    interval_seconds: int | None = None,
+    current_scope: Callable[[], str] = lambda: scope_label(None),
+    interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
+    name: str = SENSOR_NAME,
 ) -> dg.SensorDefinition:
-    """The refresh sensor over ``assets``; ``clock`` and ``current_scope`` are injectable for tests."""
+    """The refresh sensor over ``assets``, for the instance's configured product scope
+    (``current_scope``, the label of its ``product_ids``); ``clock`` is injectable for tests."""
     keys = [key for asset in assets for key in asset.keys]
-
-    def default_scope() -> str:
-        return scope_label(Settings.from_env().product_ids)
-
-    scope_of = current_scope or default_scope
-    interval = interval_seconds or sensor_interval_seconds()
+    scope_of = current_scope
+    interval = interval_seconds
 
     @dg.sensor(
-        name=SENSOR_NAME,
+        name=name,
         description="Runs one refresh cycle per evaluation: requests a run for the TestIO assets that are due.",
         target=dg.AssetSelection.assets(*keys),
         minimum_interval_seconds=interval,
@@ -115,6 +105,3 @@ def _next_cycle(judged: Sequence[Staleness] | object, now: datetime) -> str:
     nxt = min(judged, key=lambda s: s.due_at)
     wait = int((nxt.due_at - now).total_seconds())
     return f"all {len(judged)} assets fresh; next cycle due at {nxt.due_at:%Y-%m-%d %H:%M:%S} UTC (in {wait} s, {nxt.asset})"
-
-
-defs = dg.Definitions(sensors=[build_refresh_sensor(TESTIO_ASSETS)])

@@ -1,0 +1,138 @@
+"""`testio_pipeline.TestIOMirror`: one customer per instance, named apart, its token only ever
+named; the default instance keeps the names a deployment had before components."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._serdes import serialize_value
+
+import testio_pipeline
+from testio_pipeline.component.mirror import MirrorScaffolder, TestIOMirror
+from testio_pipeline.settings import SettingsError
+
+ENTITIES = ["products", "features", "user_stories", "tests", "bugs"]
+DEFAULT_YAML = Path(testio_pipeline.__file__).parent / "defs" / "testio" / "defs.yaml"
+
+
+def build(*mirrors: TestIOMirror) -> dg.Definitions:
+    context = dg.ComponentTree.for_test().load_context
+    defs = dg.Definitions.merge(*(m.build_defs(context) for m in mirrors))
+    dg.Definitions.validate_loadable(defs)
+    return defs
+
+
+def from_yaml(text: str) -> TestIOMirror:
+    return TestIOMirror.resolve_from_dict(yaml.safe_load(text)["attributes"])
+
+
+def test_the_type_is_exported_at_the_package_top_level():
+    assert testio_pipeline.TestIOMirror is TestIOMirror
+    assert "TestIOMirror" in dir(testio_pipeline)
+    schema = TestIOMirror.get_model_cls().model_json_schema()["properties"]
+    for attribute in ("name", "token", "base_url", "product_ids", "ttl_seconds", "sensor_interval_seconds",
+                      "nightly_full_sync", "request_limits", "warehouse", "simulator_preset"):
+        assert schema[attribute].get("description"), attribute
+
+
+def test_two_instances_load_side_by_side_with_nothing_shared():
+    defs = build(TestIOMirror(name="acme", warehouse="data/acme.duckdb"), TestIOMirror(name="globex", ttl_seconds=900))
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    for name in ENTITIES + ["bug_overview", "quality_report"]:
+        assert {f"acme/{name}", f"globex/{name}"} <= keys
+    assert not {k for k in keys if "/" not in k}
+    sensors = {s.name for s in defs.sensors}
+    assert {"acme_testio_refresh_sensor", "globex_testio_refresh_sensor"} <= sensors and len(sensors) == 6
+    assert {s.name for s in defs.schedules} == {"acme_testio_nightly_full_sync", "globex_testio_nightly_full_sync"}
+    assert set(defs.resources) == {f"{c}_{r}" for c in ("acme", "globex") for r in ("testio_api", "warehouse", "refresh")}
+    graph = defs.resolve_asset_graph()
+    acme_bugs, globex_bugs = graph.get(dg.AssetKey(["acme", "bugs"])), graph.get(dg.AssetKey(["globex", "bugs"]))
+    assert acme_bugs.freshness_policy.fail_window.to_timedelta().total_seconds() == 3600
+    assert globex_bugs.freshness_policy.fail_window.to_timedelta().total_seconds() == 900
+    assert {p.to_user_string() for p in acme_bugs.parent_keys} == {"acme/tests"}
+    job = defs.resolve_job_def("globex_testio_full_sync")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {f"globex/{n}" for n in ENTITIES}
+
+
+def test_the_default_instance_keeps_the_names_from_before_components():
+    """The decision: the default instance is unprefixed, so an existing deployment keeps its
+    asset history, sensors, schedule and the documented `--config-json` resource key."""
+    mirror = from_yaml(DEFAULT_YAML.read_text())
+    assert (mirror.prefix_keys, mirror.from_environment) == (False, True)
+    defs = build(mirror)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert set(ENTITIES) | {"bug_overview", "quality_report"} <= keys
+    assert {s.name for s in defs.sensors} == {"testio_refresh_sensor", "testio_views_sensor", "testio_report_sensor"}
+    assert {s.name for s in defs.schedules} == {"testio_nightly_full_sync"}
+    assert set(defs.resources) == {"testio_api", "warehouse", "refresh"}
+    assert defs.get_assets_def("bugs").op.name == "testio_refresh"
+
+
+def test_from_environment_reads_the_variables_and_an_attribute_wins(monkeypatch):
+    monkeypatch.setenv("TESTIO_CACHE_TTL_SECONDS", "600")
+    monkeypatch.setenv("TESTIO_PRODUCT_IDS", "3,1")
+    monkeypatch.setenv("TESTIO_DUCKDB_PATH", "env.duckdb")
+    mirror = TestIOMirror(name="testio", prefix_keys=False, from_environment=True, warehouse="yaml.duckdb")
+    settings = mirror.settings()
+    assert (settings.cache_ttl_seconds, settings.product_ids, settings.duckdb_path) == (600, (1, 3), "yaml.duckdb")
+    assert settings.uses_simulator and mirror.token_variable() is None
+    monkeypatch.setenv("TESTIO_CUSTOMER_API_TOKEN", "s3cret-env-token")
+    assert mirror.settings().effective_base_url == "https://api.test.io/customer/v2"
+    assert mirror.token_variable().env_var_name == "TESTIO_CUSTOMER_API_TOKEN"
+    monkeypatch.setenv("TESTIO_CACHE_TTL_SECONDS", "30")
+    with pytest.raises(SettingsError, match="TESTIO_CACHE_TTL_SECONDS"):
+        build(mirror)
+
+
+@pytest.mark.parametrize("template", ["{{ env.ACME_TESTIO_TOKEN }}", "{{ env('ACME_TESTIO_TOKEN') }}"])
+def test_the_token_is_only_ever_the_name_of_its_variable(monkeypatch, template):
+    secret = "acme-s3cret-4f1b"
+    monkeypatch.setenv("ACME_TESTIO_TOKEN", secret)
+    mirror = from_yaml(
+        f'attributes:\n  name: acme\n  base_url: https://api.test.io/customer/v2\n  token: "{template}"\n'
+    )
+    assert mirror.token.env_var_name == "ACME_TESTIO_TOKEN"
+    defs = build(mirror)
+    repository = defs.get_repository_def()
+    snapshots = [serialize_value(job.get_job_snapshot()) for job in repository.get_all_jobs()]
+    assert not any(secret in text for text in snapshots)
+    assert secret not in repr(defs.resources) and secret not in repr(mirror) and secret not in repr(mirror.settings())
+
+
+def test_a_literal_token_is_refused_with_a_clear_error():
+    literal = 'attributes:\n  name: acme\n  base_url: https://api.test.io/customer/v2\n  token: "abc123"\n'
+    with pytest.raises(Exception, match="literal token in defs.yaml is refused"):
+        from_yaml(literal)
+    with pytest.raises(ValueError, match="literal token"):
+        TestIOMirror(name="acme", base_url="https://api.test.io/customer/v2", token="abc123")
+    with pytest.raises(ValueError, match="token is set but base_url is not"):
+        TestIOMirror(name="acme", token=dg.EnvVar("ACME_TESTIO_TOKEN"))
+    with pytest.raises(ValueError, match="base_url is set but token is not"):
+        TestIOMirror(name="acme", base_url="https://api.test.io/customer/v2")
+    with pytest.raises(ValueError):
+        TestIOMirror(name="Acme Corp")
+
+
+def test_the_scaffolded_defs_yaml_works_as_written_against_the_simulator(tmp_path):
+    target = tmp_path / "customers" / "acme"
+    MirrorScaffolder().scaffold(
+        dg.ScaffoldRequest(
+            type_name="testio_pipeline.TestIOMirror",
+            target_path=target,
+            scaffold_format="yaml",
+            project_root=tmp_path,
+            params=None,
+        )
+    )
+    text = (target / "defs.yaml").read_text()
+    document = yaml.safe_load(text)
+    assert document["type"] == "testio_pipeline.TestIOMirror"
+    assert '# token: "{{ env.ACME_TESTIO_TOKEN }}"' in text
+    mirror = from_yaml(text)
+    assert mirror.name == "acme" and mirror.settings().uses_simulator
+    assert mirror.settings().duckdb_path == "data/acme.duckdb"
+    keys = build(mirror).resolve_asset_graph().get_all_asset_keys()
+    assert dg.AssetKey(["acme", "bugs"]) in keys
