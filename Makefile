@@ -14,7 +14,7 @@ export DAGSTER_HOME
 DAGSTER_YAML ?= dagster.yaml
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test dev bench install instance clean status browser docs
+.PHONY: run test test-moved-clock dev bench install instance clean status browser docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ test: install browser
 	  HOME=$$fresh_home XDG_CACHE_HOME=$$fresh_home/.cache XDG_CONFIG_HOME=$$fresh_home/.config \
 	  XDG_DATA_HOME=$$fresh_home/.local/share TESTIO_FRESH_HOME=$$fresh_home \
 	  $(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+
+## make test-moved-clock: the whole suite with every test process's clock a year ahead
+# (MOVED_CLOCK_DAYS=N for another offset): no test may read today's date against the
+# simulator's fixed one (testio_pipeline_tests/moved_clock.py says how, and why not faketime).
+test-moved-clock: install
+	@pth=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/testio_moved_clock.pth && \
+	  $(BIN)/python testio_pipeline_tests/moved_clock.py > "$$pth" && trap 'rm -f "$$pth"' EXIT && \
+	  MOVED_CLOCK_DAYS=$${MOVED_CLOCK_DAYS:-365} $(MAKE) --no-print-directory test
 
 ## make dev: the Dagster UI on 127.0.0.1:3000 with the workspace loaded
 dev: install
