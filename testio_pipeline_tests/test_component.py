@@ -136,3 +136,44 @@ def test_the_scaffolded_defs_yaml_works_as_written_against_the_simulator(tmp_pat
     assert mirror.settings().duckdb_path == "data/acme.duckdb"
     keys = build(mirror).resolve_asset_graph().get_all_asset_keys()
     assert dg.AssetKey(["acme", "bugs"]) in keys
+
+
+# --- one writer per warehouse --------------------------------------------------------------
+
+
+def _pools(defs: dg.Definitions, prefix: str | None) -> set[str]:
+    step, views = (f"{prefix}_testio_refresh", f"{prefix}_analytics_views") if prefix else ("testio_refresh", "analytics_views")
+    return {a.op.pool for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.op.name in (step, views)}
+
+
+def test_each_warehouse_has_its_own_pool_and_one_warehouse_keeps_one(tmp_path):
+    from testio_pipeline.component.resources import DUCKDB_POOL, writer_pool
+
+    acme, globex = TestIOMirror(name="acme", warehouse="data/acme.duckdb"), TestIOMirror(name="globex", warehouse="data/globex.duckdb")
+    initech = TestIOMirror(name="initech", warehouse="./data/../data/acme.duckdb")  # acme's file, spelled otherwise
+    defs = build(acme, globex, initech, TestIOMirror(name="testio", prefix_keys=False))
+    assert _pools(defs, "acme") == {writer_pool("data/acme.duckdb")} == _pools(defs, "initech")
+    assert _pools(defs, "globex") == {writer_pool("data/globex.duckdb")} != _pools(defs, "acme")
+    assert _pools(defs, None) == {DUCKDB_POOL}, "the default warehouse keeps the pool of before"
+    assert writer_pool("data/acme.duckdb").startswith("testio_duckdb__acme_")
+    lake = writer_pool("ducklake:postgres:dbname=lake host=db password=s3cret")
+    assert "s3cret" not in lake and lake == writer_pool("ducklake:postgres:dbname=lake host=db password=other")
+    assert lake != writer_pool("ducklake:postgres:dbname=other host=db")
+
+
+def test_a_new_warehouse_pool_gets_the_default_limit_of_one(tmp_path):
+    from testio_pipeline.component.resources import writer_pool
+
+    from .conftest import create_storage, dagster_home
+
+    home = dagster_home(tmp_path)
+    create_storage(home)
+    acme, globex = writer_pool(str(tmp_path / "acme.duckdb")), writer_pool(str(tmp_path / "globex.duckdb"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        for pool in (acme, globex):  # what the executor does before a step of a pool without a limit claims
+            storage.initialize_concurrency_limit_to_default(pool)
+        assert storage.claim_concurrency_slot(acme, "run-a", "acme_testio_refresh").is_claimed
+        assert not storage.claim_concurrency_slot(acme, "run-b", "initech_testio_refresh").is_claimed, "one writer per file"
+        assert storage.claim_concurrency_slot(globex, "run-c", "globex_testio_refresh").is_claimed, "another file writes meanwhile"
+        assert {storage.get_concurrency_info(pool).slot_count for pool in (acme, globex)} == {1}

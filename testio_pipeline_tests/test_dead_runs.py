@@ -1,4 +1,4 @@
-"""A run killed with kill -9 while it holds the `testio_duckdb` pool slot does not keep it:
+"""A run killed with kill -9 while it holds its warehouse pool's slot does not keep it:
 the refresh sensor and `make run` notice that its process is gone, mark it failed, free the
 slot, and the next run proceeds. Real `dagster` processes on a real instance."""
 
@@ -23,7 +23,6 @@ from testio_pipeline.warehouse import Warehouse
 from .conftest import REPO, api_env, make_simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("atomicity")]
-POOL = "testio_duckdb"
 # Generous: a real `dagster` process must start and get to its bugs step on a busy machine.
 START_TIMEOUT = 240
 
@@ -41,8 +40,13 @@ def wait_until(condition, what: str, timeout: float, proc: subprocess.Popen | No
 
 
 def slot_holders(instance: dg.DagsterInstance) -> set[tuple[str, str]]:
-    info = instance.event_log_storage.get_concurrency_info(POOL)
-    return {(slot.run_id, slot.step_key) for slot in info.claimed_slots}
+    """Claimed slots of every pool: the run's warehouse is a temporary file with a pool of its own."""
+    storage = instance.event_log_storage
+    return {
+        (slot.run_id, slot.step_key)
+        for pool in storage.get_concurrency_keys()
+        for slot in storage.get_concurrency_info(pool).claimed_slots
+    }
 
 
 def start_killable_run(env: dict[str, str]) -> subprocess.Popen:

@@ -2,7 +2,10 @@
 
 
 import dataclasses
+import hashlib
 import json
+import os
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -15,20 +18,39 @@ from pydantic import PrivateAttr
 from ..domain.vocabulary import utcnow
 from ..run_health import HOST_TAG, host_name
 from ..run_log import RunLog, trigger_of
-from ..settings import Settings, SettingsError, environment
+from ..settings import DEFAULT_DUCKDB_PATH, Settings, SettingsError, environment
 from ..source import ApiSource
 from ..sync import SyncOptions
 from ..testio import RetryPolicy
 from ..warehouse import Warehouse
+from ..warehouse.backends import is_lake, mask_password
 from . import event_log
 from .naming import Names
 
 if TYPE_CHECKING:  # the simulator is loaded only by runs that use it
     from ..simulator import Simulator
 
-# Every asset that writes DuckDB takes a slot of this pool (limit 1 in dagster.yaml), so
-# only one process ever holds the file for writing.
+# Every asset that writes a warehouse takes a slot of that warehouse's pool (`default_limit: 1`
+# in dagster.yaml gives each new pool one slot), so only one process ever writes a file while
+# customers with different warehouses write at the same time. The default warehouse keeps the
+# pool name from before there were several.
 DUCKDB_POOL = "testio_duckdb"
+
+
+def writer_pool(warehouse: str) -> str:
+    """The pool of the steps that write ``warehouse`` (a DuckDB path or a ``ducklake:`` string).
+
+    A file's pool follows its absolute path, so two spellings of one file share it; a lake's
+    follows its ATTACH string with any password masked, which never reaches the pool's name.
+    """
+    if is_lake(warehouse):
+        digest = hashlib.sha256(mask_password(warehouse).encode()).hexdigest()[:10]
+        return f"{DUCKDB_POOL}__lake_{digest}"
+    path = os.path.abspath(os.path.expanduser(warehouse))
+    if path == os.path.abspath(DEFAULT_DUCKDB_PATH):
+        return DUCKDB_POOL
+    stem = re.sub(r"[^a-z0-9_]+", "_", os.path.basename(path).lower().removesuffix(".duckdb")).strip("_")[:40]
+    return f"{DUCKDB_POOL}__{stem or 'warehouse'}_{hashlib.sha256(path.encode()).hexdigest()[:10]}"
 
 
 @contextmanager
@@ -42,7 +64,7 @@ def writing_step(context: dg.AssetExecutionContext, warehouse: Warehouse, step: 
     def waiting(holder: str) -> None:
         context.log.warning(
             f"{step}: waiting for {holder}, which is writing {warehouse.location} "
-            f"(both steps were given the {DUCKDB_POOL} pool's slot at once)"
+            f"(both steps were given the {context.op_def.pool} pool's slot at once)"
         )
 
     with warehouse.exclusive_writer(f"run {context.run.run_id} step {step}", on_wait=waiting) as waited:
@@ -63,6 +85,10 @@ class Customer:
     name: str = "testio"
     settings: Settings = field(default_factory=Settings)  # never holds the token's value
     token_variable: str | None = None  # the environment variable the token is read from
+
+    @property
+    def pool(self) -> str:
+        return writer_pool(self.settings.duckdb_path)
 
     def token(self) -> str:
         """The token, read when a run starts (the environment, then a .env file)."""

@@ -34,6 +34,11 @@ _REMOTE_PREFIXES = ("s3://", "s3a://", "gs://", "gcs://", "r2://", "az://", "azu
 _PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
+def mask_password(attach: str) -> str:
+    """``attach`` with any password replaced by a placeholder."""
+    return _PASSWORD.sub(rf"\g<1>{REDACTED}", attach)
+
+
 def is_lake(location: str | Path) -> bool:
     """Whether ``location`` names a DuckLake rather than a DuckDB file."""
     return str(location).startswith(LAKE_PREFIX)
@@ -111,7 +116,7 @@ class LakeBackend:
     @property
     def location(self) -> str:
         """The ATTACH string as logs, metadata, errors and reports show it: any password masked."""
-        return _PASSWORD.sub(rf"\g<1>{REDACTED}", self.attach)
+        return mask_password(self.attach)
 
     @property
     def staging_dir(self) -> Path:

@@ -29,7 +29,7 @@ from ...warehouse import Warehouse
 from ...warehouse.schema_versions import LATEST_VERSION
 from ...warehouse.views import EXISTING_VIEWS_SQL, VIEWS, View, create_views
 from ..naming import UNPREFIXED, Names
-from ..resources import DEFAULT_CUSTOMER, DUCKDB_POOL, Customer, WarehouseResource, writing_step
+from ..resources import DEFAULT_CUSTOMER, Customer, WarehouseResource, writing_step
 
 GROUP = "analytics"
 KINDS = {"duckdb", "sql"}
@@ -104,7 +104,7 @@ def build_views(
         name=names.of("analytics_views"),
         specs=[_spec(v, names) for v in VIEWS.values()],
         can_subset=True,
-        pool=DUCKDB_POOL,  # creating a view writes the catalog: one writer at a time
+        pool=customer.pool,  # creating a view writes the catalog: one writer at a time
         required_resource_keys={names.warehouse},
     )
     def analytics_views(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:

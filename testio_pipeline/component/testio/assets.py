@@ -22,7 +22,7 @@ from ...sync import EntityResult, SyncOptions
 from ...sync.graph import run_in_dependency_order
 from ...warehouse import Warehouse
 from ..naming import UNPREFIXED, Names
-from ..resources import DEFAULT_CUSTOMER, DUCKDB_POOL, Customer, CustomerApiResource, RefreshResource, WarehouseResource, writing_step
+from ..resources import DEFAULT_CUSTOMER, Customer, CustomerApiResource, RefreshResource, WarehouseResource, writing_step
 from .checks import check_result, check_specs
 
 GROUP = "testio"
@@ -120,7 +120,7 @@ def build_testio_assets(
         ],
         check_specs=[spec for entity in ENTITIES for spec in check_specs(entity, names.key(entity.name))],
         can_subset=True,
-        pool=DUCKDB_POOL,
+        pool=customer.pool,
         required_resource_keys={names.api, names.warehouse, names.refresh},
     )
     def testio_refresh(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
