@@ -17,8 +17,11 @@ from .warehouse import Warehouse
 from .warehouse.schema import SYNC_COUNT_COLUMNS
 
 
-# The run tag saying who started a run (also what dagster.yaml's run queue limits).
+# The run tag saying who started a run.
 TRIGGER_TAG = "testio/trigger"
+# The run tag naming the customer instance a run is for: dagster.yaml's run queue lets one
+# such run per customer start at a time, and each refresh sensor waits for its own customer's.
+CUSTOMER_TAG = "testio/customer"
 
 
 def trigger_of(tags: Mapping[str, str]) -> str:

@@ -177,3 +177,42 @@ def test_a_new_warehouse_pool_gets_the_default_limit_of_one(tmp_path):
         assert not storage.claim_concurrency_slot(acme, "run-b", "initech_testio_refresh").is_claimed, "one writer per file"
         assert storage.claim_concurrency_slot(globex, "run-c", "globex_testio_refresh").is_claimed, "another file writes meanwhile"
         assert {storage.get_concurrency_info(pool).slot_count for pool in (acme, globex)} == {1}
+
+
+# --- one customer's runs do not hold back another's ------------------------------------------
+
+
+def test_every_run_an_instance_starts_names_its_customer():
+    from testio_pipeline.run_log import CUSTOMER_TAG
+
+    defs = build(TestIOMirror(name="acme", warehouse="data/acme.duckdb"), TestIOMirror(name="testio", prefix_keys=False))
+    for customer, prefix in (("acme", "acme_"), ("testio", "")):
+        assert defs.resolve_job_def(f"{prefix}testio_full_sync").tags[CUSTOMER_TAG] == customer
+        for sensor in ("testio_views_sensor", "testio_report_sensor"):
+            assert defs.get_sensor_def(f"{prefix}{sensor}").run_tags[CUSTOMER_TAG] == customer
+
+
+def test_the_run_queue_lets_one_run_per_customer_start_at_a_time(tmp_path):
+    """dagster.yaml and every deploy/ config: customers' runs start side by side, one customer's wait."""
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._utils.tags import TagConcurrencyLimitsCounter
+
+    from testio_pipeline.run_log import CUSTOMER_TAG, TRIGGER_TAG
+
+    from .conftest import create_storage, dagster_home
+
+    home = dagster_home(tmp_path)
+    create_storage(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+
+        def run(customer: str, trigger: str) -> dg.DagsterRun:
+            return create_run_for_test(instance, job_name="__ASSET_JOB", tags={CUSTOMER_TAG: customer, TRIGGER_TAG: trigger})
+
+        counter = TagConcurrencyLimitsCounter(limits, [run("acme", "sensor")])
+        assert counter.is_blocked(run("acme", "views")), "one customer keeps one run at a time"
+        assert counter.is_blocked(run("acme", "schedule"))
+        assert not counter.is_blocked(run("globex", "sensor")), "another customer's run starts meanwhile"
+        counter.update_counters_with_launched_item(run("globex", "sensor"))
+        assert counter.is_blocked(run("globex", "report"))
+        assert not counter.is_blocked(run("initech", "cli"))

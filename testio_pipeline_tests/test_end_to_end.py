@@ -87,3 +87,11 @@ def test_make_runs_command_mirrors_the_demo_world_exactly(tmp_path):
     for table, count in warehouse.table_counts().items():
         if table in truth:
             assert f"{table}" in done.stdout and str(count) in done.stdout
+
+    import dagster as dg  # noqa: PLC0415
+
+    from testio_pipeline.run_log import CUSTOMER_TAG, TRIGGER_TAG  # noqa: PLC0415
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [run] = instance.get_runs()
+    assert (run.tags[TRIGGER_TAG], run.tags[CUSTOMER_TAG]) == ("cli", "testio"), "the run queue and sensor know whose run it is"

@@ -143,6 +143,32 @@ def test_it_never_overlaps_a_run_in_progress(instance):
     assert run.run_id[:8] in skip.skip_message and "not overlapping" in skip.skip_message
 
 
+def test_only_its_own_customers_runs_hold_it_back(instance):
+    """Another customer's run, tagged or only selecting that customer's assets, does not stop a
+    cycle; a run tagged for this customer, or an untagged one that may write its assets, does."""
+    from testio_pipeline.run_log import CUSTOMER_TAG
+
+    sensor = build_refresh_sensor(TESTIO_ASSETS, clock=Clock(T0), current_scope=lambda: "all", customer="acme")
+    defs = definitions(sensor)
+    started = dg.DagsterRunStatus.STARTED
+    create_run_for_test(instance, job_name="__ASSET_JOB", status=started, tags={CUSTOMER_TAG: "globex"})
+    create_run_for_test(
+        instance, job_name="__ASSET_JOB", status=started, asset_selection={dg.AssetKey(["globex", "bugs"])}
+    )
+    request = evaluate(sensor, defs, instance)
+    assert selected(request) == ALL and request.tags[CUSTOMER_TAG] == "acme"
+
+    ui_run = create_run_for_test(
+        instance, job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTING, asset_selection={dg.AssetKey("bugs")}
+    )
+    skip = evaluate(sensor, defs, instance)
+    assert isinstance(skip, dg.SkipReason) and ui_run.run_id[:8] in skip.skip_message
+    instance.delete_run(ui_run.run_id)
+    own = create_run_for_test(instance, job_name="__ASSET_JOB", status=started, tags={CUSTOMER_TAG: "acme"})
+    skip = evaluate(sensor, defs, instance)
+    assert isinstance(skip, dg.SkipReason) and own.run_id[:8] in skip.skip_message and "acme" in skip.skip_message
+
+
 def test_a_product_scope_change_triggers_a_refresh_of_fresh_assets(instance, tmp_path):
     materialize(make_simulator("tiny"), tmp_path / "t.duckdb", instance=instance)
     clock = Clock(last_materialization(instance))

@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..definitions import defs
     from ..run_health import fail_dead_runs
-    from ..run_log import TRIGGER_TAG
+    from ..run_log import CUSTOMER_TAG, TRIGGER_TAG
     from ..warehouse import Warehouse
     from ..warehouse.backends import is_lake
 
@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     result = job.execute_in_process(
         instance=instance,
         run_config=run_config,
-        tags={TRIGGER_TAG: "cli", "testio/mode": args.mode},
+        tags={TRIGGER_TAG: "cli", CUSTOMER_TAG: mirror.name, "testio/mode": args.mode},
         asset_selection=mirror.asset_keys(),
         raise_on_error=False,
     )

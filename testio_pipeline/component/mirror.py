@@ -272,9 +272,10 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
             current_scope=lambda: scope,
             interval_seconds=settings.sensor_interval_seconds,
             name=names.of(SENSOR_NAME),
+            customer=self.name,
         )
         nightly = self.nightly_full_sync or NightlyFullSync()
-        job, schedule = build_nightly_full_sync(entities, cron=nightly.cron, running=nightly.running, names=names)
+        job, schedule = build_nightly_full_sync(entities, cron=nightly.cron, running=nightly.running, names=names, customer=self.name)
         return dg.Definitions(
             assets=[*entities, views, report],
             sensors=[refresh_sensor, views_sensor, report_sensor],

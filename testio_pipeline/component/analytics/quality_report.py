@@ -14,7 +14,7 @@ from datetime import datetime
 import dagster as dg
 
 from ...entities import WRITER_OF_TABLE
-from ...run_log import TRIGGER_TAG
+from ...run_log import CUSTOMER_TAG, TRIGGER_TAG
 from ...warehouse import Warehouse
 from ..naming import UNPREFIXED, Names
 from ..resources import DEFAULT_CUSTOMER, Customer
@@ -53,7 +53,7 @@ def build_quality_report(
         target=dg.AssetSelection.assets(quality_report),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
-        run_tags={TRIGGER_TAG: "report"},
+        run_tags={TRIGGER_TAG: "report", CUSTOMER_TAG: customer.name},
         description="Rebuilds the product quality report after the tables it reads were refreshed.",
     )
     return quality_report, sensor

@@ -24,7 +24,7 @@ import dagster as dg
 
 from ...entities import WRITER_OF_TABLE
 from ...metadata import column_schema, view_metadata
-from ...run_log import TRIGGER_TAG
+from ...run_log import CUSTOMER_TAG, TRIGGER_TAG
 from ...warehouse import Warehouse
 from ...warehouse.schema_versions import LATEST_VERSION
 from ...warehouse.views import EXISTING_VIEWS_SQL, VIEWS, View, create_views
@@ -118,8 +118,8 @@ def build_views(
         target=dg.AssetSelection.assets(*names.keys(VIEWS)),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
-        # Like the refresh runs: at most one tagged run at a time (dagster.yaml's run queue limit).
-        run_tags={TRIGGER_TAG: "views"},
+        # Like the refresh runs: at most one run of the customer at a time (dagster.yaml's run queue limit).
+        run_tags={TRIGGER_TAG: "views", CUSTOMER_TAG: customer.name},
         description="Recreates the analyst views (and recomputes their KPIs) after the tables under them were refreshed.",
     )
     return analytics_views, sensor

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import dagster as dg
 
-from ...run_log import TRIGGER_TAG
+from ...run_log import CUSTOMER_TAG, TRIGGER_TAG
 from ...settings import DEFAULT_NIGHTLY_CRON
 from ..naming import UNPREFIXED, Names
 
@@ -19,13 +19,14 @@ def build_nightly_full_sync(
     cron: str = DEFAULT_NIGHTLY_CRON,
     running: bool = False,
     names: Names = UNPREFIXED,
+    customer: str = "testio",
 ) -> tuple[dg.UnresolvedAssetJobDefinition, dg.ScheduleDefinition]:
     job = dg.define_asset_job(
         names.of(JOB_NAME),
         selection=dg.AssetSelection.assets(*assets),
         description="Full refresh of every TestIO asset: all test pages, all bugs, deletion detection.",
         config={"resources": {names.refresh: {"config": {"mode": "full"}}}},
-        tags={TRIGGER_TAG: "schedule"},
+        tags={TRIGGER_TAG: "schedule", CUSTOMER_TAG: customer},
     )
     schedule = dg.ScheduleDefinition(
         name=names.of(SCHEDULE_NAME),

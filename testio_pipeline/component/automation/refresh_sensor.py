@@ -2,8 +2,8 @@
 
 It reads the Dagster instance only (never the API, never DuckDB): the staleness helper
 judges every asset from its freshness policy and last materialization; if any needs a
-refresh and no refresh run is queued or running, it requests ONE run for those assets
-plus everything upstream of them. A run whose process died is marked failed first
+refresh and no run of its customer is queued or running, it requests ONE run for those
+assets plus everything upstream of them. Another customer's runs do not hold it back. A run whose process died is marked failed first
 (``run_health``), so a killed run neither blocks the cycle nor keeps its pool slot.
 """
 
@@ -16,11 +16,11 @@ import dagster as dg
 from ...domain.vocabulary import utcnow
 from ...freshness import SCOPE_METADATA_KEY, Staleness, cycle_members, judge_assets, policies_of, scope_label
 from ...run_health import fail_dead_runs
-from ...run_log import TRIGGER_TAG
+from ...run_log import CUSTOMER_TAG, TRIGGER_TAG
 from ...settings import DEFAULT_SENSOR_INTERVAL_SECONDS
 
 SENSOR_NAME = "testio_refresh_sensor"
-# Any run in flight on this instance writes (or will write) the same DuckDB file.
+DEFAULT_CUSTOMER_NAME = "testio"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -45,6 +45,22 @@ def _scope_changed(instance: dg.DagsterInstance, keys: list[dg.AssetKey], curren
     return changed
 
 
+def _own_run_in_flight(
+    instance: dg.DagsterInstance, customer: str, keys: Sequence[dg.AssetKey]
+) -> dg.DagsterRun | None:
+    """A queued or running run of this customer: tagged for it, or untagged (the UI, an op
+    job) and not known to touch only other assets, which may write its warehouse."""
+    own = set(keys)
+    for record in instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT)):
+        run = record.dagster_run
+        tagged = run.tags.get(CUSTOMER_TAG)
+        if tagged == customer:
+            return run
+        if tagged is None and (run.asset_selection is None or run.asset_selection & own):
+            return run
+    return None
+
+
 def build_refresh_sensor(
     assets: Sequence[dg.AssetsDefinition],
     *,
@@ -52,6 +68,7 @@ def build_refresh_sensor(
     current_scope: Callable[[], str] = lambda: scope_label(None),
     interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
     name: str = SENSOR_NAME,
+    customer: str = DEFAULT_CUSTOMER_NAME,
 ) -> dg.SensorDefinition:
     """The refresh sensor over ``assets``, for the instance's configured product scope
     (``current_scope``, the label of its ``product_ids``); ``clock`` is injectable for tests."""
@@ -70,12 +87,11 @@ def build_refresh_sensor(
         now = clock()
         for run_id in fail_dead_runs(context.instance):
             context.log.warning(f"run {run_id} lost its process; marked failed and its pool slot freed")
-        in_flight = context.instance.get_run_records(
-            dg.RunsFilter(statuses=IN_FLIGHT), limit=1
-        )
-        if in_flight:
-            run = in_flight[0].dagster_run
-            return dg.SkipReason(f"a refresh run is already {run.status.value.lower()} ({run.run_id[:8]}); not overlapping it")
+        run = _own_run_in_flight(context.instance, customer, keys)
+        if run is not None:
+            return dg.SkipReason(
+                f"a run of {customer} is already {run.status.value.lower()} ({run.run_id[:8]}); not overlapping it"
+            )
         asset_graph = context.repository_def.asset_graph
         judged = judge_assets(context.instance, policies_of(asset_graph, keys), now)
         due = cycle_members(judged, now, interval)
@@ -94,7 +110,7 @@ def build_refresh_sensor(
         return dg.RunRequest(
             run_key=f"testio-refresh-{now.isoformat()}",
             asset_selection=sorted(selected, key=lambda k: k.to_user_string()),
-            tags={TRIGGER_TAG: "sensor", "testio/cycle_reason": reasons[:200]},
+            tags={TRIGGER_TAG: "sensor", CUSTOMER_TAG: customer, "testio/cycle_reason": reasons[:200]},
         )
 
     return testio_refresh_sensor
