@@ -216,3 +216,25 @@ def test_the_run_queue_lets_one_run_per_customer_start_at_a_time(tmp_path):
         counter.update_counters_with_launched_item(run("globex", "sensor"))
         assert counter.is_blocked(run("globex", "report"))
         assert not counter.is_blocked(run("initech", "cli"))
+
+
+# --- each customer's own report ---------------------------------------------------------------
+
+
+def test_customers_whose_warehouses_share_a_folder_keep_their_own_report(tmp_path):
+    now = "2026-11-20T15:30:00+00:00"
+    mirrors = [
+        TestIOMirror(name=name, warehouse=str(tmp_path / f"{name}.duckdb"), simulator_preset="tiny", simulator_now=now)
+        for name in ("acme", "globex")
+    ]
+    defs = build(*mirrors)
+    job = defs.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, asset_selection=[k for m in mirrors for k in m.asset_keys()])
+        assert result.success
+        for name in ("acme", "globex"):
+            event = instance.get_latest_materialization_event(dg.AssetKey([name, "quality_report"]))
+            path = tmp_path / "reports" / f"{name}_quality_report.html"
+            assert event.asset_materialization.metadata["html_path"].value == str(path)
+            assert f"{name}.duckdb" in path.read_text(encoding="utf-8")
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["acme_quality_report.html", "globex_quality_report.html"]

@@ -82,12 +82,12 @@ class Report:
         return render.report_html(self)
 
 
-def report_path(warehouse: Warehouse) -> Path:
+def report_path(warehouse: Warehouse, file_name: str = FILE_NAME) -> Path:
     """Where the HTML goes: ``reports/`` beside the DuckDB file; a DuckLake has no local file,
     so its report goes to ``data/reports/`` of the working directory."""
     if is_lake(warehouse.location):
-        return Path("data") / "reports" / FILE_NAME
-    return warehouse.path.parent / "reports" / FILE_NAME
+        return Path("data") / "reports" / file_name
+    return warehouse.path.parent / "reports" / file_name
 
 
 def _product_title(name: object, product_id: int) -> str:
@@ -103,8 +103,10 @@ def build(
     max_products: int = 20,
     top: int = 10,
     write_html: bool = True,
+    file_name: str = FILE_NAME,
 ) -> Report:
-    """Read the report for the ``days`` before ``as_of`` (default: now) and write its HTML."""
+    """Read the report for the ``days`` before ``as_of`` (default: now) and write its HTML
+    as ``file_name`` (each customer's own, when several share a folder)."""
     if days < 1:
         raise ValueError(f"days must be at least 1, not {days}")
     generated_at = datetime.now(timezone.utc)
@@ -119,7 +121,7 @@ def build(
     scopes = [Scope(_product_title(row["name"], row["id"]), row["id"], found[row["id"]]) for row in shown]
     report = Report(window, days, generated_at, warehouse.location, account, scopes, max(len(active) - max_products, 0))
     if write_html:
-        path = report_path(warehouse)
+        path = report_path(warehouse, file_name)
         path.parent.mkdir(parents=True, exist_ok=True)
         report.html_path = path
         partial = path.with_name(f".{path.name}.tmp")

@@ -1,7 +1,8 @@
 """The product quality report as a Dagster asset (group `analytics`): `quality_report`.
 
 The report itself is ``testio_pipeline.report`` (Dagster-free); this asset builds it, writes
-the HTML to ``reports/`` beside the DuckDB file, and shows the same report as Markdown
+the HTML to ``reports/`` beside the DuckDB file (``quality_report.html``, another customer's
+``<name>_quality_report.html``: instances whose warehouses share a folder keep theirs), and shows the same report as Markdown
 metadata with its headline numbers as KPIs the UI plots over time.
 
 Like the views it follows the data on its own: ``AutomationCondition.eager()`` and
@@ -46,7 +47,8 @@ def build_quality_report(
     )
     def quality_report(context: dg.AssetExecutionContext, config: QualityReportConfig) -> dg.MaterializeResult:
         """Product quality report over the last days, as Markdown and an HTML file with charts."""
-        return _report(context, config, getattr(context.resources, names.warehouse).warehouse(customer))
+        wh = getattr(context.resources, names.warehouse).warehouse(customer)
+        return _report(context, config, wh, f"{names.of('quality_report')}.html")
 
     sensor = dg.AutomationConditionSensorDefinition(
         names.of(SENSOR_NAME),
@@ -59,11 +61,13 @@ def build_quality_report(
     return quality_report, sensor
 
 
-def _report(context: dg.AssetExecutionContext, config: QualityReportConfig, wh: Warehouse) -> dg.MaterializeResult:
+def _report(
+    context: dg.AssetExecutionContext, config: QualityReportConfig, wh: Warehouse, file_name: str
+) -> dg.MaterializeResult:
     from ...report import build  # loads only when a report is built
 
     as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
-    report = build(wh, days=config.days, as_of=as_of, max_products=config.max_products)
+    report = build(wh, days=config.days, as_of=as_of, max_products=config.max_products, file_name=file_name)
     context.log.info(f"quality report for {len(report.products)} products written to {report.html_path}")
     account = report.account
     metadata = {
