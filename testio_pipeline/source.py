@@ -25,6 +25,15 @@ SIMULATOR_NOTICE = (
 )
 
 
+def simulator_notice(instance: str) -> str:
+    """The notice for an instance whose attributes, not the TESTIO_* variables, chose the simulator."""
+    return (
+        "USING THE BUILT-IN TESTIO SIMULATOR (fake, deterministic demo data): "
+        f"the {instance!r} instance sets no base_url. Set its base_url and token "
+        f'(token: "{{{{ env.{instance.upper()}_TESTIO_TOKEN }}}}") to mirror the real API.'
+    )
+
+
 @dataclass
 class ApiSource:
     """Opens API clients for one run; holds the in-process simulator when there is one."""

@@ -238,3 +238,40 @@ def test_customers_whose_warehouses_share_a_folder_keep_their_own_report(tmp_pat
             assert event.asset_materialization.metadata["html_path"].value == str(path)
             assert f"{name}.duckdb" in path.read_text(encoding="utf-8")
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["acme_quality_report.html", "globex_quality_report.html"]
+
+
+# --- messages name the instance's own variable --------------------------------------------
+
+
+def _failure_and_logs(defs: dg.Definitions, keys, instance) -> tuple[str, list[str]]:
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=keys, raise_on_error=False
+    )
+    failures = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
+    logs = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message]
+    return "\n".join(failures), logs
+
+
+def test_a_refused_token_names_the_instances_own_variable(monkeypatch, tmp_path):
+    from .conftest import make_simulator
+
+    sim = make_simulator("tiny")
+    wrong = "wrong-token-7d1e0c9a"
+    monkeypatch.setenv("ACME_TESTIO_TOKEN", wrong)
+    with sim.serve() as server, dg.instance_for_test() as instance:
+        mirror = TestIOMirror(name="acme", base_url=server.base_url, token=dg.EnvVar("ACME_TESTIO_TOKEN"),
+                             warehouse=str(tmp_path / "acme.duckdb"))
+        failure, logs = _failure_and_logs(build(mirror), [dg.AssetKey(["acme", "products"])], instance)
+    assert "refused the token (HTTP 401)" in failure, failure
+    assert "check ACME_TESTIO_TOKEN, the 'acme' instance's token" in failure
+    assert "TESTIO_CUSTOMER_API_TOKEN" not in failure and wrong not in failure + "".join(logs)
+
+
+def test_the_simulator_notice_names_the_instance_not_the_default_variables(tmp_path):
+    mirror = TestIOMirror(name="acme", simulator_preset="tiny", warehouse=str(tmp_path / "acme.duckdb"))
+    with dg.instance_for_test() as instance:
+        failure, logs = _failure_and_logs(build(mirror), [dg.AssetKey(["acme", "products"])], instance)
+    assert not failure
+    [notice] = [m for m in logs if "BUILT-IN TESTIO SIMULATOR" in m]
+    assert "the 'acme' instance sets no base_url" in notice and "ACME_TESTIO_TOKEN" in notice
+    assert "TESTIO_CUSTOMER_API_TOKEN" not in notice

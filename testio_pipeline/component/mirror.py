@@ -262,7 +262,9 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
             raise SettingsError(f"TestIOMirror {self.name!r}: {exc}") from None
         names = self.names
         token = self.token_variable()
-        customer = Customer(self.name, settings, token.env_var_name if token is not None else None)
+        customer = Customer(
+            self.name, settings, token.env_var_name if token is not None else None, from_environment=self.from_environment
+        )
         entities = build_testio_assets(names, customer, settings.cache_ttl_seconds)
         views, views_sensor = build_views(names, customer)
         report, report_sensor = build_quality_report(names, customer)

@@ -19,9 +19,10 @@ from ..domain.vocabulary import utcnow
 from ..run_health import HOST_TAG, host_name
 from ..run_log import RunLog, trigger_of
 from ..settings import DEFAULT_DUCKDB_PATH, Settings, SettingsError, environment
-from ..source import ApiSource
+from ..source import SIMULATOR_NOTICE, ApiSource, simulator_notice
 from ..sync import SyncOptions
 from ..testio import RetryPolicy
+from ..testio.http import DEFAULT_TOKEN_SOURCE
 from ..warehouse import Warehouse
 from ..warehouse.backends import is_lake, mask_password
 from . import event_log
@@ -85,6 +86,18 @@ class Customer:
     name: str = "testio"
     settings: Settings = field(default_factory=Settings)  # never holds the token's value
     token_variable: str | None = None  # the environment variable the token is read from
+    from_environment: bool = True  # configured by the TESTIO_* variables, as the default instance is
+
+    @property
+    def token_source(self) -> str:
+        """What an error about a refused token tells the reader to check."""
+        if self.from_environment and self.token_variable in (None, "TESTIO_CUSTOMER_API_TOKEN"):
+            return DEFAULT_TOKEN_SOURCE
+        return f"{self.token_variable}, the {self.name!r} instance's token (and its base_url)"
+
+    @property
+    def simulator_notice(self) -> str:
+        return SIMULATOR_NOTICE if self.from_environment else simulator_notice(self.name)
 
     @property
     def pool(self) -> str:
@@ -176,6 +189,8 @@ class CustomerApiResource(dg.ConfigurableResource):
         if self._source is None:
             settings = self.settings(customer)
             source = ApiSource.from_settings(settings, simulator=self._simulator(settings))
+            if not self.base_url:  # the instance's own token, not one given in the run's config
+                source.client_options["token_source"] = customer.token_source
             if self.retry_attempts is not None or self.retry_wait_seconds is not None:
                 defaults = RetryPolicy()
                 wait = self.retry_wait_seconds if self.retry_wait_seconds is not None else defaults.wait_initial

@@ -18,7 +18,7 @@ import httpx
 
 from .bugs import BugFetch, BugReader
 from .errors import MalformedResponseError, TestioNotFoundError
-from .http import ApiRequester, RequestStats, RetryPolicy
+from .http import DEFAULT_TOKEN_SOURCE, ApiRequester, RequestStats, RetryPolicy
 from .limits import InFlightCap, MinInterval
 from .paging import ReadAhead, TestListing, TestListReader
 from .parsing import Parsed, envelope, parse_records
@@ -48,6 +48,7 @@ class CustomerApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         in_flight: InFlightCap | None = None,
         rate: MinInterval | None = None,
+        token_source: str = DEFAULT_TOKEN_SOURCE,
     ):
         self.per_page = per_page
         max_concurrent = in_flight.limit if in_flight is not None else max_concurrent
@@ -65,6 +66,7 @@ class CustomerApiClient:
             transport=transport,
             in_flight=in_flight,
             rate=rate,
+            token_source=token_source,
         )
 
     @property

@@ -35,6 +35,8 @@ from .limits import InFlightCap, MinInterval
 log = logging.getLogger("testio_pipeline.client")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
+# What an auth error tells the reader to check, unless the client was told where its token is from.
+DEFAULT_TOKEN_SOURCE = "TESTIO_CUSTOMER_API_TOKEN (and TESTIO_CUSTOMER_API_BASE_URL)"
 
 
 @dataclass
@@ -138,8 +140,10 @@ class ApiRequester:
         transport: httpx.AsyncBaseTransport | None = None,
         in_flight: InFlightCap | None = None,
         rate: MinInterval | None = None,
+        token_source: str = DEFAULT_TOKEN_SOURCE,
     ):
         self._token = token
+        self._token_source = token_source
         self._base_url = base_url.rstrip("/") + "/"
         # Given when several clients (a run's concurrent steps) share the account's limits.
         self._in_flight = in_flight or InFlightCap(max_concurrent)
@@ -276,7 +280,7 @@ class ApiRequester:
         if status in (401, 403):
             raise TestioAuthError(
                 f"the TestIO API refused the token (HTTP {status}) for GET {where}: "
-                "check TESTIO_CUSTOMER_API_TOKEN (and TESTIO_CUSTOMER_API_BASE_URL)",
+                f"check {self._token_source}",
                 status=status,
                 endpoint=endpoint,
             )

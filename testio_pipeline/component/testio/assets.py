@@ -17,7 +17,7 @@ from ...freshness import SCOPE_METADATA_KEY, scope_label
 from ...metadata import entity_metadata
 from ...freshness import ttl_policy
 from ...quality import CheckOutcome, run_checks
-from ...source import SIMULATOR_NOTICE, ApiSource
+from ...source import ApiSource
 from ...sync import EntityResult, SyncOptions
 from ...sync.graph import run_in_dependency_order
 from ...warehouse import Warehouse
@@ -130,7 +130,7 @@ def build_testio_assets(
         refresh: RefreshResource = getattr(context.resources, names.refresh)
         source = testio_api.source(customer)
         if source.is_simulator:
-            context.log.warning(SIMULATOR_NOTICE)
+            context.log.warning(customer.simulator_notice)
         options = refresh.options(context, customer)
         wh = warehouse.warehouse(customer)  # shared by the worker threads: a reading() block is per thread
         with writing_step(context, wh, names.of(STEP_NAME)):
