@@ -95,3 +95,67 @@ def test_make_runs_command_mirrors_the_demo_world_exactly(tmp_path):
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         [run] = instance.get_runs()
     assert (run.tags[TRIGGER_TAG], run.tags[CUSTOMER_TAG]) == ("cli", "testio"), "the run queue and sensor know whose run it is"
+
+
+def _two_customer_project(root: Path, servers: dict[str, str], warehouses: dict[str, Path]) -> Path:
+    """A code location like the project's, whose defs/ holds one defs.yaml per customer."""
+    package = root / "multi"
+    (package / "defs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "multi"\n'
+        'registry_modules = ["testio_pipeline"]\n'
+    )
+    (package / "__init__.py").write_text("")
+    (package / "definitions.py").write_text(
+        "from pathlib import Path\n\nimport dagster as dg\n\n"
+        "defs = dg.ComponentTree.for_project(Path(__file__).parent).build_defs()\n"
+    )
+    (package / "defs" / "__init__.py").write_text("")
+    (package / "defs" / "executor.py").write_text((REPO / "testio_pipeline" / "defs" / "executor.py").read_text())
+    for name, base_url in servers.items():
+        (package / "defs" / name).mkdir()
+        (package / "defs" / name / "defs.yaml").write_text(
+            "type: testio_pipeline.TestIOMirror\nattributes:\n"
+            f"  name: {name}\n  base_url: {base_url}\n"
+            f'  token: "{{{{ env.{name.upper()}_TESTIO_TOKEN }}}}"\n  warehouse: {warehouses[name]}\n'
+        )
+    return root
+
+
+@pytest.mark.slow
+def test_one_materialize_fills_two_customers_each_from_its_own_server_with_its_own_token(tmp_path):
+    """The issue's done-when: two instances, two HTTP servers with different tokens (a server
+    refuses the other's), different worlds; `dagster asset materialize --select '*'` fills both
+    warehouses, each exactly as its own server serves it."""
+    from benchmarks import verify  # noqa: PLC0415
+
+    from .conftest import NOW  # noqa: PLC0415
+
+    sims = {
+        "acme": make_simulator("tiny", token="acme-secret-token-5b2e71", seed=42),
+        "globex": make_simulator("tiny", token="globex-secret-token-c09d4f", seed=7),
+    }
+    warehouses = {name: tmp_path / "data" / f"{name}.duckdb" for name in sims}
+    with sims["acme"].serve() as acme_server, sims["globex"].serve() as globex_server:
+        servers = {"acme": acme_server.base_url, "globex": globex_server.base_url}
+        project = _two_customer_project(tmp_path / "project", servers, warehouses)
+        env = dagster_env(tmp_path, **{f"{n.upper()}_TESTIO_TOKEN": s.config.token for n, s in sims.items()})
+        env["PYTHONPATH"] = f"{project}:{REPO}"
+        dagster = Path(sys.executable).parent / "dagster"
+        done = subprocess.run(
+            [str(dagster), "asset", "materialize", "--select", "*", "-m", "multi.definitions"],
+            cwd=project, env=env, capture_output=True, text=True, timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    for name, sim in sims.items():
+        assert sim.stats.snapshot()["by_endpoint"].get("bugs", 0) > 0, f"{name}'s run used its own server"
+        report = verify.verify(warehouses[name], sim, verify.snapshot(sim, NOW))
+        assert report.ok, (name, report.problems)
+    acme_bugs, globex_bugs = (Warehouse(warehouses[n]).ids("bugs") for n in sims)
+    assert acme_bugs != globex_bugs, "two different worlds, so a crossed server would show"
+    for sim in sims.values():
+        token = sim.config.token
+        assert token not in done.stdout + done.stderr
+        for path in [*(tmp_path / "dagster_home").rglob("*"), *warehouses.values()]:
+            if path.is_file():
+                assert token.encode() not in path.read_bytes(), f"token found in {path}"
