@@ -99,6 +99,7 @@ def _status(args: argparse.Namespace) -> int:
     from ..definitions import defs
     from ..domain.vocabulary import utcnow
     from ..freshness import judge_assets, policies_of
+    from ..run_log import CUSTOMER_TAG
 
     if not os.environ.get("DAGSTER_HOME"):
         print("DAGSTER_HOME is not set: there is no instance to read (the Makefile sets it).", file=sys.stderr)
@@ -116,7 +117,10 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {staleness.describe(now)}")
     due = sorted(name for name, s in judged.items() if s.needs_refresh)
     if in_flight:
-        print(f"A run is in flight ({in_flight[0].dagster_run.run_id[:8]}): the sensor waits for it.")
+        run = in_flight[0].dagster_run
+        whose = run.tags.get(CUSTOMER_TAG)
+        waiting = f"{whose}'s refresh sensor waits for it" if whose else "the refresh sensors of the customers it selects wait for it"
+        print(f"A run is in flight ({run.run_id[:8]}): {waiting}.")
     elif due:
         print(f"The next sensor evaluation requests one run for: {', '.join(due)} (plus what they need upstream).")
     else:
