@@ -64,7 +64,7 @@ test: install browser
 test-moved-clock: install
 	@pth=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/testio_moved_clock.pth && \
 	  $(BIN)/python testio_pipeline_tests/moved_clock.py > "$$pth" && trap 'rm -f "$$pth"' EXIT && \
-	  MOVED_CLOCK_DAYS=$${MOVED_CLOCK_DAYS:-365} $(MAKE) --no-print-directory test
+	  MOVED_CLOCK_DAYS=$${MOVED_CLOCK_DAYS:-365} $(MAKE) --no-print-directory test PYTEST_ARGS='-m "not code_server"'
 
 ## make dev: the Dagster UI on 127.0.0.1:3000 with the workspace loaded
 dev: install

@@ -43,6 +43,7 @@ def wait_for(condition, what: str, deadline: float, daemon: subprocess.Popen, lo
 
 
 @pytest.mark.slow
+@pytest.mark.code_server
 @pytest.mark.parametrize("storage", ["sqlite", "postgres"])
 def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path, storage, request):
     """sqlite: dagster.yaml and a DuckDB file. postgres: deploy/dagster.postgres.yaml on a real

@@ -67,7 +67,7 @@ localStorage.setItem('asset-graph-direction', '"vertical"');
 localStorage.setItem('asset-node-facets', JSON.stringify(['freshness', 'status', 'automation', 'kind-tag', 'latest-event']));
 """
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dagster_ui")]
+pytestmark = [pytest.mark.slow, pytest.mark.code_server, pytest.mark.xdist_group("dagster_ui")]
 
 
 def _free_port() -> int:
