@@ -4,10 +4,14 @@
     python -m testio_pipeline.cli.query --file question.sql
     python -m testio_pipeline.cli.query --list          # tables and views, with what they hold
     python -m testio_pipeline.cli.query --search "checkout crash" [--product ID] [--status S]
+    python -m testio_pipeline.cli.query --all-customers-sql > data/all_customers.sql
+    python -m testio_pipeline.cli.query --all-customers "SELECT tenant, count(*) FROM all_bugs GROUP BY ALL"
 
 Read-only: it never blocks a running sync for longer than the query, and waits (bounded) while
 a sync holds the file for its short write. The file is TESTIO_DUCKDB_PATH (default
-data/testio.duckdb) unless --db is given.
+data/testio.duckdb) unless --db is given. --all-customers runs the question in a session of
+every customer's warehouse (the script of --all-customers-sql, docs/customers.md); the
+customers are the code location's instances unless --customer names them.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse, extensions
 from ..warehouse.backends import is_lake
+from ..warehouse.customers import CrossCustomerError, cross_customer_sql
 from ..warehouse.search import SearchIndexMissingError
 from ..warehouse.views.model import BUG_STATUS_LABELS
 
@@ -45,11 +51,30 @@ def main(argv: list[str] | None = None) -> int:
         "--status", choices=BUG_STATUS_LABELS, help="with --search: only bugs in this status"
     )
     parser.add_argument("--db", help="the DuckDB file (default: TESTIO_DUCKDB_PATH or data/testio.duckdb)")
+    parser.add_argument(
+        "--all-customers-sql", action="store_true", help="print the script that puts every customer's warehouse in one session"
+    )
+    parser.add_argument("--all-customers", action="store_true", help="run the query over every customer's warehouse (all_<view>)")
+    parser.add_argument(
+        "--customer", action="append", metavar="NAME=FILE", default=[],
+        help="with --all-customers(-sql): this customer and warehouse instead of the code location's (repeatable)",
+    )
     parser.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
     args = parser.parse_args(argv)
     if (args.product is not None or args.status) and args.search is None:
         parser.error("--product and --status filter a --search")
+    if args.all_customers_sql or args.all_customers:
+        try:
+            script = cross_customer_sql(_customers(args.customer, parser))
+        except CrossCustomerError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        if args.all_customers_sql:
+            sys.stdout.write(script)
+            return 0
     if args.search is not None:
+        if args.all_customers:
+            parser.error("--search reads one customer's warehouse (--db)")
         if not args.search.strip():
             parser.error("--search needs words to look for")
         sql = None
@@ -61,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         sql = args.sql
     else:
         parser.error("give a query, --file or --list")
+    if args.all_customers:
+        if args.list:
+            parser.error("--list describes one customer's warehouse (--db)")
+        return _query_all_customers(script, sql, args.max_rows)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -84,10 +113,42 @@ def main(argv: list[str] | None = None) -> int:
                 # download fts on first use (extensions.py)
                 extensions.load(con, "fts")
             frame = con.execute(sql.strip().rstrip(";")).df()
-    with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", None,
-                           "display.width", 200, "display.max_colwidth", 60):
-        print(frame.to_string(index=False, max_rows=args.max_rows) if len(frame) else "(no rows)")
+    _print(frame, args.max_rows)
     return 0
+
+
+def _customers(given: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    """{name: warehouse} from ``--customer NAME=FILE``, else from the code location's instances."""
+    if given:
+        pairs = [item.partition("=") for item in given]
+        if any(not name or not sep or not path for name, sep, path in pairs):
+            parser.error("--customer takes NAME=FILE")
+        return {name: path for name, _, path in pairs}
+    from ..definitions import mirrors  # noqa: PLC0415  (loads Dagster: only this option needs it)
+
+    return {mirror.name: mirror.settings().duckdb_path for mirror in mirrors()}
+
+
+def _query_all_customers(script: str, sql: str, max_rows: int) -> int:
+    con = duckdb.connect()
+    try:
+        try:
+            con.execute(script)
+        except duckdb.Error as exc:
+            # typically a file that does not exist yet, or one a sync is writing right now
+            print(f"could not attach every customer's warehouse: {exc}", file=sys.stderr)
+            return 2
+        frame = con.execute(sql.strip().rstrip(";")).df()
+    finally:
+        con.close()
+    _print(frame, max_rows)
+    return 0
+
+
+def _print(frame: pd.DataFrame, max_rows: int) -> None:
+    with pd.option_context("display.max_rows", max_rows, "display.max_columns", None,
+                           "display.width", 200, "display.max_colwidth", 60):
+        print(frame.to_string(index=False, max_rows=max_rows) if len(frame) else "(no rows)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""Issue 22, item 4: one documented step puts every customer's warehouse in one SQL session
+(docs/customers.md, "Querying across customers")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from testio_pipeline.cli import query
+from testio_pipeline.component.testio.assets import TESTIO_ASSETS
+from testio_pipeline.warehouse import Warehouse
+from testio_pipeline.warehouse.customers import (
+    CROSS_CUSTOMER_RELATIONS,
+    CrossCustomerError,
+    cross_customer_sql,
+)
+from testio_pipeline.warehouse.views import create_views
+
+from .conftest import full_refresh_resources, make_simulator
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "customers.md"
+
+
+def _documented_query() -> str:
+    """The example query of docs/customers.md's cross-customer section."""
+    section = DOCS.read_text(encoding="utf-8").split("## Querying across customers", 1)[1]
+    return re.search(r"```sql\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def two_customers(tmp_path_factory) -> dict[str, Path]:
+    """Two customers' warehouses, each a full sync of its own simulator world, with views."""
+    folder = tmp_path_factory.mktemp("customers")
+    worlds = {"acme": make_simulator("tiny", seed=42), "globex": make_simulator("tiny", seed=7, bugs_per_test=5)}
+    files = {}
+    for name, sim in worlds.items():
+        files[name] = folder / f"{name}.duckdb"
+        with dg.instance_for_test() as instance:
+            assert dg.materialize(TESTIO_ASSETS, resources=full_refresh_resources(sim, files[name]), instance=instance).success
+        create_views(Warehouse(files[name]))
+    return files
+
+
+def _bugs_by_status(db: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return dict(con.execute("SELECT status, count(*) FROM bug_facts GROUP BY ALL").fetchall())
+    finally:
+        con.close()
+
+
+def test_the_documented_query_returns_both_customers_rows_each_with_its_customer(two_customers, tmp_path):
+    script = tmp_path / "all_customers.sql"
+    script.write_text(cross_customer_sql(two_customers), encoding="utf-8")
+    con = duckdb.connect()
+    con.execute(script.read_text(encoding="utf-8"))  # the documented step, as in Python
+    rows = con.execute(_documented_query()).fetchall()
+    assert {row[0] for row in rows} == {"acme", "globex"}
+    for name, db in two_customers.items():
+        got = {status: bugs for tenant, status, bugs in rows if tenant == name}
+        assert got == _bugs_by_status(db), f"{name}'s rows are its own file's"
+    acme_ids, globex_ids = (
+        {r[0] for r in con.execute(f"SELECT id FROM all_bugs WHERE tenant = '{n}'").fetchall()} for n in two_customers
+    )
+    assert acme_ids == Warehouse(two_customers["acme"]).ids("bugs")
+    assert globex_ids == Warehouse(two_customers["globex"]).ids("bugs")
+    assert acme_ids != globex_ids, "two different worlds, so a crossed customer would show"
+    for relation in CROSS_CUSTOMER_RELATIONS:  # every all_ view exists and carries both customers
+        tenants = {r[0] for r in con.execute(f"SELECT DISTINCT tenant FROM all_{relation}").fetchall()}
+        assert tenants <= {"acme", "globex"}, relation
+    assert {r[0] for r in con.execute("SELECT DISTINCT tenant FROM all_users").fetchall()} == {"acme", "globex"}
+    # read-only: the session cannot change a customer's file
+    with pytest.raises(duckdb.Error, match="read-only"):
+        con.execute("DELETE FROM acme.main.bugs")
+    con.close()
+
+
+def test_the_cli_runs_a_query_over_every_customer(two_customers, capsys):
+    customers = [f"{name}={db}" for name, db in two_customers.items()]
+    args = [arg for c in customers for arg in ("--customer", c)]
+    assert query.main(["--all-customers", *args, "SELECT tenant, count(*) AS bugs FROM all_bugs GROUP BY ALL ORDER BY 1"]) == 0
+    out = capsys.readouterr().out
+    assert "acme" in out and "globex" in out
+    assert query.main(["--all-customers-sql", *args]) == 0
+    printed = capsys.readouterr().out
+    assert printed == cross_customer_sql(two_customers)
+
+
+def test_a_name_that_is_not_an_identifier_is_quoted(two_customers):
+    odd = {'we"ird; DROP TABLE bugs; --': two_customers["acme"], "o'brien co": two_customers["globex"]}
+    con = duckdb.connect()
+    con.execute(cross_customer_sql(odd))
+    rows = dict(con.execute("SELECT tenant, count(*) FROM all_bugs GROUP BY ALL").fetchall())
+    assert set(rows) == set(odd)
+    assert rows['we"ird; DROP TABLE bugs; --'] == len(Warehouse(two_customers["acme"]).ids("bugs"))
+    con.close()
+
+
+def test_a_lake_is_left_out_without_its_attach_string(two_customers):
+    lake = "ducklake:postgres:dbname=lake host=db user=u password=s3cret-pw"
+    script = cross_customer_sql({"acme": two_customers["acme"], "lakeco": lake})
+    assert "s3cret" not in script and "lakeco: a DuckLake warehouse" in script
+    assert '"lakeco"' not in script.split("-- lakeco", 1)[1]
+    with pytest.raises(CrossCustomerError, match="no customer"):
+        cross_customer_sql({"lakeco": lake})
+    with pytest.raises(CrossCustomerError, match="reserves"):
+        cross_customer_sql({"main": two_customers["acme"]})
