@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -88,6 +90,9 @@ def test_the_cli_runs_a_query_over_every_customer(two_customers, capsys):
     assert query.main(["--all-customers-sql", *args]) == 0
     printed = capsys.readouterr().out
     assert printed == cross_customer_sql(two_customers)
+    gone = ["--customer", f"initech={two_customers['acme'].parent / 'initech.duckdb'}"]
+    assert query.main(["--all-customers", *args, *gone, "SELECT 1"]) == 2
+    assert "no warehouse yet for initech" in capsys.readouterr().err
 
 
 def test_a_name_that_is_not_an_identifier_is_quoted(two_customers):
@@ -109,3 +114,18 @@ def test_a_lake_is_left_out_without_its_attach_string(two_customers):
         cross_customer_sql({"lakeco": lake})
     with pytest.raises(CrossCustomerError, match="reserves"):
         cross_customer_sql({"main": two_customers["acme"]})
+
+
+def test_the_cli_waits_while_a_sync_holds_a_customers_file(two_customers, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(1.5)",
+         str(two_customers["globex"])],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = [arg for name, db in two_customers.items() for arg in ("--customer", f"{name}={db}")]
+        assert query.main(["--all-customers", *args, "SELECT DISTINCT tenant FROM all_bugs ORDER BY 1"]) == 0
+    finally:
+        holder.wait(timeout=30)
+    assert "globex" in capsys.readouterr().out

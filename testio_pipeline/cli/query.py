@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -64,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     if (args.product is not None or args.status) and args.search is None:
         parser.error("--product and --status filter a --search")
     if args.all_customers_sql or args.all_customers:
+        customers = _customers(args.customer, parser)
+        missing = [name for name, path in customers.items() if not is_lake(path) and not Path(path).exists()]
+        if args.all_customers and missing:
+            print(f"no warehouse yet for {', '.join(missing)}: run a sync of each first.", file=sys.stderr)
+            return 2
         try:
-            script = cross_customer_sql(_customers(args.customer, parser))
+            script = cross_customer_sql(customers)
         except CrossCustomerError as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -129,18 +135,30 @@ def _customers(given: list[str], parser: argparse.ArgumentParser) -> dict[str, s
     return {mirror.name: mirror.settings().duckdb_path for mirror in mirrors()}
 
 
-def _query_all_customers(script: str, sql: str, max_rows: int) -> int:
-    con = duckdb.connect()
-    try:
+def _query_all_customers(script: str, sql: str, max_rows: int, lock_timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + lock_timeout
+    pause = 0.25
+    while True:
+        con = duckdb.connect()
         try:
             con.execute(script)
+            break
+        except duckdb.IOException as exc:
+            con.close()
+            # a sync is writing one of the files: that lasts one short write (docs/operations.md)
+            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                print(f"could not attach every customer's warehouse: {exc}", file=sys.stderr)
+                return 2
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
         except duckdb.Error as exc:
-            # typically a file that does not exist yet, or one a sync is writing right now
+            con.close()
             print(f"could not attach every customer's warehouse: {exc}", file=sys.stderr)
             return 2
+    try:
         frame = con.execute(sql.strip().rstrip(";")).df()
     finally:
-        con.close()
+        con.close()  # at once: an open session keeps every customer's sync from writing
     _print(frame, max_rows)
     return 0
 
