@@ -21,6 +21,7 @@ from testio_pipeline.warehouse.customers import (
     cross_customer_sql,
 )
 from testio_pipeline.warehouse.views import create_views
+from testio_pipeline.warehouse.views.metrics import METRICS, dimensions_of, metric_sql
 
 from .conftest import full_refresh_resources, make_simulator
 
@@ -129,3 +130,20 @@ def test_the_cli_waits_while_a_sync_holds_a_customers_file(two_customers, capsys
     finally:
         holder.wait(timeout=30)
     assert "globex" in capsys.readouterr().out
+
+
+def test_every_metric_across_customers_is_each_customers_own(two_customers):
+    con = duckdb.connect()
+    con.execute(cross_customer_sql(two_customers))
+    own = {name: duckdb.connect(str(db), read_only=True) for name, db in two_customers.items()}
+    try:
+        for metric in METRICS:
+            for dimension in (None, *dimensions_of(metric)):
+                across = con.execute(metric_sql(metric, dimension, across_customers=True)).fetchall()
+                for name, file in own.items():
+                    mine = [row[1:] for row in across if row[0] == name]
+                    assert mine == file.execute(metric_sql(metric, dimension)).fetchall(), (metric.name, dimension, name)
+    finally:
+        for file in own.values():
+            file.close()
+        con.close()

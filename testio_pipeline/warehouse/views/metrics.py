@@ -94,16 +94,25 @@ def dimensions_of(metric: Metric) -> list[str]:
     return [d for d, views in DIMENSIONS.items() if metric.view in views]
 
 
-def metric_sql(metric: Metric | str, dimension: str | None = None) -> str:
-    """The one query giving ``metric`` per value of ``dimension`` (overall without one)."""
+def metric_sql(metric: Metric | str, dimension: str | None = None, *, across_customers: bool = False) -> str:
+    """The one query giving ``metric`` per value of ``dimension`` (overall without one).
+
+    ``across_customers``: per customer too, over the ``all_<view>`` views of a cross-customer
+    session (``warehouse/customers.py``), with the customer's name (``tenant``) first.
+    """
     m = METRIC_BY_NAME[metric] if isinstance(metric, str) else metric
     rows = _FEATURE_ROWS if m.name == "features_tested" else ""
+    source = f"all_{m.view}" if across_customers else m.view
     if dimension is None:
-        return f"SELECT {m.expression} AS {m.name}\nFROM {m.view}{rows}"
+        if across_customers:
+            return f"SELECT tenant, {m.expression} AS {m.name}\nFROM {source}{rows}\nGROUP BY tenant\nORDER BY tenant"
+        return f"SELECT {m.expression} AS {m.name}\nFROM {source}{rows}"
     if m.view not in DIMENSIONS.get(dimension, {}):
         raise ValueError(f"{m.name} cannot be grouped by {dimension}; it can by {', '.join(dimensions_of(m))}")
     select, joined = DIMENSIONS[dimension][m.view]
+    if across_customers:
+        select = f"tenant, {select}"
     return (
-        f"SELECT {select}, {m.expression} AS {m.name}\nFROM {m.view}{joined}{rows}\n"
+        f"SELECT {select}, {m.expression} AS {m.name}\nFROM {source}{joined}{rows}\n"
         f"GROUP BY {select}\nORDER BY {select} NULLS LAST"
     )
