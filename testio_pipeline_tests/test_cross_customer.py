@@ -19,6 +19,7 @@ from testio_pipeline.warehouse.customers import (
     CROSS_CUSTOMER_RELATIONS,
     CrossCustomerError,
     cross_customer_sql,
+    search_all_customers,
 )
 from testio_pipeline.warehouse.views import create_views
 from testio_pipeline.warehouse.views.metrics import METRICS, dimensions_of, metric_sql
@@ -147,3 +148,18 @@ def test_every_metric_across_customers_is_each_customers_own(two_customers):
         for file in own.values():
             file.close()
         con.close()
+
+
+def test_the_search_across_customers_is_each_customers_own(two_customers, capsys):
+    words = "crash"
+    hits = search_all_customers(two_customers, words, limit=1000)
+    assert list(hits.columns)[0] == "tenant"
+    for name, db in two_customers.items():
+        mine = hits[hits.tenant == name].drop(columns="tenant").reset_index(drop=True)
+        own = Warehouse(db).search_bugs(words, limit=1000)
+        assert len(own) > 0, f"{name}'s world should have a crash bug"
+        assert mine.equals(own), name
+    args = [arg for name, db in two_customers.items() for arg in ("--customer", f"{name}={db}")]
+    assert query.main(["--all-customers", *args, "--search", words, "--max-rows", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "acme" in out and "globex" in out

@@ -6,6 +6,7 @@
     python -m testio_pipeline.cli.query --search "checkout crash" [--product ID] [--status S]
     python -m testio_pipeline.cli.query --all-customers-sql > data/all_customers.sql
     python -m testio_pipeline.cli.query --all-customers "SELECT tenant, count(*) FROM all_bugs GROUP BY ALL"
+    python -m testio_pipeline.cli.query --all-customers --search "checkout crash"
 
 Read-only: it never blocks a running sync for longer than the query, and waits (bounded) while
 a sync holds the file for its short write. The file is TESTIO_DUCKDB_PATH (default
@@ -27,7 +28,7 @@ import pandas as pd
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse, extensions
 from ..warehouse.backends import is_lake
-from ..warehouse.customers import CrossCustomerError, cross_customer_sql
+from ..warehouse.customers import CrossCustomerError, cross_customer_sql, search_all_customers
 from ..warehouse.search import SearchIndexMissingError
 from ..warehouse.views.model import BUG_STATUS_LABELS
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--all-customers-sql", action="store_true", help="print the script that puts every customer's warehouse in one session"
     )
-    parser.add_argument("--all-customers", action="store_true", help="run the query over every customer's warehouse (all_<view>)")
+    parser.add_argument("--all-customers", action="store_true", help="run the query (all_<view>) or --search over every customer's warehouse")
     parser.add_argument(
         "--customer", action="append", metavar="NAME=FILE", default=[],
         help="with --all-customers(-sql): this customer and warehouse instead of the code location's (repeatable)",
@@ -79,10 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(script)
             return 0
     if args.search is not None:
-        if args.all_customers:
-            parser.error("--search reads one customer's warehouse (--db)")
         if not args.search.strip():
             parser.error("--search needs words to look for")
+        if args.all_customers:
+            try:
+                frame = search_all_customers(customers, args.search, product_id=args.product, status=args.status, limit=args.max_rows)
+            except (SearchIndexMissingError, CrossCustomerError) as exc:
+                print(str(exc), file=sys.stderr)
+                return 2
+            _print(frame, args.max_rows * len(customers))
+            return 0
         sql = None
     elif args.list:
         sql = LIST_SQL

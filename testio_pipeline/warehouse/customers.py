@@ -19,8 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+import pandas as pd
+
 from .backends import is_lake
 from .extensions import setup_line
+from .facade import Warehouse
 from .views import VIEWS
 
 ENTITY_TABLES = ("products", "features", "user_stories", "tests", "bugs")
@@ -75,6 +78,25 @@ def cross_customer_sql(customers: Mapping[str, str | Path], *, extension_line: s
         )
         lines.append(f"CREATE OR REPLACE TEMP VIEW all_{relation} AS\n{selects};")
     return "\n".join(lines) + "\n"
+
+
+def search_all_customers(
+    customers: Mapping[str, str | Path], words: str, *, product_id: int | None = None, status: str | None = None, limit: int = 50
+) -> pd.DataFrame:
+    """The bug search of each customer's file, ``tenant`` first: per customer its best
+    ``limit`` matches, best first. BM25 scores are relative to each customer's own bugs, so
+    the rows are grouped by customer, not ranked across them. DuckLake warehouses are left out
+    as in :func:`cross_customer_sql`. Raises ``SearchIndexMissingError`` for a file without
+    its index."""
+    frames = []
+    for name, location in customers.items():
+        if is_lake(location):
+            continue
+        hits = Warehouse(location).search_bugs(words, product_id=product_id, status=status, limit=limit)
+        frames.append(hits.assign(**{TENANT_COLUMN: name})[[TENANT_COLUMN, *hits.columns]])
+    if not frames:
+        raise CrossCustomerError("no customer has a DuckDB file warehouse to search")
+    return pd.concat(frames, ignore_index=True)
 
 
 def _one_line(text: str) -> str:
