@@ -13,6 +13,7 @@ from dagster._serdes import serialize_value
 import testio_pipeline
 from testio_pipeline.component.mirror import MirrorScaffolder, TestIOMirror
 from testio_pipeline.settings import SettingsError
+from testio_pipeline.warehouse import Warehouse
 
 ENTITIES = ["products", "features", "user_stories", "tests", "bugs"]
 DEFAULT_YAML = Path(testio_pipeline.__file__).parent / "defs" / "testio" / "defs.yaml"
@@ -116,7 +117,7 @@ def test_a_literal_token_is_refused_with_a_clear_error():
         TestIOMirror(name="Acme Corp")
 
 
-def test_the_scaffolded_defs_yaml_works_as_written_against_the_simulator(tmp_path):
+def test_the_scaffolded_defs_yaml_works_as_written_against_the_simulator(tmp_path, monkeypatch):
     target = tmp_path / "customers" / "acme"
     MirrorScaffolder().scaffold(
         dg.ScaffoldRequest(
@@ -134,8 +135,21 @@ def test_the_scaffolded_defs_yaml_works_as_written_against_the_simulator(tmp_pat
     mirror = from_yaml(text)
     assert mirror.name == "acme" and mirror.settings().uses_simulator
     assert mirror.settings().duckdb_path == "data/acme.duckdb"
-    keys = build(mirror).resolve_asset_graph().get_all_asset_keys()
+    defs = build(mirror)
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
     assert dg.AssetKey(["acme", "bugs"]) in keys
+
+    # ... and syncs unedited: every asset of the instance, its checks passing, into its warehouse
+    monkeypatch.chdir(tmp_path)
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    assert result.success
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert {dg.AssetKey(["acme", name]) for name in ENTITIES} <= materialized
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    counts = Warehouse(tmp_path / "data" / "acme.duckdb").table_counts()
+    assert all(counts[name] > 0 for name in ENTITIES), counts
 
 
 # --- one writer per warehouse --------------------------------------------------------------
