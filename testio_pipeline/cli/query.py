@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -28,6 +27,7 @@ import pandas as pd
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse, extensions
 from ..warehouse.backends import is_lake
+from ..warehouse.connection import WarehouseLockedError, _Backoff
 from ..warehouse.customers import CrossCustomerError, cross_customer_sql, search_all_customers
 from ..warehouse.search import SearchIndexMissingError
 from ..warehouse.views.model import BUG_STATUS_LABELS
@@ -143,23 +143,21 @@ def _customers(given: list[str], parser: argparse.ArgumentParser) -> dict[str, s
 
 
 def _query_all_customers(script: str, sql: str, max_rows: int, lock_timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + lock_timeout
-    pause = 0.25
+    backoff = _Backoff(lock_timeout)
     while True:
         con = duckdb.connect()
         try:
             con.execute(script)
             break
-        except duckdb.IOException as exc:
-            con.close()
-            # a sync is writing one of the files: that lasts one short write (docs/operations.md)
-            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
-                print(f"could not attach every customer's warehouse: {exc}", file=sys.stderr)
-                return 2
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
         except duckdb.Error as exc:
             con.close()
+            # a sync writing one of the files holds it for one short write (docs/operations.md)
+            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+                try:
+                    backoff.wait_or_raise("every customer's warehouse", exc)
+                    continue
+                except WarehouseLockedError:
+                    pass
             print(f"could not attach every customer's warehouse: {exc}", file=sys.stderr)
             return 2
     try:
