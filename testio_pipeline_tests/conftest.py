@@ -45,6 +45,16 @@ def client_for(sim: Simulator, **options) -> CustomerApiClient:
     return CustomerApiClient(SIMULATOR_BASE_URL, sim.config.token, transport=sim.transport(), **options)
 
 
+def empty_home(home: Path) -> dict[str, str]:
+    """The variables that make ``home`` a process's whole home folder, as `make test` sets them."""
+    return {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+    }
+
+
 def dagster_home(tmp_path: Path) -> Path:
     """A fresh DAGSTER_HOME holding the project's dagster.yaml (SQLite storage, its pools)."""
     home = tmp_path / "dagster_home"

@@ -14,7 +14,7 @@ import pytest
 
 from testio_pipeline.warehouse import extensions
 
-from .conftest import REPO
+from .conftest import REPO, empty_home
 
 # A process with a brand-new home folder: inside one write transaction it writes a row, loads
 # every extension the project uses, writes again and commits.
@@ -37,14 +37,7 @@ assert set(extensions.PROJECT_EXTENSIONS) <= loaded, loaded
 
 
 def _empty_home_env(home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "PYTHONPATH": str(REPO),
-    }
+    return {**os.environ, **empty_home(home), "PYTHONPATH": str(REPO)}
 
 
 def test_every_extension_loads_inside_a_write_in_a_new_home_in_several_processes_at_once(tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, empty_home
 from .postgres import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("newcomer")]
@@ -58,12 +58,7 @@ class Newcomer:
         self.root, self.home, self.port = root, home, port
         self.blocks = {name: (lang, body.replace(EXAMPLE_PORT, str(port))) for name, (lang, body) in readme_blocks((root / "README.md").read_text()).items()}
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TESTIO_", "DAGSTER_", "VIRTUAL_ENV", "PYTHON"))}
-        self.env.update(
-            HOME=str(home),
-            XDG_CACHE_HOME=str(home / ".cache"),
-            XDG_CONFIG_HOME=str(home / ".config"),
-            XDG_DATA_HOME=str(home / ".local" / "share"),
-        )
+        self.env.update(empty_home(home))
 
     def bash(self, name: str) -> str:
         lang, body = self.blocks[name]
