@@ -68,18 +68,16 @@ def load(con: duckdb.DuckDBPyConnection, name: str) -> None:
     con.execute(f"LOAD '{path}'").fetchall()
 
 
-def installed_file(name: str, directory: Path | None = None) -> Path:
-    """Where ``name`` is installed in ``directory`` (default :data:`EXTENSION_DIRECTORY`),
-    installing it (and any other project extension missing there) first if it is not."""
-    directory = directory or EXTENSION_DIRECTORY
-    known = _known.setdefault(directory, {})
-    if name not in known:
-        known.update(install(directory, tuple(dict.fromkeys((*PROJECT_EXTENSIONS, name))), only_missing=True))
-    return known[name]
+def installed_file(name: str) -> Path:
+    """Where ``name`` is installed in :data:`EXTENSION_DIRECTORY`, installing it (and any other
+    project extension missing there) first if it is not."""
+    if name not in _known:
+        _known.update(install(EXTENSION_DIRECTORY, tuple(dict.fromkeys((*PROJECT_EXTENSIONS, name))), only_missing=True))
+    return _known[name]
 
 
-# directory -> {name or alias: installed file}, filled once per process
-_known: dict[Path, dict[str, Path]] = {}
+# {name or alias: installed file} in EXTENSION_DIRECTORY, filled once per process
+_known: dict[str, Path] = {}
 
 
 def install(
