@@ -31,7 +31,7 @@ from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource
 from testio_pipeline.entities import ENTITIES
 from testio_pipeline.sync import SyncOptions, run_cycle
-from testio_pipeline.warehouse import TABLES, Warehouse, connection
+from testio_pipeline.warehouse import TABLES, Warehouse, locks
 
 from .conftest import ANCHOR, FAST_RETRY, NOW, REPO, api_env, make_simulator
 from .test_assets import ENTITY_TABLES, truth_ids
@@ -229,8 +229,8 @@ def test_readers_during_a_sync_succeed_or_get_a_clear_retryable_lock_error(tmp_p
             in_bugs_write.touch()
             return wait_or_raise(backoff, location, exc)
 
-        wait_or_raise = connection._Backoff.wait_or_raise
-        monkeypatch.setattr(connection._Backoff, "wait_or_raise", release_after_first_lock_error)
+        wait_or_raise = locks.Backoff.wait_or_raise
+        monkeypatch.setattr(locks.Backoff, "wait_or_raise", release_after_first_lock_error)
         started = time.monotonic()
         bugs = Warehouse(db, lock_timeout=30).query("SELECT count(*) AS n FROM bugs WHERE deleted_at IS NULL").n[0]
         waited = time.monotonic() - started

@@ -232,7 +232,7 @@ def test_a_step_freezes_the_existing_heap_only_while_it_runs(tmp_path, monkeypat
 
 
 def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monkeypatch):
-    from testio_pipeline.warehouse import connection, merge
+    from testio_pipeline.warehouse import memory, merge
 
     threads_seen: list[int] = []
     real_upsert = merge.upsert
@@ -243,7 +243,7 @@ def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monke
         return real_upsert(con, table, *args, **kwargs)
 
     monkeypatch.setattr(merge, "upsert", spying_upsert)
-    monkeypatch.setattr(connection, "ONE_THREAD_ROWS", 30)
+    monkeypatch.setattr(memory, "ONE_THREAD_ROWS", 30)
     wh = Warehouse(tmp_path / "t.duckdb")
     wh.write("products", [product(1)], T0)
     for count in (20, 40):  # below, then above the (lowered) threshold
@@ -256,9 +256,9 @@ def test_a_large_merge_runs_on_one_thread_and_a_small_one_on_all(tmp_path, monke
 
 
 def test_a_lake_merge_leaves_its_shared_instance_with_the_default_settings(tmp_path, monkeypatch):
-    from testio_pipeline.warehouse import connection
+    from testio_pipeline.warehouse import memory
 
-    monkeypatch.setattr(connection, "ONE_THREAD_ROWS", 3)
+    monkeypatch.setattr(memory, "ONE_THREAD_ROWS", 3)
     lake = Warehouse(f"ducklake:{tmp_path / 'catalog.ducklake'}", lake_data_path=str(tmp_path / "data"))
     instance = lake._db.backend._instance()  # what every later cursor of this process shares
     names = "'threads', 'memory_limit', 'preserve_insertion_order', 'checkpoint_threshold'"
@@ -296,7 +296,7 @@ def test_a_commit_out_of_memory_under_the_cap_is_run_again_without_it(tmp_path):
 
 def test_a_capped_merge_empties_the_buffer_pool_before_the_checkpoint(tmp_path, monkeypatch):
     """What the merge left cached is evicted after the commit, before the close checkpoints."""
-    from testio_pipeline.warehouse import connection
+    from testio_pipeline.warehouse import connection, memory
 
     pool_at_close: list[int] = []
     real_open = connection.Connections._open
@@ -314,7 +314,7 @@ def test_a_capped_merge_empties_the_buffer_pool_before_the_checkpoint(tmp_path, 
             self._con.close()
 
     monkeypatch.setattr(connection.Connections, "_open", lambda self, read_only: Spy(real_open(self, read_only)))
-    monkeypatch.setattr(connection, "EVICT_TO", "1MB")
+    monkeypatch.setattr(memory, "EVICT_TO", "1MB")
     wh = Warehouse(tmp_path / "t.duckdb", merge_memory_limit="384MB")
     wh.write("products", [product(1)], T0)
     pool_at_close.clear()

@@ -27,7 +27,7 @@ import pandas as pd
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse, extensions
 from ..warehouse.backends import is_lake
-from ..warehouse.connection import WarehouseLockedError, _Backoff
+from ..warehouse.locks import Backoff, WarehouseLockedError
 from ..warehouse.customers import CrossCustomerError, cross_customer_sql, search_all_customers
 from ..warehouse.search import SearchIndexMissingError
 from ..warehouse.views.model import BUG_STATUS_LABELS
@@ -143,7 +143,7 @@ def _customers(given: list[str], parser: argparse.ArgumentParser) -> dict[str, s
 
 
 def _query_all_customers(script: str, sql: str, max_rows: int, lock_timeout: float = 60.0) -> int:
-    backoff = _Backoff(lock_timeout)
+    backoff = Backoff(lock_timeout)
     while True:
         con = duckdb.connect()
         try:

@@ -1,6 +1,6 @@
 """The DuckDB warehouse: declarative schema, migrations, bulk writes and small reads."""
 
-from .connection import WarehouseLockedError
+from .locks import WarehouseLockedError
 from .merge import WriteStats
 from .schema import TABLES, Column, Table
 from .schema_versions import LATEST_VERSION

@@ -274,3 +274,18 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"Stage({self.entity!r}, {self.dir}, records={self.size})"
+
+
+# What a write names as its sources: a stage, or one Arrow frame or several (in name order).
+Rows = Stage | pa.Table | Sequence[pa.Table]
+
+
+def name_sources(con: duckdb.DuckDBPyConnection, rows: Rows, names: Sequence[str]) -> None:
+    """Name the rows to write as ``names`` in ``con``: views over the files of a stage, or
+    the Arrow frames of a record list. Everything after this is the same SQL."""
+    if isinstance(rows, Stage):
+        rows.sources(con, names)
+        return
+    tables = (rows,) if isinstance(rows, pa.Table) else tuple(rows)
+    for name, table in zip(names, tables, strict=True):
+        con.register(name, table)
