@@ -15,7 +15,7 @@ from testio_pipeline.simulator import SimClock, Simulator
 TINY = ["--scale", "tiny", "--latency-ms", "2", "--no-overhead"]
 
 
-def test_the_benchmark_runs_three_verified_phases_and_prints_one_table(tmp_path):
+def test_the_benchmark_runs_four_verified_phases_and_prints_one_table(tmp_path):
     out = io.StringIO()
     report = tmp_path / "bench.json"
     code = bench_sync.main([*TINY, "--json", str(report)], out=out)
@@ -26,6 +26,7 @@ def test_the_benchmark_runs_three_verified_phases_and_prints_one_table(tmp_path)
         "(a) full from empty",
         "(b) incr. no change",
         "(c) incr. +24 h",
+        "(d) nightly full sync",
         "requests (client, all attempts)",
         "  exploratory_tests",
         "  bugs: fetch / write (s)",
@@ -40,11 +41,11 @@ def test_the_benchmark_runs_three_verified_phases_and_prints_one_table(tmp_path)
         assert line in text, line
     assert "VERIFICATION FAILED" not in text
     [verification] = [line for line in text.splitlines() if line.startswith("verification against the simulator")]
-    assert verification.split()[-3:] == ["OK", "OK", "OK"]
+    assert verification.split()[-4:] == ["OK", "OK", "OK", "OK"]
 
     data = json.loads(report.read_text())
     assert data["server_kind"] == "subprocess"
-    full, nochange, moved = data["phases"]
+    full, nochange, moved, nightly = data["phases"]
     for phase in data["phases"]:
         assert phase["verification"]["ok"], phase["verification"]["problems"]
         assert phase["verification"]["checked"]["bugs"] > 0
@@ -60,14 +61,20 @@ def test_the_benchmark_runs_three_verified_phases_and_prints_one_table(tmp_path)
     assert nochange["entities"]["bugs"]["inserted"] == nochange["entities"]["tests"]["inserted"] == 0
     assert nochange["requests_total"] <= nochange["plan"]["issue3_budget"]
     assert moved["entities"]["tests"]["inserted"] > 0, "a day later the tiny world has new tests"
+    # The nightly full sync reads everything again and finds it all already there.
+    assert nightly["mode"] == "full" and nightly["requests_total"] >= full["requests_total"] * 0.9
+    assert nightly["entities"]["bugs"]["inserted"] == 0
+    assert nightly["entities"]["bugs"]["unchanged"] == nightly["verification"]["checked"]["bugs"]
     # The search index was rebuilt once more on the synced file and timed: every live bug is in it.
-    assert data["search_index"]["documents"] == moved["verification"]["checked"]["bugs"]
+    assert data["search_index"]["documents"] == nightly["verification"]["checked"]["bugs"]
     assert data["search_index"]["build_s"] > 0 and "search index:" in text
     # The RSS done-when covers every step the sync process ran; the verification is named apart.
     assert data["search_index"]["peak_rss_mib"] > 0
     assert all(phase["verification"]["peak_rss_mib"] > 0 for phase in data["phases"])
-    [rss] = [line for line in data["verdicts"] if "peak RSS" in line]
-    assert all(step in rss for step in ("phase (a)", "phase (b)", "phase (c)", "index rebuild", "own verification"))
+    [rss] = [line for line in data["verdicts"] if "< 1024 MiB" in line]
+    assert all(step in rss for step in ("phase (a)", "phase (b)", "phase (c)", "phase (d)", "index rebuild", "own verification"))
+    [units] = [line for line in data["verdicts"] if "write-unit hold" in line]
+    assert all(f"({key}) " in units for key in "abcd")
     assert f"peak RSS {max(p['peak_rss_mib'] for p in data['phases'] + [data['search_index']]):.0f} MiB" in rss
 
 
