@@ -21,12 +21,14 @@ from typing import Mapping
 
 import pandas as pd
 
+from testio_pipeline.entities import ENTITIES
+
 from .backends import is_lake
 from .extensions import setup_line
 from .facade import Warehouse
 from .views import VIEWS
 
-ENTITY_TABLES = ("products", "features", "user_stories", "tests", "bugs")
+ENTITY_TABLES = tuple(entity.name for entity in ENTITIES)
 CROSS_CUSTOMER_RELATIONS = (*ENTITY_TABLES, *VIEWS)
 TENANT_COLUMN = "tenant"
 
