@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse, extensions
-from ..warehouse.backends import is_lake
+from ..warehouse.backends import is_lake, mask_password
 from ..warehouse.connection import WarehouseLockedError, _Backoff
 from ..warehouse.customers import CrossCustomerError, cross_customer_sql, search_all_customers
 from ..warehouse.search import SearchIndexMissingError
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no warehouse yet for {', '.join(missing)}: run a sync of each first.", file=sys.stderr)
             return 2
         try:
-            script = cross_customer_sql(customers)
+            # the printed script is a file an analyst keeps: no lake password in it; the
+            # session of --all-customers is this process's own
+            script = cross_customer_sql(customers, include_passwords=not args.all_customers_sql)
         except CrossCustomerError as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -158,7 +160,7 @@ def _query_all_customers(script: str, sql: str, max_rows: int, lock_timeout: flo
                     continue
                 except WarehouseLockedError:
                     pass
-            print(f"could not attach every customer's warehouse: {exc}", file=sys.stderr)
+            print(f"could not attach every customer's warehouse: {mask_password(str(exc))}", file=sys.stderr)
             return 2
     try:
         frame = con.execute(sql.strip().rstrip(";")).df()
