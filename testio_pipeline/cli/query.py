@@ -21,14 +21,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse, extensions
-from ..warehouse.backends import is_lake, mask_password
-from ..warehouse.connection import WarehouseLockedError, _Backoff
-from ..warehouse.customers import CrossCustomerError, cross_customer_sql, search_all_customers
+from ..warehouse.backends import is_lake
+from ..warehouse.customers import CrossCustomerError, cross_customer_sql, open_session, search_all_customers
 from ..warehouse.search import SearchIndexMissingError
 from ..warehouse.views.model import BUG_STATUS_LABELS
 
@@ -144,24 +142,12 @@ def _customers(given: list[str], parser: argparse.ArgumentParser) -> dict[str, s
     return {mirror.name: mirror.settings().duckdb_path for mirror in mirrors()}
 
 
-def _query_all_customers(script: str, sql: str, max_rows: int, lock_timeout: float = 60.0) -> int:
-    backoff = _Backoff(lock_timeout)
-    while True:
-        con = duckdb.connect()
-        try:
-            con.execute(script)
-            break
-        except duckdb.Error as exc:
-            con.close()
-            # a sync writing one of the files holds it for one short write (docs/operations.md)
-            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
-                try:
-                    backoff.wait_or_raise("every customer's warehouse", exc)
-                    continue
-                except WarehouseLockedError:
-                    pass
-            print(f"could not attach every customer's warehouse: {mask_password(str(exc))}", file=sys.stderr)
-            return 2
+def _query_all_customers(script: str, sql: str, max_rows: int) -> int:
+    try:
+        con = open_session(script)
+    except CrossCustomerError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     try:
         frame = con.execute(sql.strip().rstrip(";")).df()
     finally:

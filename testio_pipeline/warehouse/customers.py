@@ -19,15 +19,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+import duckdb
 import pandas as pd
 
 from .backends import is_lake, mask_password
+from .connection import WarehouseLockedError, _Backoff
 from .extensions import setup_line
 from .facade import Warehouse
 from .views import VIEWS
 
 ENTITY_TABLES = ("products", "features", "user_stories", "tests", "bugs")
-CROSS_CUSTOMER_RELATIONS = (*ENTITY_TABLES, *VIEWS)
+# sync_events: when each customer last synced, for a comparison's freshness column
+CROSS_CUSTOMER_RELATIONS = (*ENTITY_TABLES, "sync_events", *VIEWS)
 TENANT_COLUMN = "tenant"
 
 # Catalog names every DuckDB session already has: a customer attached under one of them would
@@ -90,6 +93,28 @@ def cross_customer_sql(
         )
         lines.append(f"CREATE OR REPLACE TEMP VIEW all_{relation} AS\n{selects};")
     return "\n".join(lines) + "\n"
+
+
+def open_session(script: str, *, lock_timeout: float = 60.0) -> duckdb.DuckDBPyConnection:
+    """A new in-memory session that ran ``script`` (:func:`cross_customer_sql`). A sync writing
+    one of the files holds it for one short write (docs/operations.md): wait for it, bounded.
+    Close the session soon: while it is open, every customer's next write waits for it.
+    Raises :class:`CrossCustomerError` (any lake password masked) when it cannot attach."""
+    backoff = _Backoff(lock_timeout)
+    while True:
+        con = duckdb.connect()
+        try:
+            con.execute(script)
+            return con
+        except duckdb.Error as exc:
+            con.close()
+            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
+                try:
+                    backoff.wait_or_raise("every customer's warehouse", exc)
+                    continue
+                except WarehouseLockedError:
+                    pass
+            raise CrossCustomerError(f"could not attach every customer's warehouse: {mask_password(str(exc))}") from None
 
 
 def search_all_customers(
