@@ -19,6 +19,7 @@ from testio_pipeline.warehouse.customers import (
     CROSS_CUSTOMER_RELATIONS,
     CrossCustomerError,
     cross_customer_sql,
+    open_session,
     search_all_customers,
 )
 from testio_pipeline.warehouse.views import create_views
@@ -214,3 +215,22 @@ def test_a_ducklake_customer_joins_the_session_beside_a_file_customer(two_custom
     assert query.main(["--all-customers-sql", *args]) == 0
     printed = capsys.readouterr().out
     assert "lake-s3cret" not in printed and '"lakeco"' not in printed.split("-- lakeco", 1)[1]
+
+
+def test_a_customer_not_synced_yet_does_not_keep_the_others_from_the_session(two_customers, tmp_path, capsys):
+    """A new customer's warehouse has its tables (empty) but no views until its first sync:
+    the session still opens, each all_ view over the customers that have it."""
+    new = tmp_path / "initech.duckdb"
+    Warehouse(new).table_counts()  # what a first, failed sync leaves: the schema, no rows, no views
+    customers = {**{name: str(db) for name, db in two_customers.items()}, "initech": str(new)}
+    args = [arg for name, db in customers.items() for arg in ("--customer", f"{name}={db}")]
+    assert query.main(["--all-customers", *args, "SELECT tenant, count(*) AS n FROM all_bug_facts GROUP BY ALL ORDER BY 1"]) == 0
+    out = capsys.readouterr().out
+    assert "acme" in out and "globex" in out and "initech" not in out
+    con = open_session(customers)
+    try:
+        assert con.execute("SELECT count(*) FROM all_bugs WHERE tenant = 'initech'").fetchone()[0] == 0
+        tenants = {r[0] for r in con.execute("SELECT DISTINCT tenant FROM all_bugs").fetchall()}
+        assert tenants == {"acme", "globex"}
+    finally:
+        con.close()

@@ -155,3 +155,14 @@ def test_headless_chromium_draws_the_comparison_page(compared):
     assert charts["statuses"]["rects"] == sum(len(c.statuses or {}) for c in compared.customers)
     for table in drawn["tables"]:
         assert table["table"] <= table["section"] + 1, f"a table wider than its section is clipped: {table}"
+
+
+def test_a_customer_not_synced_yet_has_a_row_of_zeros_and_no_sync(two_customers, tmp_path):
+    _, files = two_customers
+    new = tmp_path / "initech.duckdb"
+    Warehouse(new).table_counts()  # the schema, no rows, no views: a first sync that failed
+    page = compare({**files, "initech": new}, days=DAYS, as_of=NOW, out=None)
+    initech = page.customers[-1]
+    assert (initech.customer, initech.tests, initech.bugs, initech.acceptance_rate, initech.last_success) == ("initech", 0, 0, None, None)
+    assert [c.bugs for c in page.customers[:2]] == [c.bugs for c in compare(files, days=DAYS, as_of=NOW, out=None).customers]
+    assert "| initech | 0 | 0 | 0 | 0 | 0 |  |  | never | – |" in page.markdown()

@@ -109,9 +109,10 @@ def _sync(mirror, instance, mode: str, *, example: bool) -> SyncOutcome:
         for event in result.all_events:
             if event.is_failure and event.event_specific_data is not None:
                 error = getattr(event.event_specific_data, "error", None)
-                if error is not None:
-                    errors.append(_root_message(error))
-                    print(f"FAILED {event.step_key}: {error.message.strip()}", file=sys.stderr)
+                root = None if error is None else _root_message(error)
+                if root is not None and root not in errors:  # the run's failure repeats its step's
+                    errors.append(root)
+                    print(f"FAILED {event.step_key or 'run'}: {root}", file=sys.stderr)
         print(f"Sync failed (run {result.run_id}); previous data in the warehouse is intact.", file=sys.stderr)
         return SyncOutcome(mirror.name, result.run_id, error=errors[0] if errors else "the run failed")
 

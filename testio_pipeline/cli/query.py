@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no warehouse yet for {', '.join(missing)}: run a sync of each first.", file=sys.stderr)
             return 2
         try:
-            # the printed script is a file an analyst keeps: no lake password in it; the
-            # session of --all-customers is this process's own
+            # printed, the script is a file an analyst keeps: no lake password in it
             script = cross_customer_sql(customers, include_passwords=not args.all_customers_sql)
         except CrossCustomerError as exc:
             print(str(exc), file=sys.stderr)
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.all_customers:
         if args.list:
             parser.error("--list describes one customer's warehouse (--db)")
-        return _query_all_customers(script, sql, args.max_rows)
+        return _query_all_customers(customers, sql, args.max_rows)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -142,9 +141,9 @@ def _customers(given: list[str], parser: argparse.ArgumentParser) -> dict[str, s
     return {mirror.name: mirror.settings().duckdb_path for mirror in mirrors()}
 
 
-def _query_all_customers(script: str, sql: str, max_rows: int) -> int:
+def _query_all_customers(customers: dict[str, str], sql: str, max_rows: int) -> int:
     try:
-        con = open_session(script)
+        con = open_session(customers)
     except CrossCustomerError as exc:
         print(str(exc), file=sys.stderr)
         return 2

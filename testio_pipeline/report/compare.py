@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..warehouse.customers import TENANT_COLUMN, cross_customer_sql, open_session
+from ..warehouse.customers import TENANT_COLUMN, open_session
 from ..warehouse.views.model import READABLE_BUG_STATUS
 from . import charts
 from .queries import _RATES, Table, Window, _bind
@@ -164,7 +164,7 @@ def compare(
     end = (as_of or generated_at).astimezone(timezone.utc)
     window = Window(end - timedelta(days=days), end)
     figures = {name: CustomerFigures(name, statuses={}, severities={}, rejection_reasons=[]) for name in customers}
-    con = open_session(cross_customer_sql(customers, include_passwords=True))
+    con = open_session(customers)
     try:
         _read(con, window, top, figures)
     finally:

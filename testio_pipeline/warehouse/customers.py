@@ -51,7 +51,11 @@ def quote_literal(text: str) -> str:
 
 
 def cross_customer_sql(
-    customers: Mapping[str, str | Path], *, extension_line: str | None = None, include_passwords: bool = False
+    customers: Mapping[str, str | Path],
+    *,
+    extension_line: str | None = None,
+    include_passwords: bool = False,
+    present: Mapping[str, set[str]] | None = None,
 ) -> str:
     """The script that puts ``customers`` ({name: warehouse file or ``ducklake:`` string}) in one session.
 
@@ -59,8 +63,11 @@ def cross_customer_sql(
     password goes in only with ``include_passwords`` (a session this process runs and never
     shows); the printed script leaves that lake out with a comment saying so, since the
     script is a file an analyst keeps. Paths are made absolute, so the script works from any
-    folder. Raises :class:`CrossCustomerError` when no warehouse remains or a name clashes
-    with one of DuckDB's own catalogs.
+    folder. With ``present`` ({name: the relations its warehouse has}), each ``all_`` view
+    reads only the customers that have it (and is left out when none has): a customer not
+    synced yet, or without its views, does not keep the others from the session. Raises
+    :class:`CrossCustomerError` when no warehouse remains or a name clashes with one of
+    DuckDB's own catalogs.
     """
     attached: dict[str, str] = {}
     lines = [
@@ -87,24 +94,41 @@ def cross_customer_sql(
         for name, location in attached.items()
     ]
     for relation in CROSS_CUSTOMER_RELATIONS:
+        having = [name for name in attached if present is None or relation in present.get(name, ())]
+        if not having:
+            continue
         # BY NAME: files on different schema versions still line up, a column one lacks is NULL
         selects = "\nUNION ALL BY NAME\n".join(
-            f"SELECT {quote_literal(name)} AS {TENANT_COLUMN}, * FROM {quote_identifier(name)}.main.{relation}" for name in attached
+            f"SELECT {quote_literal(name)} AS {TENANT_COLUMN}, * FROM {quote_identifier(name)}.main.{relation}" for name in having
         )
         lines.append(f"CREATE OR REPLACE TEMP VIEW all_{relation} AS\n{selects};")
     return "\n".join(lines) + "\n"
 
 
-def open_session(script: str, *, lock_timeout: float = 60.0) -> duckdb.DuckDBPyConnection:
-    """A new in-memory session that ran ``script`` (:func:`cross_customer_sql`). A sync writing
-    one of the files holds it for one short write (docs/operations.md): wait for it, bounded.
-    Close the session soon: while it is open, every customer's next write waits for it.
-    Raises :class:`CrossCustomerError` (any lake password masked) when it cannot attach."""
+_RELATIONS_SQL = """
+SELECT database_name, table_name FROM duckdb_tables() WHERE schema_name = 'main'
+UNION ALL
+SELECT database_name, view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal
+"""
+
+
+def open_session(customers: Mapping[str, str | Path], *, lock_timeout: float = 60.0) -> duckdb.DuckDBPyConnection:
+    """A new in-memory session of every customer's warehouse, each ``all_`` view over the
+    customers whose warehouse has that relation (lake passwords included: this session is
+    never shown). A sync writing one of the files holds it for one short write
+    (docs/operations.md): wait for it, bounded. Close the session soon: while it is open,
+    every customer's next write waits for it. Raises :class:`CrossCustomerError` (any lake
+    password masked) when it cannot attach."""
+    attach_only = cross_customer_sql(customers, include_passwords=True, present={})
     backoff = _Backoff(lock_timeout)
     while True:
         con = duckdb.connect()
         try:
-            con.execute(script)
+            con.execute(attach_only)
+            present: dict[str, set[str]] = {}
+            for catalog, relation in con.execute(_RELATIONS_SQL).fetchall():
+                present.setdefault(catalog, set()).add(relation)
+            con.execute(cross_customer_sql(customers, include_passwords=True, present=present))
             return con
         except duckdb.Error as exc:
             con.close()
