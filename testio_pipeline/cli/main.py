@@ -31,12 +31,9 @@ def _mirror(name: str | None):
     else:
         chosen = [m for m in found if not m.prefix_keys] or (found if len(found) == 1 else [])
     if not chosen:
-        raise SettingsError(f"name the customer to run with --customer or run them all with --all (instances: {_names(found)})")
+        names = ", ".join(m.name for m in found) or "none"
+        raise SettingsError(f"name the customer to run with --customer or run them all with --all (instances: {names})")
     return chosen[0]
-
-
-def _names(found) -> str:
-    return ", ".join(m.name for m in found) or "none"
 
 
 def _chosen(args: argparse.Namespace) -> list:
