@@ -250,7 +250,9 @@ def test_customers_whose_warehouses_share_a_folder_keep_their_own_report(tmp_pat
             event = instance.get_latest_materialization_event(dg.AssetKey([name, "quality_report"]))
             path = tmp_path / "reports" / f"{name}_quality_report.html"
             assert event.asset_materialization.metadata["html_path"].value == str(path)
-            assert f"{name}.duckdb" in path.read_text(encoding="utf-8")
+            html = path.read_text(encoding="utf-8")
+            assert f"{name}.duckdb" in html and f"<h1>Product quality report for {name}, " in html, "each report names its customer"
+            assert event.asset_materialization.metadata["report"].value.startswith(f"## Product quality report for {name}, ")
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["acme_quality_report.html", "globex_quality_report.html"]
 
 

@@ -19,12 +19,13 @@ from testio_pipeline.warehouse.customers import (
     CROSS_CUSTOMER_RELATIONS,
     CrossCustomerError,
     cross_customer_sql,
+    open_session,
     search_all_customers,
 )
 from testio_pipeline.warehouse.views import create_views
 from testio_pipeline.warehouse.views.metrics import METRICS, dimensions_of, metric_sql
 
-from .conftest import full_refresh_resources, make_simulator
+from .conftest import NOW, full_refresh_resources, make_simulator
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "customers.md"
 
@@ -107,13 +108,17 @@ def test_a_name_that_is_not_an_identifier_is_quoted(two_customers):
     con.close()
 
 
-def test_a_lake_is_left_out_without_its_attach_string(two_customers):
+def test_a_lake_with_a_password_stays_out_of_the_printed_script(two_customers):
     lake = "ducklake:postgres:dbname=lake host=db user=u password=s3cret-pw"
     script = cross_customer_sql({"acme": two_customers["acme"], "lakeco": lake})
-    assert "s3cret" not in script and "lakeco: a DuckLake warehouse" in script
+    assert "s3cret" not in script and "lakeco: a DuckLake whose ATTACH string holds a password" in script
     assert '"lakeco"' not in script.split("-- lakeco", 1)[1]
     with pytest.raises(CrossCustomerError, match="no customer"):
         cross_customer_sql({"lakeco": lake})
+    without = lake.replace(" password=s3cret-pw", "")  # e.g. PGPASSWORD or ~/.pgpass gives it
+    assert f"ATTACH IF NOT EXISTS '{without}' AS \"lakeco\" (READ_ONLY);" in cross_customer_sql({"lakeco": without})
+    session = cross_customer_sql({"acme": two_customers["acme"], "lakeco": lake}, include_passwords=True)
+    assert f"ATTACH IF NOT EXISTS '{lake}' AS \"lakeco\" (READ_ONLY);" in session
     with pytest.raises(CrossCustomerError, match="reserves"):
         cross_customer_sql({"main": two_customers["acme"]})
 
@@ -163,3 +168,69 @@ def test_the_search_across_customers_is_each_customers_own(two_customers, capsys
     assert query.main(["--all-customers", *args, "--search", words, "--max-rows", "3"]) == 0
     out = capsys.readouterr().out
     assert "acme" in out and "globex" in out
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("lake")  # the lake tests' worker, with its PostgreSQL server
+def test_a_ducklake_customer_joins_the_session_beside_a_file_customer(two_customers, lake, capsys):
+    """One customer in a DuckDB file, one in a DuckLake (catalog in PostgreSQL, Parquet data):
+    the session of --all-customers has both customers' rows, each with its own tenant."""
+    from .test_lake import sync  # noqa: PLC0415
+
+    attach, data = lake
+    lake_warehouse = sync(attach, data, NOW)
+    create_views(lake_warehouse)
+    # libpq sends a password only when the server asks (this one trusts): the string holds one
+    # the way a real deployment's would, and nothing may print it
+    with_password = attach + " password=lake-s3cret"
+    customers = {"acme": str(two_customers["acme"]), "lakeco": with_password}
+    args = [arg for name, location in customers.items() for arg in ("--customer", f"{name}={location}")]
+    assert query.main(["--all-customers", *args, "SELECT tenant, id FROM all_bugs ORDER BY ALL", "--max-rows", "100000"]) == 0
+    out = capsys.readouterr().out
+    assert "lake-s3cret" not in out
+    shown = {}
+    for line in out.splitlines()[1:]:
+        tenant, bug = line.split()
+        shown.setdefault(tenant, set()).add(int(bug))
+    assert shown["acme"] == Warehouse(two_customers["acme"]).ids("bugs")
+    assert shown["lakeco"] == lake_warehouse.ids("bugs")
+    assert shown["acme"] != shown["lakeco"]
+
+    con = duckdb.connect()
+    try:
+        con.execute(cross_customer_sql(customers, include_passwords=True))
+        rows = con.execute(_documented_query()).fetchall()
+        with lake_warehouse.read() as lake_con:
+            lake_by_status = dict(lake_con.execute("SELECT status, count(*) FROM bug_facts GROUP BY ALL").fetchall())
+        assert {s: n for t, s, n in rows if t == "lakeco"} == lake_by_status
+        assert {s: n for t, s, n in rows if t == "acme"} == _bugs_by_status(two_customers["acme"])
+        for relation in CROSS_CUSTOMER_RELATIONS:
+            tenants = {r[0] for r in con.execute(f"SELECT DISTINCT tenant FROM all_{relation}").fetchall()}
+            assert tenants <= {"acme", "lakeco"}, relation
+        with pytest.raises(duckdb.Error, match="read-only|read only"):
+            con.execute("DELETE FROM lakeco.main.bugs")
+    finally:
+        con.close()
+
+    assert query.main(["--all-customers-sql", *args]) == 0
+    printed = capsys.readouterr().out
+    assert "lake-s3cret" not in printed and '"lakeco"' not in printed.split("-- lakeco", 1)[1]
+
+
+def test_a_customer_not_synced_yet_does_not_keep_the_others_from_the_session(two_customers, tmp_path, capsys):
+    """A new customer's warehouse has its tables (empty) but no views until its first sync:
+    the session still opens, each all_ view over the customers that have it."""
+    new = tmp_path / "initech.duckdb"
+    Warehouse(new).table_counts()  # what a first, failed sync leaves: the schema, no rows, no views
+    customers = {**{name: str(db) for name, db in two_customers.items()}, "initech": str(new)}
+    args = [arg for name, db in customers.items() for arg in ("--customer", f"{name}={db}")]
+    assert query.main(["--all-customers", *args, "SELECT tenant, count(*) AS n FROM all_bug_facts GROUP BY ALL ORDER BY 1"]) == 0
+    out = capsys.readouterr().out
+    assert "acme" in out and "globex" in out and "initech" not in out
+    con = open_session(customers)
+    try:
+        assert con.execute("SELECT count(*) FROM all_bugs WHERE tenant = 'initech'").fetchone()[0] == 0
+        tenants = {r[0] for r in con.execute("SELECT DISTINCT tenant FROM all_bugs").fetchall()}
+        assert tenants == {"acme", "globex"}
+    finally:
+        con.close()

@@ -21,14 +21,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from ..settings import Settings, SettingsError
 from ..warehouse import Warehouse, extensions
 from ..warehouse.backends import is_lake
-from ..warehouse.locks import Backoff, WarehouseLockedError
-from ..warehouse.customers import CrossCustomerError, cross_customer_sql, search_all_customers
+from ..warehouse.customers import CrossCustomerError, cross_customer_sql, open_session, search_all_customers
 from ..warehouse.search import SearchIndexMissingError
 from ..warehouse.views.model import BUG_STATUS_LABELS
 
@@ -72,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no warehouse yet for {', '.join(missing)}: run a sync of each first.", file=sys.stderr)
             return 2
         try:
-            script = cross_customer_sql(customers)
+            # printed, the script is a file an analyst keeps: no lake password in it
+            script = cross_customer_sql(customers, include_passwords=not args.all_customers_sql)
         except CrossCustomerError as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.all_customers:
         if args.list:
             parser.error("--list describes one customer's warehouse (--db)")
-        return _query_all_customers(script, sql, args.max_rows)
+        return _query_all_customers(customers, sql, args.max_rows)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -142,24 +141,12 @@ def _customers(given: list[str], parser: argparse.ArgumentParser) -> dict[str, s
     return {mirror.name: mirror.settings().duckdb_path for mirror in mirrors()}
 
 
-def _query_all_customers(script: str, sql: str, max_rows: int, lock_timeout: float = 60.0) -> int:
-    backoff = Backoff(lock_timeout)
-    while True:
-        con = duckdb.connect()
-        try:
-            con.execute(script)
-            break
-        except duckdb.Error as exc:
-            con.close()
-            # a sync writing one of the files holds it for one short write (docs/operations.md)
-            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
-                try:
-                    backoff.wait_or_raise("every customer's warehouse", exc)
-                    continue
-                except WarehouseLockedError:
-                    pass
-            print(f"could not attach every customer's warehouse: {exc}", file=sys.stderr)
-            return 2
+def _query_all_customers(customers: dict[str, str], sql: str, max_rows: int) -> int:
+    try:
+        con = open_session(customers)
+    except CrossCustomerError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     try:
         frame = con.execute(sql.strip().rstrip(";")).df()
     finally:

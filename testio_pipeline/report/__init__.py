@@ -56,6 +56,12 @@ class Report:
     products: list[Scope] = field(default_factory=list)
     omitted_products: int = 0
     html_path: Path | None = None
+    customer: str | None = None  # the instance's name: whose report this is
+
+    @property
+    def title(self) -> str:
+        whose = f" for {self.customer}" if self.customer else ""
+        return f"Product quality report{whose}, {self.window.start:%Y-%m-%d} to {self.window.end:%Y-%m-%d}"
 
     def overview(self) -> Table:
         """One row per product in the report: its bugs and rates in the window."""
@@ -104,9 +110,10 @@ def build(
     top: int = 10,
     write_html: bool = True,
     file_name: str = FILE_NAME,
+    customer: str | None = None,
 ) -> Report:
     """Read the report for the ``days`` before ``as_of`` (default: now) and write its HTML
-    as ``file_name`` (each customer's own, when several share a folder)."""
+    as ``file_name`` (each customer's own, when several share a folder), titled with ``customer``."""
     if days < 1:
         raise ValueError(f"days must be at least 1, not {days}")
     generated_at = datetime.now(timezone.utc)
@@ -119,7 +126,9 @@ def build(
         found = queries.sections(con, window, [row["id"] for row in shown], top, have)
     account = Scope("Whole account", None, found[None])
     scopes = [Scope(_product_title(row["name"], row["id"]), row["id"], found[row["id"]]) for row in shown]
-    report = Report(window, days, generated_at, warehouse.location, account, scopes, max(len(active) - max_products, 0))
+    report = Report(
+        window, days, generated_at, warehouse.location, account, scopes, max(len(active) - max_products, 0), customer=customer
+    )
     if write_html:
         path = report_path(warehouse, file_name)
         path.parent.mkdir(parents=True, exist_ok=True)

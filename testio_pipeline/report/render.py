@@ -112,9 +112,8 @@ def scope_markdown(scope: Scope, level: str = "###") -> str:
 
 
 def report_markdown(report: Report) -> str:
-    w = report.window
     parts = [
-        f"## Product quality report, {w.start:%Y-%m-%d} to {w.end:%Y-%m-%d} ({report.days} days)",
+        f"## {report.title} ({report.days} days)",
         f"HTML with charts: `{report.html_path}`" if report.html_path else "",
         "### Products",
         markdown_table(report.overview()) if report.products else f"_{EMPTY}_",
@@ -160,8 +159,7 @@ def scope_html(scope: Scope) -> str:
 
 
 def report_html(report: Report) -> str:
-    w = report.window
-    title = f"Product quality report, {w.start:%Y-%m-%d} to {w.end:%Y-%m-%d}"
+    title = report.title
     nav = "".join(f'<a href="#{s.anchor}">{html.escape(s.title)}</a>' for s in [report.account, *report.products])
     overview = html_table(report.overview()) if report.products else f'<p class="note">{EMPTY}</p>'
     omitted = (

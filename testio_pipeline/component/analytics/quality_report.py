@@ -48,7 +48,7 @@ def build_quality_report(
     def quality_report(context: dg.AssetExecutionContext, config: QualityReportConfig) -> dg.MaterializeResult:
         """Product quality report over the last days, as Markdown and an HTML file with charts."""
         wh = getattr(context.resources, names.warehouse).warehouse(customer)
-        return _report(context, config, wh, f"{names.of('quality_report')}.html")
+        return _report(context, config, wh, f"{names.of('quality_report')}.html", customer.name)
 
     sensor = dg.AutomationConditionSensorDefinition(
         names.of(SENSOR_NAME),
@@ -62,12 +62,12 @@ def build_quality_report(
 
 
 def _report(
-    context: dg.AssetExecutionContext, config: QualityReportConfig, wh: Warehouse, file_name: str
+    context: dg.AssetExecutionContext, config: QualityReportConfig, wh: Warehouse, file_name: str, customer: str
 ) -> dg.MaterializeResult:
     from ...report import build  # loads only when a report is built
 
     as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
-    report = build(wh, days=config.days, as_of=as_of, max_products=config.max_products, file_name=file_name)
+    report = build(wh, days=config.days, as_of=as_of, max_products=config.max_products, file_name=file_name, customer=customer)
     context.log.info(f"quality report for {len(report.products)} products written to {report.html_path}")
     account = report.account
     metadata = {
