@@ -107,11 +107,19 @@ def _status(args: argparse.Namespace) -> int:
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.get_all_asset_keys() if graph.get(k).freshness_policy is not None]
     now = utcnow()
-    with dg.DagsterInstance.get() as instance:
-        judged = judge_assets(instance, policies_of(graph, sorted(keys)), now)
-        in_flight = instance.get_run_records(
-            dg.RunsFilter(statuses=IN_FLIGHT), limit=5
-        )
+    try:
+        with dg.DagsterInstance.get() as instance:
+            judged = judge_assets(instance, policies_of(graph, sorted(keys)), now)
+            in_flight = instance.get_run_records(
+                dg.RunsFilter(statuses=IN_FLIGHT), limit=5
+            )
+            failed_cycles = _failed_last_cycles(instance)
+    except Exception as exc:  # noqa: BLE001 - any unreadable instance means "cannot tell"
+        print(f"Cannot read the Dagster instance in {os.environ['DAGSTER_HOME']}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if not judged and args.exit_code:
+        print("No asset has a freshness policy: nothing to judge.", file=sys.stderr)
+        return 2
     print(f"Staleness at {now:%Y-%m-%d %H:%M:%S} UTC (TTL policy of each asset):")
     for staleness in judged.values():
         print(f"  {staleness.describe(now)}")
@@ -126,7 +134,37 @@ def _status(args: argparse.Namespace) -> int:
     else:
         nxt = min(judged.values(), key=lambda s: s.due_at)
         print(f"Nothing is due; the next cycle starts at {nxt.due_at:%H:%M:%S} UTC ({nxt.asset}).")
-    return 0
+    for customer, run_id in failed_cycles.items():
+        print(f"The last cycle of {customer} failed (run {run_id[:8]}).")
+    return _health_code(judged, failed_cycles) if args.exit_code else 0
+
+
+def _failed_last_cycles(instance) -> dict[str, str]:
+    """Customer -> run id, for each customer whose latest finished run did not succeed."""
+    import dagster as dg
+
+    from ..definitions import mirrors
+    from ..run_log import CUSTOMER_TAG
+
+    finished = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+    failed = {}
+    for mirror in mirrors():
+        last = instance.get_run_records(dg.RunsFilter(tags={CUSTOMER_TAG: mirror.name}, statuses=finished), limit=1)
+        if last and last[0].dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+            failed[mirror.name] = last[0].dagster_run.run_id
+    return failed
+
+
+def _health_code(judged, failed_cycles) -> int:
+    """`status --exit-code` (docs/alerts.md): 0 every asset within its TTL and every last
+    cycle succeeded; 1 an asset never materialized or past its TTL, or a last cycle failed
+    (2, cannot tell, is returned before: no instance, an unreadable one, no policies)."""
+    from ..freshness import State
+
+    unhealthy = [s.asset for s in judged.values() if s.state in (State.NEVER, State.STALE)]
+    if unhealthy:
+        print(f"Not fresh: {', '.join(unhealthy)}.", file=sys.stderr)
+    return 1 if unhealthy or failed_cycles else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--customer", help="the TestIOMirror instance to sync (default: the unprefixed one)")
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="staleness of each asset and what the next cycle would do")
+    status.add_argument(
+        "--exit-code", action="store_true",
+        help="exit 0 when every asset is fresh and each customer's last cycle succeeded, 1 when not, 2 when it cannot tell",
+    )
     status.set_defaults(func=_status)
     args = parser.parse_args(argv)
     # As Dagster's own CLI does: a .env file's variables reach this process (the token is
