@@ -81,6 +81,94 @@ def test_scrub_removes_the_token_a_lake_password_and_url_passwords():
     assert "dbname=lake" in clean and "db:5432/x" in clean
 
 
+# --- per customer: checks, rejects, failed runs, read from a real instance ---------------------
+
+
+def test_a_customers_failed_check_rejected_records_and_failed_run_are_one_body_and_so_is_their_recovery(
+    tmp_path, monkeypatch
+):
+    """acme's run rejects a record and fails a blocking check: its alert sensor posts one body
+    naming acme and the three conditions, the next evaluation nothing, and after a clean run
+    one body resolving all three. globex, in the same code location, says nothing."""
+    from testio_pipeline.domain import credentials
+    from testio_pipeline.run_log import CUSTOMER_TAG
+
+    sim = make_simulator("tiny")
+    monkeypatch.setenv("ACME_TESTIO_TOKEN", sim.config.token)
+    tests = sim.truth_tests(sim.truth_products()[0]["id"])
+    with sim.serve() as server, Receiver() as hook, dg.instance_for_test() as instance:
+        monkeypatch.setenv("ACME_ALERT_WEBHOOK_URL", hook.url)
+        acme = TestIOMirror(
+            name="acme", base_url=server.base_url, token=dg.EnvVar("ACME_TESTIO_TOKEN"),
+            warehouse=str(tmp_path / "acme.duckdb"), alert_webhook_url=dg.EnvVar("ACME_ALERT_WEBHOOK_URL"),
+            dagster_ui_url=UI_URL,
+        )
+        globex = TestIOMirror(name="globex", simulator_preset="tiny", warehouse=str(tmp_path / "globex.duckdb"))
+        context = dg.ComponentTree.for_test().load_context
+        defs = dg.Definitions.merge(acme.build_defs(context), globex.build_defs(context))
+        job = defs.resolve_implicit_global_asset_job_def()
+        entities = [k for k in acme.asset_keys() if k.path[-1] in {"products", "features", "user_stories", "tests", "bugs"}]
+
+        def sync():
+            return job.execute_in_process(
+                instance=instance, asset_selection=entities, tags={CUSTOMER_TAG: "acme"}, raise_on_error=False
+            )
+
+        cursors: dict[str, str | None] = {"acme": None, "globex": None}
+
+        def evaluate(customer: str):
+            sensor = defs.get_sensor_def(f"{customer}_testio_alert_sensor")
+            _, cursors[customer] = _evaluate(sensor, defs, instance, cursors[customer])
+
+        # A regression in credential stripping (the blocking check must catch it) and a malformed test.
+        monkeypatch.setattr(credentials, "strip_credentials", lambda obj, **_: obj)
+        sim.add_fault(faults.corrupt_records(sim, "exploratory_tests", {tests[3]["id"]: faults.set_field("end_at", "soon")}))
+        failed = sync()
+        assert not failed.success
+        evaluate("acme")
+        evaluate("globex")
+        [body] = hook.bodies
+        assert {a["key"]: a["state"] for a in body["testio"]["alerts"]} == {
+            "run_failed:acme": "firing",
+            "check_failed:acme/tests:no_credentials_in_raw": "firing",
+            "records_rejected:acme/tests": "firing",
+        }
+        assert body["testio"]["customer"] == "acme" and body["text"].startswith("[testio acme]")
+        assert all(a["summary"].startswith("acme: ") for a in body["testio"]["alerts"])
+        by_key = {a["key"]: a for a in body["testio"]["alerts"]}
+        assert by_key["run_failed:acme"]["url"] == f"{UI_URL}/runs/{failed.run_id}"
+        assert "not refreshed: bugs" in by_key["run_failed:acme"]["summary"]
+        assert "1 records of acme/tests rejected" in by_key["records_rejected:acme/tests"]["summary"]
+        evaluate("acme")
+        assert len(hook.bodies) == 1, "nothing new: nothing sent"
+
+        monkeypatch.undo()  # credential stripping restored (and the variables unset: set them again)
+        monkeypatch.setenv("ACME_TESTIO_TOKEN", sim.config.token)
+        monkeypatch.setenv("ACME_ALERT_WEBHOOK_URL", hook.url)
+        sim.clear_faults()
+        assert sync().success
+        evaluate("acme")
+        evaluate("globex")
+        assert len(hook.bodies) == 2
+        assert {a["key"]: a["state"] for a in hook.bodies[1]["testio"]["alerts"]} == {
+            key: "resolved" for key in by_key
+        }
+        assert hook.bodies[1]["text"].startswith("[testio acme] mirror alerts: 3 resolved")
+        assert_no_secret(hook.raw, sim.config.token, *credentials_of(sim))
+
+
+def test_a_webhook_url_is_named_by_its_variable_and_a_literal_one_is_refused():
+    import yaml
+
+    attributes = 'name: acme\nalert_webhook_url: "{{ env.ACME_ALERT_WEBHOOK_URL }}"\ndagster_ui_url: http://ui:3000\n'
+    mirror = TestIOMirror.resolve_from_dict(yaml.safe_load(attributes))
+    assert mirror.alert_webhook_url == dg.EnvVar("ACME_ALERT_WEBHOOK_URL")
+    defs = mirror.build_defs(dg.ComponentTree.for_test().load_context)
+    assert "$ACME_ALERT_WEBHOOK_URL" in defs.get_sensor_def("acme_testio_alert_sensor").description
+    with pytest.raises(Exception, match="a literal URL is refused"):
+        TestIOMirror.resolve_from_dict(yaml.safe_load("name: acme\nalert_webhook_url: https://hooks.slack.com/services/T0/B0/x\n"))
+
+
 # --- cli status --exit-code ----------------------------------------------------------------
 
 

@@ -3,10 +3,11 @@
 An instance is a ``defs.yaml`` (or a Python object, for scripted deployments) whose typed
 attributes become the one ``Settings`` model; from it the instance builds its entity
 assets and their checks, the analyst views, the quality report, the refresh sensor, the
-nightly full sync and its resources, all named after the instance (``naming.py``), so
-several customers can share one code location. Nothing built here reads the process
-environment later: the only value taken from it at run time is the token, by the name of
-its variable (``dg.EnvVar``), so it never becomes config, metadata or a log line.
+nightly full sync, the alert sensor and its resources, all named after the instance
+(``naming.py``), so several customers can share one code location. Nothing built here reads
+the process environment later: the only values taken from it at run time are the token and
+the alert webhook's URL, by the name of their variables (``dg.EnvVar``), so they never become
+config, metadata or a log line.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from ..settings import (
     SettingsError,
     SimulatorPreset,
     TtlSeconds,
+    environment,
 )
 from .analytics.quality_report import build_quality_report
 from .analytics.views import build_views
-from ..alerts import WEBHOOK_VARIABLE
+from ..alerts import UI_URL_VARIABLE, WEBHOOK_VARIABLE
 from .automation.alert_sensor import SENSOR_NAME as ALERT_SENSOR_NAME, build_alert_sensor
 from .automation.nightly_full_sync import build_nightly_full_sync
 from .automation.refresh_sensor import SENSOR_NAME, build_refresh_sensor
@@ -326,7 +328,7 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
             name=names.of(ALERT_SENSOR_NAME),
             interval_seconds=settings.sensor_interval_seconds,
             webhook_variable=self.alert_webhook_url.env_var_name if self.alert_webhook_url else WEBHOOK_VARIABLE,
-            ui_url=self.dagster_ui_url,
+            ui_url=self.dagster_ui_url or environment().get(UI_URL_VARIABLE) or None,
             secret_variables=[token.env_var_name] if token is not None else [],
         )
         nightly = self.nightly_full_sync or NightlyFullSync()
@@ -376,6 +378,11 @@ attributes:
 
   # A DuckDB file of its own, or a DuckLake (ducklake:... with lake_data_path).
   warehouse: data/{name}.duckdb
+
+  # Alerts (docs/alerts.md): the variable holding this customer's webhook URL (default
+  # TESTIO_ALERT_WEBHOOK_URL; a literal URL is refused) and the UI's base URL for run links.
+  # alert_webhook_url: "{{{{ env.{alert_variable} }}}}"
+  # dagster_ui_url: http://127.0.0.1:3000
 '''
 
 
@@ -389,7 +396,9 @@ class MirrorScaffolder(dg.Scaffolder):
             name = f"c_{name}"
         target = Path(request.target_path)
         target.mkdir(parents=True, exist_ok=True)
-        text = SCAFFOLD.format(name=name, variable=f"{name.upper()}_TESTIO_TOKEN")
+        text = SCAFFOLD.format(
+            name=name, variable=f"{name.upper()}_TESTIO_TOKEN", alert_variable=f"{name.upper()}_ALERT_WEBHOOK_URL"
+        )
         (target / "defs.yaml").write_text(text.replace("type: testio_pipeline.TestIOMirror", f"type: {request.type_name}"))
 
 

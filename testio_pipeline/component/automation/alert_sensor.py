@@ -10,6 +10,7 @@ alert. The policy (once per condition, one body per evaluation) is in ``alerts.p
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
@@ -27,7 +28,15 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 
 def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.strip().splitlines() if line.strip()), "")[:300]
+    line = next((line.strip() for line in text.strip().splitlines() if line.strip()), "")
+    return re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Za-z_]\w*:)", "", line)[:300]  # AuthError, not a.b.AuthError
+
+
+def _root_cause(error):
+    """Dagster wraps the step's exception ("Error occurred while executing op"): the innermost cause says what happened."""
+    while error.cause is not None:
+        error = error.cause
+    return error
 
 
 def _run_url(ui_url: str | None, run_id: str) -> str | None:
@@ -46,7 +55,7 @@ def _failed_run(instance: dg.DagsterInstance, customer: str, run: dg.DagsterRun,
     for entry in events(dg.DagsterEventType.STEP_FAILURE):
         data = entry.dagster_event.step_failure_data
         step = entry.step_key
-        error = _first_line(data.error.message if data and data.error else entry.dagster_event.message or "")
+        error = _first_line(_root_cause(data.error).message if data and data.error else entry.dagster_event.message or "")
         break
     if not error:
         for entry in events(dg.DagsterEventType.RUN_FAILURE):
@@ -145,8 +154,8 @@ def build_alert_sensor(
     clock: Callable[[], datetime] = utcnow,
 ) -> dg.SensorDefinition:
     """The alert sensor of one customer. The webhook URL is read from ``webhook_variable`` at
-    each evaluation (it is a secret: never in config, cursor or a message); ``ui_url`` (else
-    ``TESTIO_DAGSTER_UI_URL``) makes run links."""
+    each evaluation (it is a secret: never in config, cursor or a message); ``ui_url``, the
+    Dagster UI's base URL, makes run links."""
 
     @dg.sensor(
         name=name,
@@ -169,7 +178,7 @@ def build_alert_sensor(
             blocking_checks=blocking_checks,
             watching_since=datetime.fromtimestamp(state.watching_since, tz=timezone.utc),
             now=now,
-            ui_url=ui_url or os.environ.get(alerts.UI_URL_VARIABLE) or None,
+            ui_url=ui_url,
         )
         conditions = [
             Condition(c.kind, c.subject, alerts.scrub(c.summary, secrets), c.run_id, c.url) for c in conditions
