@@ -21,7 +21,7 @@ from testio_pipeline.component.mirror import TestIOMirror
 from testio_pipeline.simulator import faults
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import REPO, api_env, dagster_env, make_simulator
+from .conftest import REPO, api_env, make_simulator
 from .test_daemon import wait_for
 from .test_secrets import credentials_of
 from .webhook import Hanging, Receiver, refusing
@@ -121,9 +121,10 @@ def test_a_customers_failed_check_rejected_records_and_failed_run_are_one_body_a
             _, cursors[customer] = _evaluate(sensor, defs, instance, cursors[customer])
 
         # A regression in credential stripping (the blocking check must catch it) and a malformed test.
-        monkeypatch.setattr(credentials, "strip_credentials", lambda obj, **_: obj)
-        sim.add_fault(faults.corrupt_records(sim, "exploratory_tests", {tests[3]["id"]: faults.set_field("end_at", "soon")}))
-        failed = sync()
+        with pytest.MonkeyPatch.context() as regression:
+            regression.setattr(credentials, "strip_credentials", lambda obj, **_: obj)
+            sim.add_fault(faults.corrupt_records(sim, "exploratory_tests", {tests[3]["id"]: faults.set_field("end_at", "soon")}))
+            failed = sync()
         assert not failed.success
         evaluate("acme")
         evaluate("globex")
@@ -142,9 +143,6 @@ def test_a_customers_failed_check_rejected_records_and_failed_run_are_one_body_a
         evaluate("acme")
         assert len(hook.bodies) == 1, "nothing new: nothing sent"
 
-        monkeypatch.undo()  # credential stripping restored (and the variables unset: set them again)
-        monkeypatch.setenv("ACME_TESTIO_TOKEN", sim.config.token)
-        monkeypatch.setenv("ACME_ALERT_WEBHOOK_URL", hook.url)
         sim.clear_faults()
         assert sync().success
         evaluate("acme")
@@ -238,6 +236,9 @@ def test_a_refusing_failing_or_hanging_webhook_does_not_fail_or_delay_a_sync_run
         db = tmp_path / "mirror.duckdb"
         env = api_env(tmp_path, sim, server, db, TESTIO_ALERT_WEBHOOK_URL=url)
         sensor, defs = _alert_sensor(monkeypatch, env)
+        # Structurally outside every run: the alert sensor starts none, and no job carries a hook.
+        assert not sensor.targets
+        assert all(not job.hook_defs for job in defs.resolve_all_job_defs())
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"])) as instance:
             sim.add_fault(faults.unauthorized())
             assert cli(env, "run").returncode == 1
@@ -265,6 +266,15 @@ def test_a_refusing_failing_or_hanging_webhook_does_not_fail_or_delay_a_sync_run
             assert [b["testio"]["alerts"][0]["state"] for b in waiting.outbox] == ["firing", "resolved"]
             assert waiting.active == {}
             assert "webhook" in result.skip_message and url not in cursor
+
+
+def test_the_daemon_evaluates_each_sensor_in_its_own_thread():
+    """So an alert sensor waiting on a slow webhook never holds back a refresh sensor."""
+    import yaml
+
+    sensors = yaml.safe_load((REPO / "dagster.yaml").read_text())["sensors"]
+    assert sensors["use_threads"] is True and sensors["num_workers"] >= 2
+    assert alerts.Delivery().budget_seconds + alerts.Delivery().read_timeout < 60, "within Dagster's sensor limit"
 
 
 # --- the daemon, end to end ----------------------------------------------------------------
