@@ -267,6 +267,17 @@ def test_a_refusing_failing_or_hanging_webhook_does_not_fail_or_delay_a_sync_run
             assert waiting.active == {}
             assert "webhook" in result.skip_message and url not in cursor
 
+            # The webhook is back (here: another URL): the waiting bodies arrive, in order, once.
+            with Receiver() as back:
+                monkeypatch.setenv("TESTIO_ALERT_WEBHOOK_URL", back.url)
+                _, cursor = _evaluate(sensor, defs, instance, cursor)
+                _evaluate(sensor, defs, instance, cursor)
+            assert [(a["key"], a["state"]) for a in back.alerts()] == [
+                ("run_failed:testio", "firing"), ("run_failed:testio", "resolved")
+            ]
+            assert alerts.AlertState.from_cursor(cursor).outbox == []
+            assert_no_secret(back.raw, sim.config.token)
+
 
 def test_the_daemon_evaluates_each_sensor_in_its_own_thread():
     """So an alert sensor waiting on a slow webhook never holds back a refresh sensor."""
