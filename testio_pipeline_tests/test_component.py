@@ -46,7 +46,8 @@ def test_two_instances_load_side_by_side_with_nothing_shared():
         assert {f"acme/{name}", f"globex/{name}"} <= keys
     assert not {k for k in keys if "/" not in k}
     sensors = {s.name for s in defs.sensors}
-    assert {"acme_testio_refresh_sensor", "globex_testio_refresh_sensor"} <= sensors and len(sensors) == 6
+    assert {"acme_testio_refresh_sensor", "globex_testio_refresh_sensor"} <= sensors and len(sensors) == 8
+    assert {"acme_testio_alert_sensor", "globex_testio_alert_sensor"} <= sensors
     assert {s.name for s in defs.schedules} == {"acme_testio_nightly_full_sync", "globex_testio_nightly_full_sync"}
     assert set(defs.resources) == {f"{c}_{r}" for c in ("acme", "globex") for r in ("testio_api", "warehouse", "refresh")}
     graph = defs.resolve_asset_graph()
@@ -66,7 +67,9 @@ def test_the_default_instance_keeps_the_names_from_before_components():
     defs = build(mirror)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert set(ENTITIES) | {"bug_overview", "quality_report"} <= keys
-    assert {s.name for s in defs.sensors} == {"testio_refresh_sensor", "testio_views_sensor", "testio_report_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "testio_refresh_sensor", "testio_views_sensor", "testio_report_sensor", "testio_alert_sensor"
+    }
     assert {s.name for s in defs.schedules} == {"testio_nightly_full_sync"}
     assert set(defs.resources) == {"testio_api", "warehouse", "refresh"}
     assert defs.get_assets_def("bugs").op.name == "testio_refresh"

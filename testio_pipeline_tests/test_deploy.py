@@ -30,6 +30,7 @@ def test_deploy_instance_config_is_valid_and_keeps_the_single_writer_rules(name,
     local = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert config["concurrency"] == local["concurrency"]
     assert config["run_monitoring"] == local["run_monitoring"]
+    assert config["sensors"] == local["sensors"]
 
     launcher = config.get("run_launcher")
     if launcher is None:

@@ -184,6 +184,7 @@ class CustomerStatus:
     now: datetime
     judged: dict[str, Staleness]
     in_flight: str | None = None  # id of a queued or running run of this customer
+    failed_run: str | None = None  # id of its latest finished run, if that run did not succeed
 
     @property
     def due(self) -> list[str]:
@@ -206,6 +207,8 @@ class CustomerStatus:
         elif self.judged:
             nxt = min(self.judged.values(), key=lambda s: s.due_at)
             out.append(f"  Nothing is due; the next cycle starts at {nxt.due_at:%H:%M:%S} UTC ({nxt.asset}).")
+        if self.failed_run:
+            out.append(f"  The last cycle of {self.customer} failed (run {self.failed_run[:8]}).")
         return out
 
 
@@ -225,7 +228,11 @@ def customer_statuses(instance, mirrors, now: datetime) -> list[CustomerStatus]:
         run = _own_run_in_flight(instance, mirror.name, keys)
         path = mirror.settings().duckdb_path
         shown = mask_password(path) if is_lake(path) else os.path.abspath(path)
-        out.append(CustomerStatus(mirror.name, shown, now, judged, run.run_id if run else None))
+        out.append(
+            CustomerStatus(
+                mirror.name, shown, now, judged, run.run_id if run else None, _last_cycle_failed(instance, mirror.name)
+            )
+        )
     return out
 
 
@@ -242,13 +249,43 @@ def _status(args: argparse.Namespace) -> int:
     # Without a flag: every customer (one block each); the default instance alone is one block.
     chosen = [_mirror(args.customer)] if args.customer else mirrors()
     now = utcnow()
-    with dg.DagsterInstance.get() as instance:
-        statuses = customer_statuses(instance, chosen, now)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            statuses = customer_statuses(instance, chosen, now)
+    except Exception as exc:  # noqa: BLE001 - any unreadable instance means "cannot tell"
+        print(f"Cannot read the Dagster instance in {os.environ['DAGSTER_HOME']}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     print(f"Staleness at {now:%Y-%m-%d %H:%M:%S} UTC (TTL policy of each asset), {len(statuses)} customer(s):")
     for status in statuses:
         print()
         print("\n".join(status.lines()))
-    return 0
+    return _health_code(statuses) if args.exit_code else 0
+
+
+def _last_cycle_failed(instance, customer: str) -> str | None:
+    """The id of the customer's latest finished run if it did not succeed."""
+    import dagster as dg
+
+    from ..run_log import CUSTOMER_TAG
+
+    finished = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+    last = instance.get_run_records(dg.RunsFilter(tags={CUSTOMER_TAG: customer}, statuses=finished), limit=1)
+    if last and last[0].dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+        return last[0].dagster_run.run_id
+    return None
+
+
+def _health_code(statuses: list[CustomerStatus]) -> int:
+    """`status --exit-code` (docs/alerts.md): 0 every asset within its TTL and every customer's
+    last cycle succeeded; 1 an asset never materialized or past its TTL, or a last cycle
+    failed; 2 cannot tell (no instance, an unreadable one — returned before — or no policies)."""
+    if not any(status.judged for status in statuses):
+        print("No asset has a freshness policy: nothing to judge.", file=sys.stderr)
+        return 2
+    unhealthy = [name for status in statuses for name in status.stale]
+    if unhealthy:
+        print(f"Not fresh: {', '.join(unhealthy)}.", file=sys.stderr)
+    return 1 if unhealthy or any(status.failed_run for status in statuses) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     which = status.add_mutually_exclusive_group()
     which.add_argument("--customer", help="only this TestIOMirror instance")
     which.add_argument("--all", action="store_true", help="every instance, one block each (the default)")
+    status.add_argument(
+        "--exit-code", action="store_true",
+        help="exit 0 when every asset is fresh and each customer's last cycle succeeded, 1 when not, 2 when it cannot tell",
+    )
     status.set_defaults(func=_status)
     args = parser.parse_args(argv)
     # As Dagster's own CLI does: a .env file's variables reach this process (the token is

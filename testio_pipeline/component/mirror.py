@@ -3,10 +3,11 @@
 An instance is a ``defs.yaml`` (or a Python object, for scripted deployments) whose typed
 attributes become the one ``Settings`` model; from it the instance builds its entity
 assets and their checks, the analyst views, the quality report, the refresh sensor, the
-nightly full sync and its resources, all named after the instance (``naming.py``), so
-several customers can share one code location. Nothing built here reads the process
-environment later: the only value taken from it at run time is the token, by the name of
-its variable (``dg.EnvVar``), so it never becomes config, metadata or a log line.
+nightly full sync, the alert sensor and its resources, all named after the instance
+(``naming.py``), so several customers can share one code location. Nothing built here reads
+the process environment later: the only values taken from it at run time are the token and
+the alert webhook's URL, by the name of their variables (``dg.EnvVar``), so they never become
+config, metadata or a log line.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from ..settings import (
     SettingsError,
     SimulatorPreset,
     TtlSeconds,
+    environment,
 )
 from .analytics.quality_report import build_quality_report
 from .analytics.views import build_views
+from ..alerts import UI_URL_VARIABLE, WEBHOOK_VARIABLE
+from .automation.alert_sensor import SENSOR_NAME as ALERT_SENSOR_NAME, build_alert_sensor
 from .automation.nightly_full_sync import build_nightly_full_sync
 from .automation.refresh_sensor import SENSOR_NAME, build_refresh_sensor
 from .naming import Names
@@ -58,6 +62,19 @@ def _token_variable(context: dg.ResolutionContext, raw: Any) -> dg.EnvVar | None
     match = _ENV_TEMPLATE.match(raw) if isinstance(raw, str) else None
     if match is None:
         raise ValueError(f"token: {LITERAL_TOKEN_REFUSED}")
+    return dg.EnvVar(match.group("dot") or match.group("call"))
+
+
+def _webhook_variable(context: dg.ResolutionContext, raw: Any) -> dg.EnvVar | None:
+    """Like the token: a webhook URL carries its own secret, so only a reference passes."""
+    if raw is None:
+        return None
+    match = _ENV_TEMPLATE.match(raw) if isinstance(raw, str) else None
+    if match is None:
+        raise ValueError(
+            "alert_webhook_url: a literal URL is refused (an incoming-webhook URL is a secret); name "
+            'its environment variable instead, e.g. alert_webhook_url: "{{ env.ACME_ALERT_WEBHOOK_URL }}"'
+        )
     return dg.EnvVar(match.group("dot") or match.group("call"))
 
 
@@ -193,11 +210,38 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
         dg.Resolver.default(description="Where a DuckLake warehouse keeps its data files (a folder or an object-store URL)."),
     ] = None
 
+    alert_webhook_url: Annotated[
+        Optional[dg.EnvVar],
+        dg.Resolver(
+            _webhook_variable,
+            model_field_type=Optional[str],
+            inject_before_resolve=False,
+            description=(
+                "Where this customer's alerts go (docs/alerts.md), named by its environment variable: "
+                '"{{ env.ACME_ALERT_WEBHOOK_URL }}" (default: TESTIO_ALERT_WEBHOOK_URL). Unset: alerts are only logged.'
+            ),
+            examples=["{{ env.ACME_ALERT_WEBHOOK_URL }}"],
+        ),
+    ] = None
+    dagster_ui_url: Annotated[
+        Optional[str],
+        dg.Resolver.default(
+            description="The Dagster UI's base URL, for run links in alerts (default: TESTIO_DAGSTER_UI_URL, else no links).",
+        ),
+    ] = None
+
     @field_validator("token", mode="before")
     @classmethod
     def _only_a_variable(cls, value: Any) -> Any:
         if value is not None and not isinstance(value, dg.EnvVar):
             raise ValueError(LITERAL_TOKEN_REFUSED.replace("in defs.yaml", "in a mirror's attributes"))
+        return value
+
+    @field_validator("alert_webhook_url", mode="before")
+    @classmethod
+    def _webhook_only_a_variable(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dg.EnvVar):
+            raise ValueError("alert_webhook_url: name the environment variable holding the URL (dg.EnvVar), not the URL")
         return value
 
     @model_validator(mode="after")
@@ -276,11 +320,22 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
             name=names.of(SENSOR_NAME),
             customer=self.name,
         )
+        alert_sensor = build_alert_sensor(
+            customer=self.name,
+            freshness_keys=self.asset_keys(),
+            entity_keys=[key for asset in entities for key in asset.keys],
+            blocking_checks=[spec.key for asset in entities for spec in asset.check_specs if spec.blocking],
+            name=names.of(ALERT_SENSOR_NAME),
+            interval_seconds=settings.sensor_interval_seconds,
+            webhook_variable=self.alert_webhook_url.env_var_name if self.alert_webhook_url else WEBHOOK_VARIABLE,
+            ui_url=self.dagster_ui_url or environment().get(UI_URL_VARIABLE) or None,
+            secret_variables=[token.env_var_name] if token is not None else [],
+        )
         nightly = self.nightly_full_sync or NightlyFullSync()
         job, schedule = build_nightly_full_sync(entities, cron=nightly.cron, running=nightly.running, names=names, customer=self.name)
         return dg.Definitions(
             assets=[*entities, views, report],
-            sensors=[refresh_sensor, views_sensor, report_sensor],
+            sensors=[refresh_sensor, views_sensor, report_sensor, alert_sensor],
             jobs=[job],
             schedules=[schedule],
             resources=mirror_resources(names),
@@ -323,6 +378,11 @@ attributes:
 
   # A DuckDB file of its own, or a DuckLake (ducklake:... with lake_data_path).
   warehouse: data/{name}.duckdb
+
+  # Alerts (docs/alerts.md): the variable holding this customer's webhook URL (default
+  # TESTIO_ALERT_WEBHOOK_URL; a literal URL is refused) and the UI's base URL for run links.
+  # alert_webhook_url: "{{{{ env.{alert_variable} }}}}"
+  # dagster_ui_url: http://127.0.0.1:3000
 '''
 
 
@@ -336,7 +396,9 @@ class MirrorScaffolder(dg.Scaffolder):
             name = f"c_{name}"
         target = Path(request.target_path)
         target.mkdir(parents=True, exist_ok=True)
-        text = SCAFFOLD.format(name=name, variable=f"{name.upper()}_TESTIO_TOKEN")
+        text = SCAFFOLD.format(
+            name=name, variable=f"{name.upper()}_TESTIO_TOKEN", alert_variable=f"{name.upper()}_ALERT_WEBHOOK_URL"
+        )
         (target / "defs.yaml").write_text(text.replace("type: testio_pipeline.TestIOMirror", f"type: {request.type_name}"))
 
 
