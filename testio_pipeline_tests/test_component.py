@@ -3,6 +3,7 @@ named; the default instance keeps the names a deployment had before components."
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +12,7 @@ import yaml
 from dagster._serdes import serialize_value
 
 import testio_pipeline
-from testio_pipeline.component.mirror import MirrorScaffolder, TestIOMirror
+from testio_pipeline.component.mirror import MirrorScaffolder, RequestLimits, TestIOMirror
 from testio_pipeline.settings import SettingsError
 from testio_pipeline.warehouse import Warehouse
 
@@ -294,3 +295,18 @@ def test_the_simulator_notice_names_the_instance_not_the_default_variables(tmp_p
     [notice] = [m for m in logs if "BUILT-IN TESTIO SIMULATOR" in m]
     assert "the 'acme' instance sets no base_url" in notice and "ACME_TESTIO_TOKEN" in notice
     assert "TESTIO_CUSTOMER_API_TOKEN" not in notice
+
+
+def test_an_unreachable_api_names_the_instances_own_base_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACME_TESTIO_TOKEN", "token-of-acme-5b2f")
+    with socket.socket() as closed:  # a port nothing listens on once the socket is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with dg.instance_for_test() as instance:
+        mirror = TestIOMirror(name="acme", base_url=f"http://127.0.0.1:{port}/customer/v2",
+                             token=dg.EnvVar("ACME_TESTIO_TOKEN"), warehouse=str(tmp_path / "acme.duckdb"),
+                             request_limits=RequestLimits(timeout_seconds=5))
+        failure, _ = _failure_and_logs(build(mirror), [dg.AssetKey(["acme", "products"])], instance)
+    assert "cannot reach the TestIO API" in failure, failure
+    assert "check the 'acme' instance's base_url and the network" in failure
+    assert "TESTIO_CUSTOMER_API_BASE_URL" not in failure

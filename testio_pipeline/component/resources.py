@@ -22,7 +22,7 @@ from ..settings import DEFAULT_DUCKDB_PATH, Settings, SettingsError, environment
 from ..source import SIMULATOR_NOTICE, ApiSource, simulator_notice
 from ..sync import SyncOptions
 from ..testio import RetryPolicy
-from ..testio.http import DEFAULT_TOKEN_SOURCE
+from ..testio.http import DEFAULT_BASE_URL_SOURCE, DEFAULT_TOKEN_SOURCE
 from ..warehouse import Warehouse
 from ..warehouse.backends import is_lake, mask_password
 from . import event_log
@@ -94,6 +94,13 @@ class Customer:
         if self.from_environment and self.token_variable in (None, "TESTIO_CUSTOMER_API_TOKEN"):
             return DEFAULT_TOKEN_SOURCE
         return f"{self.token_variable}, the {self.name!r} instance's token (and its base_url)"
+
+    @property
+    def base_url_source(self) -> str:
+        """What an error about an unreachable API tells the reader to check."""
+        if self.from_environment:
+            return DEFAULT_BASE_URL_SOURCE
+        return f"the {self.name!r} instance's base_url"
 
     @property
     def simulator_notice(self) -> str:
@@ -191,6 +198,7 @@ class CustomerApiResource(dg.ConfigurableResource):
             source = ApiSource.from_settings(settings, simulator=self._simulator(settings))
             if not self.base_url:  # the instance's own token, not one given in the run's config
                 source.client_options["token_source"] = customer.token_source
+                source.client_options["base_url_source"] = customer.base_url_source
             if self.retry_attempts is not None or self.retry_wait_seconds is not None:
                 defaults = RetryPolicy()
                 wait = self.retry_wait_seconds if self.retry_wait_seconds is not None else defaults.wait_initial

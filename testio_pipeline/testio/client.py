@@ -18,7 +18,7 @@ import httpx
 
 from .bugs import BugFetch, BugReader
 from .errors import MalformedResponseError, TestioNotFoundError
-from .http import DEFAULT_TOKEN_SOURCE, ApiRequester, RequestStats, RetryPolicy
+from .http import DEFAULT_BASE_URL_SOURCE, DEFAULT_TOKEN_SOURCE, ApiRequester, RequestStats, RetryPolicy
 from .limits import InFlightCap, MinInterval
 from .paging import ReadAhead, TestListing, TestListReader
 from .parsing import Parsed, envelope, parse_records
@@ -49,6 +49,7 @@ class CustomerApiClient:
         in_flight: InFlightCap | None = None,
         rate: MinInterval | None = None,
         token_source: str = DEFAULT_TOKEN_SOURCE,
+        base_url_source: str = DEFAULT_BASE_URL_SOURCE,
     ):
         self.per_page = per_page
         max_concurrent = in_flight.limit if in_flight is not None else max_concurrent
@@ -67,6 +68,7 @@ class CustomerApiClient:
             in_flight=in_flight,
             rate=rate,
             token_source=token_source,
+            base_url_source=base_url_source,
         )
 
     @property

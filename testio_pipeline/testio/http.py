@@ -37,6 +37,8 @@ log = logging.getLogger("testio_pipeline.client")
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 524})
 # What an auth error tells the reader to check, unless the client was told where its token is from.
 DEFAULT_TOKEN_SOURCE = "TESTIO_CUSTOMER_API_TOKEN (and TESTIO_CUSTOMER_API_BASE_URL)"
+# Likewise for an unreachable API: where its base URL was configured.
+DEFAULT_BASE_URL_SOURCE = "TESTIO_CUSTOMER_API_BASE_URL"
 
 
 @dataclass
@@ -141,9 +143,11 @@ class ApiRequester:
         in_flight: InFlightCap | None = None,
         rate: MinInterval | None = None,
         token_source: str = DEFAULT_TOKEN_SOURCE,
+        base_url_source: str = DEFAULT_BASE_URL_SOURCE,
     ):
         self._token = token
         self._token_source = token_source
+        self._base_url_source = base_url_source
         self._base_url = base_url.rstrip("/") + "/"
         # Given when several clients (a run's concurrent steps) share the account's limits.
         self._in_flight = in_flight or InFlightCap(max_concurrent)
@@ -254,7 +258,7 @@ class ApiRequester:
             raise TestioConnectionError(
                 self._redact(
                     f"cannot reach the TestIO API at {self._base_url} ({type(exc).__name__}: {exc}); "
-                    "check TESTIO_CUSTOMER_API_BASE_URL and the network"
+                    f"check {self._base_url_source} and the network"
                 ),
                 endpoint=endpoint,
             ) from None
