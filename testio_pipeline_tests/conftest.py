@@ -108,7 +108,8 @@ def customer_project(root: Path, instances: dict[str, dict]) -> Path:
     (package / "defs").mkdir(parents=True)
     (root / "pyproject.toml").write_text(
         '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "multi"\n'
-        'registry_modules = ["testio_pipeline"]\n'
+        # The name `-m multi.definitions` registers the location under (else a warning per load).
+        'code_location_name = "multi.definitions"\nregistry_modules = ["testio_pipeline"]\n'
     )
     (package / "__init__.py").write_text("")
     (package / "definitions.py").write_text(
