@@ -93,6 +93,38 @@ def api_env(tmp_path: Path, sim: Simulator, server, db: Path, **extra: str) -> d
     )
 
 
+def token_template(customer: str) -> str:
+    """How a customer's defs.yaml names its token: ``{{ env.ACME_TESTIO_TOKEN }}``."""
+    return f"{{{{ env.{customer.upper()}_TESTIO_TOKEN }}}}"
+
+
+def customer_project(root: Path, instances: dict[str, dict]) -> Path:
+    """A dg project like this one, package ``multi``, whose defs/ holds one
+    ``testio_pipeline.TestIOMirror`` defs.yaml per customer (name -> its other attributes).
+    Run its definitions with ``PYTHONPATH=<root>:<REPO>`` and ``-m multi.definitions``."""
+    import yaml
+
+    package = root / "multi"
+    (package / "defs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "multi"\n'
+        # The name `-m multi.definitions` registers the location under (else a warning per load).
+        'code_location_name = "multi.definitions"\nregistry_modules = ["testio_pipeline"]\n'
+    )
+    (package / "__init__.py").write_text("")
+    (package / "definitions.py").write_text(
+        "from pathlib import Path\n\nimport dagster as dg\n\n"
+        "defs = dg.ComponentTree.for_project(Path(__file__).parent).build_defs()\n"
+    )
+    (package / "defs" / "__init__.py").write_text("")
+    (package / "defs" / "executor.py").write_text((REPO / "testio_pipeline" / "defs" / "executor.py").read_text())
+    for name, attributes in instances.items():
+        (package / "defs" / name).mkdir()
+        document = {"type": "testio_pipeline.TestIOMirror", "attributes": {"name": name, **attributes}}
+        (package / "defs" / name / "defs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return root
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL server shared by this worker's tests; stopped and removed at the end."""

@@ -11,7 +11,7 @@ import pytest
 
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import REPO, api_env, dagster_env, make_simulator
+from .conftest import REPO, api_env, customer_project, dagster_env, make_simulator, token_template
 from .test_assets import ENTITY_TABLES, truth_ids
 
 TOKEN = "e2e-secret-token-4f9a8c2d1b7e"
@@ -97,31 +97,6 @@ def test_make_runs_command_mirrors_the_demo_world_exactly(tmp_path):
     assert (run.tags[TRIGGER_TAG], run.tags[CUSTOMER_TAG]) == ("cli", "testio"), "the run queue and sensor know whose run it is"
 
 
-def _two_customer_project(root: Path, servers: dict[str, str], warehouses: dict[str, Path]) -> Path:
-    """A code location like the project's, whose defs/ holds one defs.yaml per customer."""
-    package = root / "multi"
-    (package / "defs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        '[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "multi"\n'
-        'registry_modules = ["testio_pipeline"]\n'
-    )
-    (package / "__init__.py").write_text("")
-    (package / "definitions.py").write_text(
-        "from pathlib import Path\n\nimport dagster as dg\n\n"
-        "defs = dg.ComponentTree.for_project(Path(__file__).parent).build_defs()\n"
-    )
-    (package / "defs" / "__init__.py").write_text("")
-    (package / "defs" / "executor.py").write_text((REPO / "testio_pipeline" / "defs" / "executor.py").read_text())
-    for name, base_url in servers.items():
-        (package / "defs" / name).mkdir()
-        (package / "defs" / name / "defs.yaml").write_text(
-            "type: testio_pipeline.TestIOMirror\nattributes:\n"
-            f"  name: {name}\n  base_url: {base_url}\n"
-            f'  token: "{{{{ env.{name.upper()}_TESTIO_TOKEN }}}}"\n  warehouse: {warehouses[name]}\n'
-        )
-    return root
-
-
 @pytest.mark.slow
 def test_one_materialize_fills_two_customers_each_from_its_own_server_with_its_own_token(tmp_path):
     """The issue's done-when: two instances, two HTTP servers with different tokens (a server
@@ -138,7 +113,10 @@ def test_one_materialize_fills_two_customers_each_from_its_own_server_with_its_o
     warehouses = {name: tmp_path / "data" / f"{name}.duckdb" for name in sims}
     with sims["acme"].serve() as acme_server, sims["globex"].serve() as globex_server:
         servers = {"acme": acme_server.base_url, "globex": globex_server.base_url}
-        project = _two_customer_project(tmp_path / "project", servers, warehouses)
+        project = customer_project(tmp_path / "project", {
+            name: {"base_url": servers[name], "token": token_template(name), "warehouse": str(warehouses[name])}
+            for name in sims
+        })
         env = dagster_env(tmp_path, **{f"{n.upper()}_TESTIO_TOKEN": s.config.token for n, s in sims.items()})
         env["PYTHONPATH"] = f"{project}:{REPO}"
         dagster = Path(sys.executable).parent / "dagster"

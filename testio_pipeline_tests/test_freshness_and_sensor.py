@@ -213,3 +213,41 @@ def test_one_cycle_takes_assets_falling_due_moments_apart_but_not_fresh_ones():
     just_after = T0 + timedelta(seconds=9)
     rejudged = {name: judge(name, short, s.last_materialized_at, just_after) for name, s in judged.items()}
     assert cycle_members(rejudged, just_after, interval_seconds=3) == set()
+
+
+def test_a_customer_whose_runs_keep_failing_backs_off_and_another_does_not_wait(instance):
+    """One failed run: the next cycle retries at once. Two or more in a row (a revoked token,
+    an API down): wait two, four ... intervals, at most ten minutes. Only its own runs count."""
+    from testio_pipeline.component.automation.refresh_sensor import MAX_RETRY_WAIT_SECONDS, retry_wait_seconds
+    from testio_pipeline.run_log import CUSTOMER_TAG, TRIGGER_TAG
+
+    assert [retry_wait_seconds(n, 30) for n in (0, 1, 2, 3, 4)] == [0, 0, 60, 120, 240]
+    assert retry_wait_seconds(50, 30) == MAX_RETRY_WAIT_SECONDS == 600
+
+    def ended_run(customer: str, status: dg.DagsterRunStatus) -> None:
+        create_run_for_test(
+            instance, job_name="__ASSET_JOB", status=status, tags={CUSTOMER_TAG: customer, TRIGGER_TAG: "sensor"}
+        )
+
+    # The runs' end times are the instance's wall clock: the sensor's clock starts there too.
+    clock = Clock(datetime.now(timezone.utc))
+    acme = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all", customer="acme", interval_seconds=30)
+    defs = definitions(acme)
+    ended_run("acme", dg.DagsterRunStatus.SUCCESS)
+    ended_run("acme", dg.DagsterRunStatus.FAILURE)
+    assert selected(evaluate(acme, defs, instance)) == ALL, "one failure: the next cycle retries"
+
+    ended_run("acme", dg.DagsterRunStatus.FAILURE)
+    skip = evaluate(acme, defs, instance)
+    assert isinstance(skip, dg.SkipReason) and "the last 2 refresh runs of acme failed" in skip.skip_message
+    clock.now += timedelta(seconds=61)  # two intervals (and the second the end time is rounded to)
+    assert selected(evaluate(acme, defs, instance)) == ALL
+
+    for _ in range(3):
+        ended_run("globex", dg.DagsterRunStatus.FAILURE)
+    globex = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all", customer="globex")
+    assert isinstance(evaluate(globex, definitions(globex), instance), dg.SkipReason)
+    assert selected(evaluate(acme, defs, instance)) == ALL, "globex's failures do not hold acme back"
+    ended_run("acme", dg.DagsterRunStatus.SUCCESS)
+    ended_run("acme", dg.DagsterRunStatus.FAILURE)
+    assert selected(evaluate(acme, defs, instance)) == ALL, "a success in between starts the count again"

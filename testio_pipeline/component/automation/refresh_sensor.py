@@ -5,10 +5,13 @@ judges every asset from its freshness policy and last materialization; if any ne
 refresh and no run of its customer is queued or running, it requests ONE run for those
 assets plus everything upstream of them. Another customer's runs do not hold it back. A run whose process died is marked failed first
 (``run_health``), so a killed run neither blocks the cycle nor keeps its pool slot.
+After a failed run the next cycle starts at once; after two or more in a row (a revoked
+token, an API down) it backs off, doubling up to ``MAX_RETRY_WAIT_SECONDS``, so a customer
+whose API is broken does not launch a run process every few seconds beside the others.
 """
 
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Sequence
 
 import dagster as dg
@@ -43,6 +46,37 @@ def _scope_changed(instance: dg.DagsterInstance, keys: list[dg.AssetKey], curren
         if recorded is not None and getattr(recorded, "value", recorded) != current:
             changed.append(key)
     return changed
+
+
+# The longest a customer whose refresh runs keep failing waits between attempts.
+MAX_RETRY_WAIT_SECONDS = 600
+ENDED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def _failed_in_a_row(instance: dg.DagsterInstance, customer: str) -> tuple[int, datetime | None]:
+    """How many of this sensor's latest ended runs for ``customer`` failed in a row, and when
+    the newest of them ended."""
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={CUSTOMER_TAG: customer, TRIGGER_TAG: "sensor"}, statuses=ENDED), limit=12
+    )
+    failed = 0
+    for record in records:  # newest first
+        if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            break
+        failed += 1
+    if not failed:
+        return 0, None
+    newest = records[0]
+    ended = datetime.fromtimestamp(newest.end_time, tz=timezone.utc) if newest.end_time else newest.update_timestamp
+    return failed, ended
+
+
+def retry_wait_seconds(failed_in_a_row: int, interval_seconds: int) -> float:
+    """The pause before the next attempt: none after one failure (the next cycle retries),
+    then two, four, eight ... sensor intervals, at most ``MAX_RETRY_WAIT_SECONDS``."""
+    if failed_in_a_row < 2:
+        return 0.0
+    return float(min(interval_seconds * 2 ** min(failed_in_a_row - 1, 20), MAX_RETRY_WAIT_SECONDS))
 
 
 def _own_run_in_flight(
@@ -91,6 +125,13 @@ def build_refresh_sensor(
         if run is not None:
             return dg.SkipReason(
                 f"a run of {customer} is already {run.status.value.lower()} ({run.run_id[:8]}); not overlapping it"
+            )
+        failed, last_failure = _failed_in_a_row(context.instance, customer)
+        retry_at = last_failure + timedelta(seconds=retry_wait_seconds(failed, interval)) if last_failure else now
+        if now < retry_at:
+            return dg.SkipReason(
+                f"the last {failed} refresh runs of {customer} failed; backing off until "
+                f"{retry_at:%Y-%m-%d %H:%M:%S} UTC (in {int((retry_at - now).total_seconds())} s)"
             )
         asset_graph = context.repository_def.asset_graph
         judged = judge_assets(context.instance, policies_of(asset_graph, keys), now)
