@@ -93,6 +93,31 @@ def api_env(tmp_path: Path, sim: Simulator, server, db: Path, **extra: str) -> d
     )
 
 
+def stop_process_group(proc, grace_s: float = 30) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it started (the
+    daemon's or `dg dev`'s children share its group): SIGTERM, then SIGKILL after ``grace_s``."""
+    import signal
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:  # the whole group is gone already
+            break
+        try:
+            proc.wait(timeout=grace_s)
+            if sig == signal.SIGTERM:
+                # Children may outlive their parent; end the rest of the group too.
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
 def token_template(customer: str) -> str:
     """How a customer's defs.yaml names its token: ``{{ env.ACME_TESTIO_TOKEN }}``."""
     return f"{{{{ env.{customer.upper()}_TESTIO_TOKEN }}}}"

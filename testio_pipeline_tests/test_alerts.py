@@ -4,8 +4,6 @@ recovery; no webhook can fail or delay a sync run; `status --exit-code` for an o
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ from testio_pipeline.component.mirror import TestIOMirror
 from testio_pipeline.simulator import faults
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import REPO, api_env, make_simulator
+from .conftest import REPO, api_env, make_simulator, stop_process_group
 from .test_daemon import wait_for
 from .test_secrets import credentials_of
 from .webhook import Hanging, Receiver, refusing
@@ -305,15 +303,6 @@ def _start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
         )
 
 
-def _stop_daemon(daemon: subprocess.Popen) -> None:
-    os.killpg(daemon.pid, signal.SIGTERM)
-    try:
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
-
-
 @pytest.mark.slow
 @pytest.mark.code_server
 def test_the_daemon_alerts_once_per_condition_and_once_on_recovery_across_a_restart(tmp_path):
@@ -356,7 +345,7 @@ def test_the_daemon_alerts_once_per_condition_and_once_on_recovery_across_a_rest
                 assert "refused the token" in failed["summary"] and "not refreshed: " in failed["summary"]
 
                 # A restart: the new daemon's evaluations must not announce anything again.
-                _stop_daemon(daemon)
+                stop_process_group(daemon)
                 restarted = time.time()
                 daemon = _start_daemon(env, log)
                 wait_for(lambda: _alert_ticks(instance, restarted) >= 2, "two alert evaluations after the restart",
@@ -373,7 +362,7 @@ def test_the_daemon_alerts_once_per_condition_and_once_on_recovery_across_a_rest
                 settled = time.time()
                 wait_for(lambda: _alert_ticks(instance, settled) >= 2, "two more alert evaluations", deadline, daemon, log)
         finally:
-            _stop_daemon(daemon)
+            stop_process_group(daemon)
 
         received = hook.alerts()
         for state in ("firing", "resolved"):

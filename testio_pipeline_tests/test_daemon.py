@@ -3,9 +3,7 @@ the simulator served over HTTP with its clock moved forward between cycles."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ import pytest
 
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import REPO, api_env, create_storage, make_simulator
+from .conftest import REPO, api_env, create_storage, make_simulator, stop_process_group
 
 # Both cycles: the daemon and each run it launches are real processes that must start, and
 # the second waits out the 60 s TTL; a busy machine stretches all of it.
@@ -121,9 +119,4 @@ def test_the_daemon_runs_cycles_by_itself_and_picks_up_new_tests(tmp_path, stora
                 )
                 assert steps_done >= 2  # the sync step (five entities) of each of the two runs
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_process_group(daemon)

@@ -5,8 +5,6 @@ and untouched."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ from testio_pipeline.run_log import CUSTOMER_TAG, TRIGGER_TAG
 from testio_pipeline.simulator.faults import server_errors, unauthorized
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import NOW, REPO, customer_project, dagster_env, make_simulator, token_template
+from .conftest import NOW, REPO, customer_project, dagster_env, make_simulator, stop_process_group, token_template
 from .test_daemon import wait_for
 
 # The first cycle of both customers, the healthy one's next cycle after its TTL and the
@@ -175,12 +173,7 @@ def test_the_daemon_keeps_two_customers_apart_and_one_broken_api_does_not_touch_
                 healthy_runs = {r.run_id for r in ended(instance, HEALTHY, dg.DagsterRunStatus.SUCCESS)}
                 broken_runs = {r.run_id for r in refresh_runs(instance, BROKEN)}
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_process_group(daemon)
 
     # The healthy customer: exactly its world, every cycle recorded as a success.
     assert_exact(sims, warehouses, HEALTHY)

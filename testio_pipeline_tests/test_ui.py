@@ -12,9 +12,7 @@ drives it, its own browser download is never used.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +24,7 @@ import pytest
 
 from testio_pipeline.component.testio.assets import STEP_NAME as TESTIO_STEP
 
-from .conftest import REPO, dagster_env
+from .conftest import REPO, dagster_env, stop_process_group
 SHOTS = REPO / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -152,18 +150,7 @@ def _entities_fresh(data: dict) -> bool:
 
 def _stop(proc: subprocess.Popen) -> None:
     """Stop `dg dev` and everything it started: they share its process group."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-    # The webserver, daemon and code server may outlive their parent; end the whole group.
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=15)
+    stop_process_group(proc, grace_s=15)
 
 
 def _materialize_everything(env: dict[str, str]) -> None:
@@ -243,8 +230,10 @@ def test_the_dagster_ui_shows_assets_views_a_running_sensor_and_freshness(tmp_pa
                 # The automation overview lists the sensor as running too.
                 page.goto(f"{base}/automation")
                 expect(page.get_by_text(REFRESH_SENSOR).first).to_be_visible()
-                # The refresh, views and report sensors are switched on (the nightly schedule is off by default).
-                expect(page.locator("input[type=checkbox]:checked")).to_have_count(3)
+                # The refresh, views, report and alert sensors are switched on (the nightly schedule
+                # is off by default).
+                expect(page.get_by_text("testio_alert_sensor").first).to_be_visible()
+                expect(page.locator("input[type=checkbox]:checked")).to_have_count(4)
                 page.screenshot(path=str(SHOTS / "ui_automation.png"))
 
                 # 3. Freshness: each entity asset's page reports its policy as passing.

@@ -267,7 +267,7 @@ class TestIOMirror(dg.Component, dg.Resolvable, dg.Model):
         values = base.model_dump(exclude={"token"})
         if base.token and not base.base_url:
             values["base_url"] = DEFAULT_BASE_URL
-        limits, nightly = self.request_limits, self.nightly_full_sync
+        limits = self.request_limits
         given = {
             "base_url": self.base_url,
             "product_ids": tuple(sorted(set(self.product_ids))) if self.product_ids else None,

@@ -29,9 +29,6 @@ from .connection import Connections
 from .merge import WriteStats
 from .staging import Stage
 
-if TYPE_CHECKING:  # pandas is imported by DuckDB on the first .df(), not by every run
-    import pandas as pd
-
 
 class Warehouse:
     """The DuckDB mirror of the TestIO data. Every method opens and closes its own connection.
