@@ -4,6 +4,7 @@ one writer inside a process, the dependency-order runner and the one Dagster ste
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import dagster as dg
@@ -14,6 +15,7 @@ from testio_pipeline.component.testio.assets import STEP_NAME, TESTIO_ASSETS
 from testio_pipeline.entities import ENTITIES, ENTITY_BY_NAME
 from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource
+from testio_pipeline.sync.common import frozen_gc_heap
 from testio_pipeline.sync.graph import run_in_dependency_order
 from testio_pipeline.testio.limits import InFlightCap
 from testio_pipeline.warehouse import Warehouse
@@ -172,6 +174,27 @@ def test_independent_chains_run_at_the_same_time_and_each_step_after_its_upstrea
     assert {o.entity.name for o in outcomes} == {e.name for e in ENTITIES}
     assert all(o.error is None and o.not_run_because is None for o in outcomes)
     assert finished[0] == "products"
+
+
+def test_the_heap_stays_frozen_until_the_last_of_two_overlapping_steps_ends():
+    """A step that ends first must not unfreeze the heap under the one still running (its
+    collections would walk every loaded module again)."""
+    assert gc.get_freeze_count() == 0
+    seen: dict[str, int] = {}
+
+    def other_step() -> None:
+        with frozen_gc_heap():
+            pass
+
+    with frozen_gc_heap():
+        worker = threading.Thread(target=other_step)
+        worker.start()
+        worker.join(WAIT)
+        assert not worker.is_alive(), "the other step hung"
+        seen["after the other step ended"] = gc.get_freeze_count()
+    seen["after both ended"] = gc.get_freeze_count()
+    assert seen["after the other step ended"] > 0, seen
+    assert seen["after both ended"] == 0, seen
 
 
 def test_a_failed_or_not_passing_step_keeps_only_its_own_downstream_from_running():

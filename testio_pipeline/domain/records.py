@@ -250,11 +250,18 @@ def _text(value: Any) -> str | None:
 
 def _name(obj: Any) -> str | None:
     """``obj["name"]`` of an ``{id, name}`` object (None when it is null or not an object)."""
-    return _text(obj.get("name")) if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        return None
+    name = obj.get("name")
+    # The usual case answered at once: the child tables read a few names per bug.
+    return name if name is None or type(name) is str else _text(name)
 
 
 def _names(items: Any) -> list[str]:
-    return [n for n in (_name(i) for i in items) if n is not None] if isinstance(items, list) else []
+    if not isinstance(items, list):
+        return []
+    names = [_name(i) for i in items]
+    return names if None not in names else [n for n in names if n is not None]
 
 
 def _int(value: Any) -> int | None:
@@ -395,17 +402,26 @@ class Bug(Record):
         and browser of that device, or one with browser None when it lists none. ``devices`` (the
         model) is one object as documented; a list of them is read as their names joined."""
         rows = []
-        for d in _objects(self.devices):
+        for d in self.devices:
+            if not isinstance(d, dict):
+                continue
             model = d.get("devices")
             device = (", ".join(_names(model)) or None) if isinstance(model, list) else _name(model)
-            base = {
-                "category": _name(d.get("category")),
-                "operating_system": _name(d.get("operating_system")),
-                "os_version": _name(d.get("operating_system_version")),
-                "device": device,
-                "vendor": _name(d.get("vendor")),
-            }
-            rows.extend({**base, "browser": browser} for browser in (_names(d.get("browsers")) or [None]))
+            category = _name(d.get("category"))
+            operating_system = _name(d.get("operating_system"))
+            os_version = _name(d.get("operating_system_version"))
+            vendor = _name(d.get("vendor"))
+            for browser in _names(d.get("browsers")) or (None,):
+                rows.append(
+                    {
+                        "category": category,
+                        "operating_system": operating_system,
+                        "os_version": os_version,
+                        "device": device,
+                        "vendor": vendor,
+                        "browser": browser,
+                    }
+                )
         return rows
 
     def comment_rows(self) -> list[dict[str, Any]]:
