@@ -302,3 +302,44 @@ def test_each_lifecycle_metric_equals_the_independent_value_from_the_log(file_hi
 def lifecycle(file_history):
     sim, warehouse, _, times = file_history
     return lifecycle_truth(sim, times)
+
+
+# --- the quality report's sections on waiting -------------------------------------------------
+
+
+def test_the_reports_waiting_sections_agree_with_the_log_and_render_in_chromium(file_history, lifecycle):
+    from playwright.sync_api import sync_playwright
+
+    from testio_pipeline import report
+
+    from .test_report import DRAWN_JS
+    from .test_ui import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+    sim, warehouse, _, times = file_history
+    built = report.build(warehouse, days=30, as_of=times[-1] + timedelta(seconds=1), file_name="waiting_report.html")
+    bugs, _ = lifecycle
+    known = [r for r in bugs if r["hours_to_decision"] is not None]
+    by_severity = built.account.sections["time_to_decision_by_severity"]
+    want = {s: _quantile([r["hours_to_decision"] for r in known if r["severity"] == s], 0.5) for s in {r["severity"] for r in known}}
+    got = dict(zip(by_severity.column("severity"), by_severity.column("median_hours")))
+    assert got.keys() == want.keys() and all(got[s] == pytest.approx(want[s], abs=0.051) for s in want)
+    assert sum(built.account.sections["time_to_decision"].column("decided_bugs")) == len(known)
+    oldest = built.account.sections["oldest_open_bugs"]
+    assert 0 < len(oldest) <= 10 and oldest.column("days_open") == sorted(oldest.column("days_open"), reverse=True)
+    assert len(oldest) == min(10, sum(r["status"] == "forwarded" for r in bugs))
+
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(built.html_path.as_uri())
+            drawn = page.evaluate(DRAWN_JS)
+            page.locator('[data-section="time_to_decision"]').first.scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "quality_report_waiting.png"))
+        finally:
+            browser.close()
+    charts = [c for c in drawn["charts"] if c["name"] in ("time_to_decision", "time_to_decision_by_severity")]
+    assert len(charts) == 2, "the account's two waiting charts are drawn"
+    for chart in charts:
+        assert chart["rects"] == chart["rows"] and chart["drawn"] == chart["marks"] and chart["outside"] == [], chart
