@@ -343,3 +343,42 @@ def test_the_reports_waiting_sections_agree_with_the_log_and_render_in_chromium(
     assert len(charts) == 2, "the account's two waiting charts are drawn"
     for chart in charts:
         assert chart["rects"] == chart["rows"] and chart["drawn"] == chart["marks"] and chart["outside"] == [], chart
+
+
+def test_a_test_deleted_upstream_and_back_is_a_deleted_then_a_restored_row(tmp_path):
+    from testio_pipeline.simulator import SimResponse
+
+    sim = make_simulator("tiny", **WORLD)
+    warehouse = Warehouse(tmp_path / "t.duckdb")
+    source = ApiSource.from_settings(Settings(), simulator=sim)
+    source.retry = FAST_RETRY
+    product_id = sim.truth_products()[0]["id"]
+    victim = sim.truth_tests(product_id)[-1]["id"]
+
+    def hide(request):
+        if request.endpoint != "exploratory_tests":
+            return None
+        response = sim.dispatch(request)
+        body = dict(response.body)
+        body["exploratory_tests"] = [t for t in body["exploratory_tests"] if t["id"] != victim]
+        return SimResponse(response.status, dict(response.headers), body)
+
+    def full(run_id: str) -> None:
+        sim.clock.advance(60)
+        run_cycle(source, warehouse, SyncOptions(mode="full", clock=sim.clock.now, run_id=run_id))
+
+    full("first")
+    sim.add_fault(hide)
+    full("hidden")
+    sim.clear_faults()
+    full("back")
+    rows = warehouse.records(
+        "SELECT change_number, change, old_status, new_status, run_id, previous_observed_at < observed_at AS ordered "
+        f"FROM test_status_changes WHERE test_id = {victim} ORDER BY change_number"
+    )
+    status = sim.truth_tests(product_id)[-1]["status"]
+    assert [list(r.values()) for r in rows] == [
+        [1, "first_seen", None, status, "first", None],
+        [2, "deleted", status, None, "hidden", True],
+        [3, "restored", status, status, "back", True],
+    ]
