@@ -66,7 +66,8 @@ def write_entity(
         stats = merge.upsert(con, entity.name, source, ts, compare=entity.compare, delete_scope=scope, written=written)
         extra: dict[str, int] = {}
         if entity.history:
-            extra["history_rows"] = seen + history.record_deleted(con, entity, source, ts, run_id)
+            deleted = history.record_deleted(con, entity, source, ts, run_id) if stats.marked_deleted else 0
+            extra["history_rows"] = seen + deleted
         for child in entity.children:
             if child.replace == MERGED:
                 merged = merge.upsert(con, child.table, children[child.table], ts, compare=child.compare, delete_scope=scope)
