@@ -382,3 +382,32 @@ def test_a_test_deleted_upstream_and_back_is_a_deleted_then_a_restored_row(tmp_p
         [2, "deleted", status, None, "hidden", True],
         [3, "restored", status, status, "back", True],
     ]
+
+
+def test_the_simulators_log_is_deterministic_and_moves_bugs_the_way_testio_does():
+    """Per seed, the same log; people decide critical bugs faster than low ones; auto-acceptance
+    comes after a timeout of days; some rejected bugs are reopened and decided again."""
+    until = make_simulator("tiny", **WORLD).clock.now() + timedelta(days=10)
+    log = make_simulator("tiny", **WORLD).truth_transitions(until)
+    assert log == make_simulator("tiny", **WORLD).truth_transitions(until)
+    assert log != make_simulator("tiny", **{**WORLD, "seed": 24}).truth_transitions(until)
+    reported = {t.id: t.at for t in log if t.entity == "bugs" and t.field == "status" and t.old is None}
+    severity = {t.id: t.new for t in log if t.entity == "bugs" and t.field == "severity"}
+    delays: dict[str, list[float]] = defaultdict(list)
+    auto = []
+    for t in log:
+        if t.entity == "bugs" and t.field == "status" and t.old == "forwarded" and t.new in ("accepted", "rejected"):
+            delays[severity[t.id]].append((t.at - reported[t.id]) / 3600)
+        if t.entity == "bugs" and t.field == "auto_accepted" and t.new is True:
+            auto.append((t.at - reported[t.id]) / 3600)
+    median = {s: sorted(v)[len(v) // 2] for s, v in delays.items()}
+    assert median["critical"] < median["high"] < median["low"], median
+    # Auto-acceptance waits for the 72-120 h timeout, unless the test is archived first.
+    assert auto and sum(a >= 72 for a in auto) > len(auto) / 2, sorted(auto)
+    reopened = [t for t in log if t.entity == "bugs" and t.field == "status" and t.old == "rejected" and t.new == "forwarded"]
+    assert reopened and any(
+        t.entity == "bugs" and t.id == r.id and t.old == "forwarded" and t.at > r.at for r in reopened for t in log
+    ), "a reopened bug is decided again"
+    tests = {(t.old, t.new) for t in log if t.entity == "tests" and t.field == "status"}
+    assert {("running", "locked"), ("locked", "archived"), ("initialized", "customer_finalized")} <= tests
+    assert any(new == "cancelled" for _, new in tests)
