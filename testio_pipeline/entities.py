@@ -57,6 +57,17 @@ class Child:
 
 
 @dataclass(frozen=True)
+class History:
+    """The entity's observed history: each write adds a row to ``table`` for every row whose
+    ``fields`` it sees for the first time, sees changed, restored or marked deleted, in the same
+    transaction (``warehouse/history.py``); the table's columns follow from these fields."""
+
+    table: str
+    key: str  # the history table's column holding the entity's id
+    fields: tuple[str, ...]  # entity columns tracked: old_<field> and new_<field> in the table
+
+
+@dataclass(frozen=True)
 class Readout:
     """What the UI shows of an entity after each write: the first rows and one row of KPIs."""
 
@@ -75,6 +86,7 @@ class Entity:
     upstream: tuple[str, ...] = ()  # entities whose stored rows the step reads first
     children: tuple[Child, ...] = ()  # child tables the same write fills from the records
     also_writes: tuple[str, ...] = ()  # other tables its write fills (in its ``prepare`` hook)
+    history: History | None = None  # fields whose observed changes the write records
     refers_to: tuple[Reference, ...] = ()  # the entity table's own references (children's are added)
     # The write. Deletions are detected among the rows whose parent in ``deletes_within`` (through
     # the entity's reference to it) the caller fetched completely; None: the whole table.
@@ -91,7 +103,8 @@ class Entity:
 
     @property
     def tables(self) -> tuple[str, ...]:
-        return (self.name, *(c.table for c in self.children), *self.also_writes)
+        history = (self.history.table,) if self.history else ()
+        return (self.name, *(c.table for c in self.children), *self.also_writes, *history)
 
     @property
     def references(self) -> tuple[Reference, ...]:
@@ -204,6 +217,7 @@ ENTITIES: tuple[Entity, ...] = (
         ),
         upstream=("products",),
         children=(Child("test_features", "test_id", "feature_rows"), Child("test_platforms", "test_id", "platform_rows")),
+        history=History("test_status_changes", "test_id", ("status", "review_status")),
         refers_to=(Reference("tests", "product_id", "products"),),
         staged=True,
         lists_positions=True,
@@ -235,6 +249,7 @@ ENTITIES: tuple[Entity, ...] = (
             Child("bug_report_fields", "bug_id", "report_rows", WRITTEN),
         ),
         also_writes=("reject_reasons",),
+        history=History("bug_status_changes", "bug_id", ("status", "severity", "auto_accepted", "known")),
         refers_to=(Reference("bugs", "test_id", "tests"), Reference("bugs", "product_id", "products")),
         # Deletions only among the bugs of tests whose bugs were fetched completely.
         deletes_within="tests",

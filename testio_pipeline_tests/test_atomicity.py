@@ -161,6 +161,45 @@ def test_a_sync_killed_inside_a_write_leaves_the_state_before_that_write(tmp_pat
         assert warehouse.ids(table) == truth[table], table
 
 
+def assert_history_matches_rows(db: Path) -> None:
+    """Every live bug and test has exactly one first sighting, and its latest history row says
+    what its row says: never a change without its row, nor a row without its change."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        for table, history, key in (("bugs", "bug_status_changes", "bug_id"), ("tests", "test_status_changes", "test_id")):
+            bad = con.execute(
+                f"""WITH latest AS (
+                        SELECT {key} AS id, arg_max(new_status, change_number) AS status,
+                               count(*) FILTER (WHERE change = 'first_seen') AS firsts
+                        FROM {history} GROUP BY {key})
+                    SELECT count(*) FROM {table} t LEFT JOIN latest l ON l.id = t.id
+                    WHERE t.deleted_at IS NULL AND (l.firsts IS DISTINCT FROM 1 OR l.status IS DISTINCT FROM t.status)"""
+            ).fetchone()[0]
+            orphans = con.execute(f"SELECT count(*) FROM {history} h ANTI JOIN {table} t ON t.id = h.{key}").fetchone()[0]
+            assert (bad, orphans) == (0, 0), table
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_a_sync_killed_inside_the_bugs_write_leaves_history_and_bugs_as_they_were(tmp_path, before_and_reference):
+    before, references = before_and_reference
+    db = tmp_path / "t.duckdb"
+    shutil.copy(before, db)
+    # Held after the bugs' merge: their history rows (written before it) are in the transaction too.
+    proc = worker(db, LATER, hold_in_write=["bugs", str(tmp_path / "never")])
+    lines = wait_for(proc, "IN_WRITE bugs")
+    kill(proc)
+    assert "STEP_DONE tests" in lines
+    assert state(db) == references[4], "four steps committed; neither bugs nor their history of this sync"
+    assert_history_matches_rows(db)
+    changed_before = references[-1]["bug_status_changes"] != references[4]["bug_status_changes"]
+    assert changed_before, "the interrupted write had bug history to record"
+    sync_in_process(db, LATER, **WORLD)
+    assert state(db) == references[-1]
+    assert_history_matches_rows(db)
+
+
 @pytest.mark.slow
 def test_syncs_killed_at_random_moments_always_leave_a_state_some_write_produced(tmp_path, before_and_reference):
     before, references = before_and_reference

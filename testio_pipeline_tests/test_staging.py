@@ -322,5 +322,7 @@ def test_a_capped_merge_empties_the_buffer_pool_before_the_checkpoint(tmp_path, 
         stage.add([bug(i, 7, title="x" * 2000) for i in range(4000)])
         wh.write("bugs", stage, T0, complete={"tests": {7}})
     merge_close = pool_at_close[0]
-    assert merge_close < 2 * 2**20, pool_at_close
+    # What stays is the merge's new rows (4000 bugs and their first sightings in
+    # bug_status_changes), which wait in memory for the checkpoint, and the key's index.
+    assert merge_close < 2.5 * 2**20, pool_at_close
     assert table(wh, "bugs", "count(*)") == [(4000,)]

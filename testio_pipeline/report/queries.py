@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from ..warehouse.views.model import READABLE_BUG_STATUS
+from . import waiting
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,11 +119,14 @@ FROM sb WHERE readable_status = 'rejected' GROUP BY ALL ORDER BY scope NULLS FIR
     ),
 }
 
+SQL |= waiting.SQL  # how long bugs wait: from the observed history
+
 # Section → the table and column it needs beyond the core entity tables.
 NEEDS = {
     "rejection_reasons": ("bugs", "rejection_reason"),
     "bugs_by_os": ("bug_devices", "bug_id"),
     "bugs_by_browser": ("bug_devices", "bug_id"),
+    **waiting.NEEDS,
 }
 
 PRODUCTS_SQL = """

@@ -13,7 +13,7 @@ import html
 from datetime import date
 from typing import TYPE_CHECKING
 
-from . import charts
+from . import charts, waiting
 from .queries import Table
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ MISSING = {
     "bugs_by_os": "needs the `bug_devices` table, which this warehouse does not have yet",
     "bugs_by_browser": "needs the `bug_devices` table, which this warehouse does not have yet",
 }
+TITLES |= waiting.TITLES
+MISSING |= waiting.MISSING
 EMPTY = "Nothing in this period."
 # A product's section charts only these, to keep the page short: its tables have the rest,
 # and the account's charts show the other breakdowns.
@@ -46,6 +48,7 @@ BAR_CHARTS = {
     "critical_features": ("feature", "critical_bugs"),
     "bugs_by_os": ("operating_system", "bugs"),
     "bugs_by_browser": ("browser", "bugs"),
+    **waiting.BAR_CHARTS,
 }
 
 
@@ -87,7 +90,7 @@ def chart(name: str, table: Table | None, scope_title: str) -> str | None:
     title = f"{TITLES[name]} — {scope_title}"
     if name in BAR_CHARTS:
         label, value = BAR_CHARTS[name]
-        return charts.barh(table.column(label), table.column(value), title, value.replace("_", " "))
+        return charts.barh(table.column(label), table.column(value), title, waiting.AXES.get(value, value.replace("_", " ")))
     if name == "bugs_by_severity":
         return charts.stacked_status(table.column("severity"), table.records(), title)
     if name == "weekly":

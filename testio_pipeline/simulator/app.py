@@ -19,7 +19,7 @@ from .config import API_PREFIX, SimulatorConfig
 from . import vocab
 from .shapes import Shapes
 from .wire_cache import WireCache
-from .world import ProductInfo, World
+from .world import ProductInfo, Transition, World
 
 if TYPE_CHECKING:
     import httpx
@@ -625,6 +625,10 @@ class Simulator:
         ts = self._ts(now)
         bugs = self.world.bugs(self.world.tests(self._product(product_id), ts), ts)
         return sorted(self.shapes.truth("bugs", bugs), key=lambda b: b["id"])
+
+    def truth_transitions(self, now: datetime | None = None) -> list[Transition]:
+        """The world's true log of test and bug field changes up to ``now`` (``World.transitions``)."""
+        return self.world.transitions(self._ts(now))
 
     def truth_reject_reasons(self) -> list[dict[str, str]]:
         """The customer's rejection reasons, as ``bugs/reject_reasons`` serves them."""

@@ -47,6 +47,10 @@ ATTACHMENT_URL = "https://attachments.testio.example/bugs"
 BUG_DRAFT_BUDGET = 40_000  # bugs whose static parts stay cached
 TEST_CORE_BUDGET = 20_000  # tests whose static parts (title, features) stay cached
 
+# How fast people review a bug of each severity, as a factor on the 1-48 h review delay.
+REVIEW_PACE = {"critical": 0.25, "high": 0.6, "low": 1.0, "visual": 1.2, "content": 1.2, "custom": 1.0}
+REOPEN_SHARE = 0.15  # rejected bugs the tester disputes, reopened and decided again
+
 def _rng(*parts: object) -> Random:
     """A generator seeded by a stable string key (never by ``hash()``)."""
     return Random(":".join(str(p) for p in parts))
@@ -207,6 +211,24 @@ class _Shape:
     section_index: int
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One true change of a tracked field of a test or bug, at the moment it happened; a
+    first appearance has ``old`` None for every field (the world's log, which syncs observe)."""
+
+    entity: str  # "tests" or "bugs"
+    id: int
+    product_id: int
+    at: float
+    field: str
+    old: Any
+    new: Any
+
+
+TEST_TRACKED = ("status", "review_status")
+BUG_TRACKED = ("status", "severity", "auto_accepted", "known")
+
+
 def _named(kind: dict[str, int], name: str | None) -> dict[str, Any] | None:
     return None if name is None else {"id": kind[name], "name": name}
 
@@ -315,6 +337,32 @@ class _BugDraft:
     attachments: tuple[tuple[int, str, str], ...]  # (id, url, type)
     language: str
     location: str
+    # A rejected bug the tester disputed: back to forwarded at ``reopened_at``, decided again
+    # (``redecision``) at ``redecided_at``; None when it never was.
+    reopened_at: float | None = None
+    redecision: str | None = None
+    redecided_at: float | None = None
+
+    def status_at(self, ts: float) -> str:
+        """accepted, rejected or forwarded at ``ts`` (a reopened bug is forwarded again)."""
+        if self.redecided_at is not None and ts >= self.redecided_at:
+            return self.redecision or "forwarded"
+        if self.reopened_at is not None and ts >= self.reopened_at:
+            return "forwarded"
+        if self.decided_at is not None and ts >= self.decided_at:
+            return self.decision or "forwarded"
+        return "forwarded"
+
+    def auto_accepted_at(self, ts: float) -> bool:
+        # Only a first decision is automatic: a reopened bug is decided by a person.
+        return self.auto and self.decided_at is not None and ts >= self.decided_at and (
+            self.reopened_at is None or ts < self.reopened_at
+        )
+
+    @property
+    def instants(self) -> tuple[float, ...]:
+        """Every moment its status or auto_accepted can change (read as ``ts >= instant``)."""
+        return tuple(t for t in (self.decided_at, self.reopened_at, self.redecided_at) if t is not None)
 
     def as_json(self, ts: float) -> dict[str, Any]:
         """The bug as served at ``ts``; a fresh object every time (faults may mutate it)."""
@@ -324,8 +372,8 @@ class _BugDraft:
             "id": self.id,
             "title": self.title,
             "severity": self.severity,
-            "status": self.decision if decided else "forwarded",
-            "auto_accepted": self.auto and decided,
+            "status": self.status_at(ts),
+            "auto_accepted": self.auto_accepted_at(ts),
             "known": self.known,
             "steps": list(self.steps),
             "actual_result": self.actual_result,
@@ -857,6 +905,31 @@ class World:
                 )
         return tuple(out)
 
+    # .. the transition log .....................................................................
+
+    def transitions(self, ts: float) -> list[Transition]:
+        """Every change of a test's or bug's tracked fields up to ``ts`` (first appearances
+        included), in time order: the true history a mirror's observations sample."""
+        out: list[Transition] = []
+        for p in self.products:
+            for spec in self.tests(p, ts):
+                out += _log(
+                    "tests", spec.id, p.id, spec.created, ts,
+                    (spec.finalized, spec.waiting, spec.start, spec.end, spec.archive, spec.cancel),
+                    lambda t, spec=spec: (spec.status_at(t), _review_status(spec, t)), TEST_TRACKED,
+                )
+                if spec.n_bugs == 0 or ts < spec.start:
+                    continue
+                for d in self._bug_drafts(spec):
+                    if d.reported > ts:
+                        break
+                    out += _log(
+                        "bugs", d.id, p.id, d.reported, ts, d.instants,
+                        lambda t, d=d: (d.status_at(t), d.severity, d.auto_accepted_at(t), d.known), BUG_TRACKED,
+                    )
+        out.sort(key=lambda t: (t.at, t.entity, t.id, t.field))
+        return out
+
     # .. bugs .................................................................................
 
     def warm(self, ts: float) -> int:
@@ -929,7 +1002,9 @@ class World:
             if spec.n_bugs:
                 for d in self._bug_drafts(spec):
                     events.append(d.reported)
-                    events.extend(t for t in (d.decided_at, d.export_at) if t is not None)
+                    events.extend(d.instants)
+                    if d.export_at is not None:
+                        events.append(d.export_at)
                     events.extend(c.at for c in d.comments)
             return events
 
@@ -973,7 +1048,10 @@ class World:
             severity = rng.choices(vocab.SEVERITIES, vocab.SEVERITY_WEIGHTS)[0]
             decision = rng.choices(("accepted", "rejected", None), (62, 28, 10))[0]
             auto = decision == "accepted" and rng.random() < 0.25
-            review_delay = rng.uniform(72, 120) * HOUR if auto else rng.uniform(1, 48) * HOUR
+            # People decide critical bugs first; auto-acceptance comes after TestIO's timeout.
+            review_delay = (
+                rng.uniform(72, 120) * HOUR if auto else rng.uniform(1, 48) * HOUR * REVIEW_PACE[severity]
+            )
             exported = decision == "accepted" and rng.random() < 0.3
             export_delay = rng.uniform(1, 48) * HOUR
             known = rng.random() < 0.1
@@ -1011,6 +1089,18 @@ class World:
                 decided_at = final_at
             if export_at is not None and export_at > final_at:
                 export_at = final_at
+            reopened_at = redecision = redecided_at = None
+            if decision == "rejected" and decided_at is not None:
+                # Its own generator, so adding reopening left every other field as it was.
+                dispute = _rng(self.config.seed, "bug-reopen", bug_id)
+                if dispute.random() < REOPEN_SHARE:
+                    reopened_at = float(int(decided_at + dispute.uniform(2, 48) * HOUR))
+                    redecided_at = float(int(reopened_at + dispute.uniform(4, 72) * HOUR * REVIEW_PACE[severity]))
+                    redecision = "accepted" if dispute.random() < 0.5 else "rejected"
+                    if reopened_at >= final_at:
+                        reopened_at = redecision = redecided_at = None
+                    elif redecided_at > final_at:
+                        redecided_at = final_at
             reason = None
             if rejection is not None and decided_at is not None:
                 # Posted when the bug is rejected, so it appears together with the status.
@@ -1049,6 +1139,9 @@ class World:
                     ),
                     language=language,
                     location=location,
+                    reopened_at=reopened_at,
+                    redecision=redecision,
+                    redecided_at=redecided_at,
                 )
             )
         return tuple(drafts)
@@ -1091,6 +1184,30 @@ class World:
             return None
         fields = rng.sample(vocab.REPORT_FIELDS, rng.randint(1, len(vocab.REPORT_FIELDS)))
         return REPORT_CONFIGURATION_ID_BASE + p.index, tuple((key, rng.choice(values)) for key, values in fields)
+
+
+def _log(
+    entity: str,
+    entity_id: int,
+    product_id: int,
+    appears: float,
+    until: float,
+    instants: Iterable[float | None],
+    values: Callable[[float], tuple],
+    fields: tuple[str, ...],
+) -> list[Transition]:
+    """The transitions of one entity: its first appearance, then each instant that changes a field."""
+    current = values(appears)
+    out = [Transition(entity, entity_id, product_id, appears, f, None, v) for f, v in zip(fields, current)]
+    for at in sorted({t for t in instants if t is not None and appears < t <= until}):
+        now = values(at)
+        out += [
+            Transition(entity, entity_id, product_id, at, f, old, new)
+            for f, old, new in zip(fields, current, now)
+            if old != new
+        ]
+        current = now
+    return out
 
 
 def _review_status(spec: TestSpec, ts: float) -> str:

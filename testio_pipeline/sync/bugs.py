@@ -152,6 +152,7 @@ def _fetch_and_write_bugs(
         # and those of the products whose tests' bugs were all read.
         complete={"tests": fetched_all.fetched_test_ids, "products": sorted(complete)},
         detect_deletions=options.mode == "full",
+        run_id=options.run_id,
         reject_reasons=reasons,
     )
     return EntityResult(

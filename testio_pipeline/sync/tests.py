@@ -121,6 +121,7 @@ def _fetch_and_write_tests(
         options.clock(),
         complete={"products": sorted(complete)},
         detect_deletions=options.mode == "full",
+        run_id=options.run_id,
     )
     return EntityResult(
         entity="tests",

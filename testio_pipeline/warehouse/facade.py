@@ -142,6 +142,7 @@ class Warehouse:
         *,
         complete: Mapping[str, Collection[int]] | None = None,
         detect_deletions: bool = False,
+        run_id: str | None = None,
         **options: Any,
     ) -> WriteStats:
         """Merge ``entity``'s records (or its filled stage) and their child rows in one
@@ -152,6 +153,7 @@ class Warehouse:
         (``detect_deletions``) are only marked among their rows, and only they get their
         ``<entity>_synced_at``. ``options`` go to the entity's ``prepare`` hook (bugs:
         ``reject_reasons``, which replaces the stored list the comments are matched against).
+        ``run_id`` marks the entity's history rows (``bug_status_changes``, ``test_status_changes``).
         """
         return writes.write_entity(
             self._db,
@@ -160,6 +162,7 @@ class Warehouse:
             synced_at,
             complete=complete or {},
             detect_deletions=detect_deletions,
+            run_id=run_id,
             **options,
         )
 

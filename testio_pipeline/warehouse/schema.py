@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from testio_pipeline.entities import ENTITIES, Entity
+
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Table:
     columns: tuple[Column, ...]
     since: int = 1
     sequences: tuple[str, ...] = field(default=())  # created just before the table
+    # An append-only log keeps its key unindexed: an index would cost every write time and
+    # memory for a key only its own writes make (the primary_key_unique check still checks it).
+    indexed: bool = True
 
     @property
     def primary_key(self) -> tuple[str, ...]:
@@ -75,6 +80,7 @@ class Table:
         """CREATE statements for this table with the columns that existed at ``version``;
         without ``constraints``, no primary key and no sequences (see ``Column.ddl``)."""
         cols = [c for c in self.columns if version is None or c.since <= version]
+        constraints = constraints and self.indexed
         body = [c.ddl(constraints) for c in cols]
         key = [c.name for c in cols if c.primary_key]
         if key and constraints:
@@ -413,7 +419,58 @@ _TABLE_LIST = (
     ),
 )
 
+HISTORY_VERSION = 5
+CHANGE_KINDS = ("first_seen", "changed", "restored", "deleted")
+
+
+def _history_table(entity: Entity, tables: dict[str, Table]) -> Table:
+    """The observed-history table of an entity with a ``History`` declaration: one row per row
+    of the entity and sync that saw it first, or saw one of its tracked fields changed, or saw it
+    vanish or come back. Each tracked field is an old_/new_ pair of its entity column's type."""
+    history = entity.history
+    assert history is not None
+    what = entity.name[:-1]
+    source = tables[entity.name]
+    parent = entity.synced_in[0]
+    pairs = tuple(
+        col
+        for f in history.fields
+        for col in (
+            Column(f"old_{f}", source.column(f).type, f"{f} as the sync before saw it; empty on a first sighting (change first_seen)."),
+            Column(f"new_{f}", source.column(f).type, f"{f} as this sync saw it; empty when the {what} was deleted upstream (change deleted)."),
+        )
+    )
+    return Table(
+        history.table,
+        f"Observed history of {entity.name}: one row each time a sync saw a {what} for the first time, saw one of "
+        f"{', '.join(history.fields)} change, or saw the {what} deleted upstream or back again; a sync that sees nothing "
+        f"new writes no row. The change happened somewhere between previous_observed_at and observed_at (the API keeps "
+        f"no history; a mirror only knows what its syncs saw). An existing mirror's history starts at its first sync "
+        f"after schema version {HISTORY_VERSION}, with first sightings.",
+        (
+            Column(history.key, "BIGINT", f"The {what} ({entity.name}.id).", primary_key=True),
+            Column("change_number", "BIGINT", f"The row's number among the {what}'s history rows, in the order they were observed (1: its first sighting).", primary_key=True),
+            Column("product_id", "BIGINT", f"Product of the {what} (products.id)."),
+            Column("change", "VARCHAR", f"first_seen (old_ columns empty), changed, restored (back after a deletion) or deleted (new_ columns empty)."),
+            *pairs,
+            Column("observed_at", "TIMESTAMPTZ", "When the sync that saw this ran (UTC): the change happened at or before it.", not_null=True),
+            Column(
+                "previous_observed_at",
+                "TIMESTAMPTZ",
+                f"The last sync time before this one known to have seen the {what} as the old_ columns say (the later of its "
+                f"row's last write and {parent}.{entity.name}_synced_at; for a new {what}, the last complete look at its "
+                f"{parent[:-1]} that did not find it): the change happened after it. Empty when unknown (a first sighting of a "
+                f"{what} stored before the history began, or the first look).",
+            ),
+            Column("run_id", "VARCHAR", "Pipeline run that saw it (sync_events.run_id); empty for a write outside a run."),
+        ),
+        since=HISTORY_VERSION,
+        indexed=False,
+    )
+
+
 TABLES: dict[str, Table] = {t.name: t for t in _TABLE_LIST}
+TABLES |= {e.history.table: _history_table(e, TABLES) for e in ENTITIES if e.history is not None}
 ENTITY_TABLES = tuple(name for name, t in TABLES.items() if t.soft_deletes)
 SYNC_COUNT_COLUMNS = tuple(name for name, _ in _SYNC_COUNTS)
 SYNC_STATUSES = ("running", "success", "partial", "failed")

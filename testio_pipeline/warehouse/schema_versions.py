@@ -141,6 +141,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             for key, name, comment in STANDARD_REJECT_REASONS
         ),
     )),
+    # History cannot be recovered from the API: it starts at the first sync after this
+    # version, with a first sighting of every row that sync sees.
+    Migration(5, "bug_status_changes, test_status_changes: the observed history of bugs and tests", create_tables_sql(5)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

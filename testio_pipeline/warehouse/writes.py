@@ -22,7 +22,7 @@ import duckdb
 from testio_pipeline.domain.records import Record
 from testio_pipeline.entities import COMPLETE, MERGED, WRITTEN, Child, Entity, load
 
-from . import frames, merge
+from . import frames, history, merge
 from .connection import Connections
 from .merge import Scope, WriteStats, utc
 from .staging import Stage
@@ -36,10 +36,12 @@ def write_entity(
     *,
     complete: Mapping[str, Collection[int]],
     detect_deletions: bool,
+    run_id: str | None = None,
     **options: Any,
 ) -> WriteStats:
-    """Merge ``rows`` into the entity's table and its children's, mark the complete parents
-    synced; ``options`` go to the entity's ``prepare`` hook."""
+    """Merge ``rows`` into the entity's table and its children's, record what changed in its
+    tracked fields (``history``, by ``run_id``), mark the complete parents synced; ``options``
+    go to the entity's ``prepare`` hook."""
     started = time.perf_counter()
     ts = utc(synced_at)
     complete = {parent: set(ids) for parent, ids in complete.items()}
@@ -60,8 +62,12 @@ def write_entity(
         source, derived = framed, {}
         if prepare is not None:
             source, derived = prepare(con, framed, children, ts, **options)
+        seen = history.record_seen(con, entity, source, ts, run_id) if entity.history else 0
         stats = merge.upsert(con, entity.name, source, ts, compare=entity.compare, delete_scope=scope, written=written)
         extra: dict[str, int] = {}
+        if entity.history:
+            deleted = history.record_deleted(con, entity, source, ts, run_id) if stats.marked_deleted else 0
+            extra["history_rows"] = seen + deleted
         for child in entity.children:
             if child.replace == MERGED:
                 merged = merge.upsert(con, child.table, children[child.table], ts, compare=child.compare, delete_scope=scope)

@@ -1,7 +1,8 @@
 """Analyst views, declared once as data like ``schema.TABLES``: SQL, column docs, KPIs.
 
 How a view is declared is in ``model.py``; the declarations in ``overview.py``,
-``summary.py`` and ``facts.py`` (the fact views the metrics of ``metrics.py`` are computed over). A test compares each declaration with ``DESCRIBE`` of the view.
+``summary.py``, ``facts.py`` (the fact views the metrics of ``metrics.py`` are computed over) and
+``lifecycle.py`` (how long bugs and tests wait, from the observed history). A test compares each declaration with ``DESCRIBE`` of the view.
 
 Conventions shared by the views:
 - deleted rows (``deleted_at`` set) are left out everywhere;
@@ -18,13 +19,16 @@ from typing import Iterable, Sequence
 
 from .. import merge
 from .facts import BUG_FACTS, TEST_FACTS, USERS
+from .lifecycle import BUG_LIFECYCLE, TEST_LIFECYCLE
 from .model import View, describe_type
 from .overview import BUG_OVERVIEW, TEST_OVERVIEW
 from .summary import FEATURE_QUALITY, PRODUCT_SUMMARY
 
 __all__ = ["VIEWS", "View", "create_views", "create_views_sql", "describe_type", "view_reads"]
 
-_VIEW_LIST = (BUG_OVERVIEW, TEST_OVERVIEW, FEATURE_QUALITY, PRODUCT_SUMMARY, BUG_FACTS, TEST_FACTS, USERS)
+_VIEW_LIST = (
+    BUG_OVERVIEW, TEST_OVERVIEW, FEATURE_QUALITY, PRODUCT_SUMMARY, BUG_FACTS, TEST_FACTS, USERS, BUG_LIFECYCLE, TEST_LIFECYCLE
+)
 # In creation order: a view comes after the views it reads.
 VIEWS: dict[str, View] = {v.name: v for v in _VIEW_LIST}
 

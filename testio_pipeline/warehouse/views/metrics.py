@@ -1,7 +1,8 @@
-"""The 13 analyst metrics, declared as SQL expressions over the fact views, and the dimensions
-they are grouped by.
+"""The analyst metrics, declared as SQL expressions over the fact and lifecycle views, and the
+dimensions they are grouped by.
 
-Each metric is one aggregate expression over one view (``bug_facts`` or ``test_facts``), so
+Each metric is one aggregate expression over one view (``bug_facts``, ``test_facts``,
+``bug_lifecycle`` or ``test_lifecycle``), so
 any metric by any of its view's dimensions is one query (``metric_sql``). The metrics
 table of docs/analytics.md shows the same expressions (a test keeps the two equal).
 
@@ -28,7 +29,7 @@ def _share(condition: str, of: str = "count(*)") -> str:
 @dataclass(frozen=True)
 class Metric:
     name: str
-    view: str  # bug_facts or test_facts
+    view: str  # bug_facts, test_facts, bug_lifecycle or test_lifecycle
     expression: str  # an aggregate over one row per bug or test
     meaning: str
     example: str  # the dimension of the example query in docs/analytics.md
@@ -71,6 +72,32 @@ METRICS: tuple[Metric, ...] = (
         _share("status = 'accepted' AND auto_accepted", "count(*) FILTER (WHERE status = 'accepted')"),
         "Share of accepted bugs that were accepted automatically.", "platform",
     ),
+    # How long bugs and tests wait (views/lifecycle.py): a bug counts towards the decision
+    # times once the mirror saw it open and then decided; its time is an upper bound.
+    Metric(
+        "median_hours_to_decision", "bug_lifecycle", "round(median(hours_to_decision), 2)",
+        "Median hours from report to first decision, over the bugs the mirror saw open, then decided.", "severity",
+    ),
+    Metric(
+        "p90_hours_to_decision", "bug_lifecycle", "round(quantile_cont(hours_to_decision, 0.9), 2)",
+        "90th percentile of those hours: nine in ten were decided within it.", "product",
+    ),
+    Metric(
+        "decided_within_24h_share", "bug_lifecycle", _share("hours_to_decision <= 24", "count(hours_to_decision)"),
+        "Share of those bugs certainly decided within 24 hours of their report.", "reported_week",
+    ),
+    Metric(
+        "decided_within_72h_share", "bug_lifecycle", _share("hours_to_decision <= 72", "count(hours_to_decision)"),
+        "Share of those bugs certainly decided within 72 hours of their report.", "feature",
+    ),
+    Metric(
+        "open_bugs", "bug_lifecycle", "count(*) FILTER (WHERE status = 'forwarded')",
+        "Bugs open now; by open_age_bucket, how long they have waited since their report.", "open_age_bucket",
+    ),
+    Metric(
+        "tests_locked_over_7_days", "test_lifecycle", "count(*) FILTER (WHERE hours_locked_so_far > 168)",
+        "Tests locked now whose testing ended more than 7 days before the last sync (hours_locked_so_far for any other N).", "product",
+    ),
 )
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 
@@ -86,6 +113,10 @@ DIMENSIONS: dict[str, dict[str, tuple[str, str]]] = {
     "feature": {"bug_facts": ("feature", "")},
     **{d: {"bug_facts": (d, "")} for d in ("tester", "severity", "status", "known", "rejection_reason")},
 }
+for _d in ("product", "feature", "severity", "reported_week", "open_age_bucket"):
+    DIMENSIONS.setdefault(_d, {})["bug_lifecycle"] = (_d, "")
+for _d in ("product", "testing_type"):
+    DIMENSIONS[_d]["test_lifecycle"] = (_d, "")
 # features_tested counts the features a test covers: its rows are unnested per feature.
 _FEATURE_ROWS = ", unnest(feature_ids) AS c(feature_id)"
 
