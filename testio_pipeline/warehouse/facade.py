@@ -44,9 +44,11 @@ class Warehouse:
         merge_memory_limit: str = "384MB",
         *,
         lake_data_path: str | None = None,
+        write_unit_rows: int = writes.UNIT_ROWS,
     ):
         backend = backend_for(location, lake_data_path)
         self._db = Connections(backend, lock_timeout, merge_memory_limit, prepare=migrations.ensure_ready)
+        self.write_unit_rows = write_unit_rows  # a staged write of more rows is merged in units by product
 
     @property
     def location(self) -> str:
@@ -145,7 +147,8 @@ class Warehouse:
         **options: Any,
     ) -> WriteStats:
         """Merge ``entity``'s records (or its filled stage) and their child rows in one
-        transaction, as its registry declaration says.
+        transaction, as its registry declaration says (a stage of more than
+        ``write_unit_rows`` rows: in one transaction per group of products, ``writes.write_entity``).
 
         ``complete`` names, per parent table, the parents whose rows of ``entity`` were all
         fetched (e.g. ``{"products": ids}``; for bugs also ``{"tests": ids}``): deletions
@@ -160,6 +163,7 @@ class Warehouse:
             synced_at,
             complete=complete or {},
             detect_deletions=detect_deletions,
+            unit_rows=self.write_unit_rows,
             **options,
         )
 
