@@ -319,7 +319,12 @@ class ProductGroup:
         con.register(name, frames.ids_frame(self.ids))
         if self.rest:
             return f"({column} IS NULL OR {column} NOT IN (SELECT id FROM {name}))"
-        return f"{column} IN (SELECT id FROM {name})"
+        if not self.ids:
+            return "false"
+        # The constant range lets a scan of the stage's files skip the row groups of other
+        # products (their min/max); the subquery alone would read every file for every unit.
+        span = f"{column} BETWEEN {min(self.ids)} AND {max(self.ids)}"
+        return f"{span} AND {column} IN (SELECT id FROM {name})"
 
 
 class StagePart:
