@@ -120,7 +120,8 @@ class Warehouse:
         """A per-run staging store for ``entity`` (tests, bugs), removed on exit.
 
         Fill it while fetching (``stage.add(records)``), then pass it to ``write`` in place of
-        the record list: the write merges it in one transaction.
+        the record list: the write merges it in one transaction (past ``write_unit_rows``
+        rows, in one per group of products).
         """
         staged = Stage(entity, self.staging_dir, batch_rows=batch_rows)
         try:

@@ -8,8 +8,9 @@ stage's own, written by the stage's writer thread (the Parquet encoding does not
 GIL, so the fetch's event loop keeps sending requests meanwhile). Memory stays bounded
 however large the fetch is. At the end of the step the warehouse opens its file once and
 runs the same set-based upsert on views over the staged files (``Warehouse.write`` accepts
-a stage wherever it accepts a list of records), in one transaction; then the directory is
-removed. ``seal`` waits for the writer and raises what it raised.
+a stage wherever it accepts a list of records), in one transaction, or for a large stage in
+one per group of products (:class:`StagePart`: the views hold that group's rows only); then
+the directory is removed. ``seal`` waits for the writer and raises what it raised.
 Parquet rather than a staging DuckDB file: pyarrow writes a batch far faster than a DuckDB
 INSERT does (see benchmarks/README.md), and DuckDB scans it as fast.
 
