@@ -72,7 +72,9 @@ def write_entity(
     children = {c.table: f"_{c.table}_in" for c in entity.children}
     written = f"_{entity.name}_written" if any(c.replace == WRITTEN for c in entity.children) else None
 
-    def body_for(group: ProductGroup | None, unit_options: Mapping[str, Any]) -> Callable[[duckdb.DuckDBPyConnection], WriteStats]:
+    def body_for(
+        group: ProductGroup | None, unit_options: Mapping[str, Any]
+    ) -> Callable[[duckdb.DuckDBPyConnection], WriteStats]:
         scope = _deletion_scope(entity, complete, group) if detect_deletions else None
 
         def body(con: duckdb.DuckDBPyConnection) -> WriteStats:
