@@ -18,7 +18,8 @@ both). Tokenising every bug was most of a bugs write in an incremental cycle
 chunk the same way, so memory stays bounded at any size. Both work in write units of one chunk of
 bug ids each, committed one after the other with the file released in between (a reader waits
 out one chunk at most, and meanwhile searches the bugs indexed so far); a run that dies between
-two units leaves :data:`PENDING` set, and the next bugs write finishes the index. They run under
+two units (or after the merge, before the index) leaves :data:`INDEXED` behind the bugs, and the
+next bugs write finishes the index. They run under
 the warehouse's memory cap (``merge_memory_limit``), so DuckDB spills the documents and the
 chunk's tables to disk rather than holding a million bugs' text. Analysts query it with
 
@@ -35,7 +36,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -254,9 +255,12 @@ def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
         run(con, sql)
 
 
-# While a refresh or rebuild runs in units, this table holds a row: an index left half done by a
-# run that died between two units is finished by the next bugs write, even one that changed no bug.
-PENDING = f"{SCHEMA}.refresh_pending"
+# The bugs' state the index was last brought up to (the latest ``synced_at`` or ``deleted_at``),
+# noted by the last unit of a refresh or rebuild and removed by its first: an index left half
+# done by a run that died between two units, or not refreshed at all after a merge that
+# committed, is brought up to date by the next bugs write, even one that changed no bug.
+INDEXED = f"{SCHEMA}.indexed_as_of"
+_BUGS_AS_OF = "SELECT greatest(max(synced_at), max(deleted_at)) FROM bugs"
 
 
 def rebuild(db: Connections) -> tuple[IndexBuild, list[float]]:
@@ -265,17 +269,18 @@ def rebuild(db: Connections) -> tuple[IndexBuild, list[float]]:
     each unit held the file."""
     started = time.perf_counter()
 
-    def first(con: duckdb.DuckDBPyConnection) -> tuple[IndexBuild, list[int]]:
+    def first(con: duckdb.DuckDBPyConnection) -> tuple[IndexBuild, list[int], Any]:
+        as_of = _forget_indexed(con)
         build, bounds = _rebuild_first_chunk(con, CHUNK_DOCUMENTS)
-        if len(bounds) > 2:
-            _set_pending(con, True)
-        return build, bounds
+        if len(bounds) <= 2:
+            _note_indexed(con, as_of)
+        return build, bounds, as_of
 
-    (build, bounds), unit = db.write(first, capped=True)
+    (build, bounds, as_of), unit = db.write(first, capped=True)
     holds = [unit.held_s]
     if len(bounds) <= 2:
         return build, holds
-    documents, tokenised, more_holds = _refresh_ranges(db, bounds[1:])
+    documents, tokenised, more_holds = _refresh_ranges(db, bounds[1:], as_of)
     build = IndexBuild(
         build.documents + documents, time.perf_counter() - started, tokenised=build.tokenised + tokenised,
         chunks=len(bounds) - 1,
@@ -292,22 +297,21 @@ def refresh(db: Connections) -> tuple[IndexBuild, list[float]]:
     if not has_index(db):
         return rebuild(db)
 
-    def first(con: duckdb.DuckDBPyConnection) -> list[int]:
-        extensions.load(con, "fts")
-        _set_pending(con, True)
-        return _chunk_bounds(
-            con, CHUNK_DOCUMENTS, f"SELECT id FROM bugs WHERE deleted_at IS NULL UNION SELECT bug_id FROM {DOCUMENTS}"
-        )
+    def first(con: duckdb.DuckDBPyConnection) -> tuple[list[int], Any]:
+        as_of = _forget_indexed(con)
+        ids = f"SELECT id FROM bugs WHERE deleted_at IS NULL UNION SELECT bug_id FROM {DOCUMENTS}"
+        return _chunk_bounds(con, CHUNK_DOCUMENTS, ids), as_of
 
-    bounds, unit = db.write(first)
-    documents, tokenised, holds = _refresh_ranges(db, bounds)
+    (bounds, as_of), unit = db.write(first)
+    documents, tokenised, holds = _refresh_ranges(db, bounds, as_of)
     chunks = max(1, len(bounds) - 1)
     return IndexBuild(documents, time.perf_counter() - started, tokenised=tokenised, chunks=chunks), [unit.held_s, *holds]
 
 
-def _refresh_ranges(db: Connections, bounds: list[int]) -> tuple[int, int, list[float]]:
+def _refresh_ranges(db: Connections, bounds: list[int], as_of: Any) -> tuple[int, int, list[float]]:
     """Refresh the documents of each id range ``bounds[i] < id <= bounds[i+1]`` in a unit of its
-    own; the last one clears the pending mark. Returns the documents, those tokenised, the holds."""
+    own; the last one notes the index is up to date with the bugs ``as_of``. Returns the
+    documents, those tokenised, the holds."""
     documents = tokenised = 0
     holds: list[float] = []
     ranges = list(zip(bounds, bounds[1:]))
@@ -317,14 +321,14 @@ def _refresh_ranges(db: Connections, bounds: list[int]) -> tuple[int, int, list[
         def body(con: duckdb.DuckDBPyConnection, lo: int = lo, hi: int = hi, last: bool = last) -> tuple[int, int]:
             counts = _refresh_range(con, lo, hi)
             if last:
-                _set_pending(con, False)
+                _note_indexed(con, as_of)
             return counts
 
         (in_range, changed), unit = db.write(body, capped=True)
         documents, tokenised = documents + in_range, tokenised + changed
         holds.append(unit.held_s)
     if not ranges:
-        _, unit = db.write(lambda con: _set_pending(con, False))
+        _, unit = db.write(lambda con: _note_indexed(con, as_of))
         holds.append(unit.held_s)
     return documents, tokenised, holds
 
@@ -347,23 +351,30 @@ def _refresh_range(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[in
     return run(con, "SELECT count(*) FROM _documents_now")[0][0], changed
 
 
-def _set_pending(con: duckdb.DuckDBPyConnection, pending: bool) -> None:
+def _forget_indexed(con: duckdb.DuckDBPyConnection) -> Any:
+    """Note that the index is being changed; returns the bugs' state it is brought up to."""
     run(con, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    run(con, f"CREATE TABLE IF NOT EXISTS {PENDING} (since TIMESTAMPTZ)")
-    run(con, f"DELETE FROM {PENDING}")
-    if pending:
-        run(con, f"INSERT INTO {PENDING} VALUES (now())")
+    run(con, f"CREATE TABLE IF NOT EXISTS {INDEXED} (bugs_as_of TIMESTAMPTZ)")
+    run(con, f"DELETE FROM {INDEXED}")
+    return run(con, _BUGS_AS_OF)[0][0]
+
+
+def _note_indexed(con: duckdb.DuckDBPyConnection, as_of: Any) -> None:
+    run(con, f"DELETE FROM {INDEXED}")
+    run(con, f"INSERT INTO {INDEXED} VALUES ($as_of)", {"as_of": as_of})
 
 
 def is_current(db: Connections) -> bool:
-    """Whether the file has a search index that no unfinished refresh left half done."""
+    """Whether the file has a search index brought up to date with the bugs as they are (no
+    unfinished refresh, no bug written since)."""
     with db.read() as con:
         if not index_exists(con):
             return False
-        sql = "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'refresh_pending'"
+        sql = "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'indexed_as_of'"
         if not run(con, sql, [SCHEMA])[0][0]:
-            return True
-        return not run(con, f"SELECT count(*) FROM {PENDING}")[0][0]
+            return False
+        noted = run(con, f"SELECT bugs_as_of FROM {INDEXED}")
+        return bool(noted) and noted[0][0] == run(con, _BUGS_AS_OF)[0][0]
 
 
 def index_exists(con: duckdb.DuckDBPyConnection) -> bool:
