@@ -10,13 +10,16 @@ It prints markers on stdout (flushed) so the parent knows where it is:
 
     START                 imports done, about to sync
     IN_WRITE <table>      inside the write transaction of <table>, after its upsert
+    UNIT_DONE <entity> <k> <ids>  unit k of <entity>'s write (products <ids>, JSON) is committed
     STEP_DONE <step>      the step's writes are committed
     DONE                  every step finished
 
 Optional holds keep the interesting moments open until the parent is done acting on them,
 however slow a busy machine makes either process: the worker waits until a release file exists.
 ``hold_in_write: [table, path]`` waits inside that table's transaction (uncommitted),
-``hold_after_step: [step, path]`` waits between steps (no connection open).
+``hold_after_step: [step, path]`` waits between steps (no connection open),
+``hold_after_unit: [entity, k, path]`` between units k and k+1 of a write split in units
+(``write_unit_rows`` sets the warehouse's unit size).
 A path the parent never creates holds until the worker is killed.
 """
 
@@ -66,6 +69,8 @@ def main(argv: list[str]) -> int:
     warehouse = Warehouse(
         spec["db"], lock_timeout=spec.get("lock_timeout", 60.0), lake_data_path=spec.get("lake_data_path")
     )
+    if spec.get("write_unit_rows"):
+        warehouse.write_unit_rows = spec["write_unit_rows"]
     options = SyncOptions(mode=spec.get("mode", "full"), clock=lambda: now)
 
     hold_in_write = spec.get("hold_in_write")
@@ -81,6 +86,28 @@ def main(argv: list[str]) -> int:
             return counts
 
         merge_module.upsert = upsert_then_pause
+
+    hold_after_unit = spec.get("hold_after_unit")
+    if hold_after_unit:
+        from testio_pipeline.warehouse.connection import Connections
+        from testio_pipeline.warehouse.staging import StagePart
+
+        entity_name, after_unit, release = hold_after_unit
+        original_write = Connections.write
+        units_done = 0
+
+        def write_then_pause(self, body, **kwargs):
+            nonlocal units_done
+            value = original_write(self, body, **kwargs)
+            rows = kwargs.get("rows")
+            if isinstance(rows, StagePart) and rows.entity == entity_name:
+                units_done += 1
+                if units_done == after_unit:
+                    print(f"UNIT_DONE {entity_name} {units_done} {json.dumps(sorted(rows.products.ids))}", flush=True)
+                    wait_for_release(release)
+            return value
+
+        Connections.write = write_then_pause
 
     hold_after = spec.get("hold_after_step") or [None, None]
     print("START", flush=True)

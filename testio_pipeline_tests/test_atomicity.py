@@ -29,7 +29,7 @@ import pytest
 from testio_pipeline.component.testio.assets import STEP_NAME as TESTIO_STEP
 from testio_pipeline.settings import Settings
 from testio_pipeline.source import ApiSource
-from testio_pipeline.entities import ENTITIES
+from testio_pipeline.entities import ENTITIES, ENTITY_BY_NAME
 from testio_pipeline.sync import SyncOptions, run_cycle
 from testio_pipeline.warehouse import TABLES, Warehouse, locks
 
@@ -229,6 +229,110 @@ def test_syncs_killed_at_random_moments_always_leave_a_state_some_write_produced
         step = matching_step(state(db), references)
         sync_in_process(db, LATER, **WORLD)
         assert state(db) == references[-1], f"the run after a kill at step {step} completes the mirror"
+
+
+def test_a_write_in_units_ends_where_one_write_does(tmp_path, before_and_reference):
+    """Tests and bugs merged in units of at most 150 rows (by product): the same rows, sync marks
+    and search results as the whole writes, and every unit is reported."""
+    before, references = before_and_reference
+    db = tmp_path / "units.duckdb"
+    shutil.copy(before, db)
+    sim = make_simulator("tiny", now=LATER, **WORLD)
+    source = ApiSource.from_settings(Settings(), simulator=sim)
+    source.retry = FAST_RETRY
+    warehouse = Warehouse(db, write_unit_rows=150)
+    results = run_cycle(source, warehouse, SyncOptions(mode="full", clock=lambda: LATER))
+    assert state(db) == references[-1]
+    bugs, tests = results["bugs"].write, results["tests"].write
+    assert (bugs.units, tests.units) == (2, 2)  # ~600 bugs / 100 tests per product: one product a unit
+    assert 0 < bugs.longest_hold_s < bugs.lock_held_s
+    whole = tmp_path / "whole.duckdb"
+    shutil.copy(before, whole)
+    sync_in_process(whole, LATER, **WORLD)
+    for query in ("crash", "login button", "page blank"):
+        assert warehouse.search_bugs(query).equals(Warehouse(whole).search_bugs(query)), query
+
+
+def rows_by_product(db: Path, table: str) -> list[tuple]:
+    """Every row of ``table``, each led by the product it belongs to (None: to none)."""
+    columns = TABLES[table].column_names
+    if table == "products":
+        product = "t.id"
+    elif "product_id" in columns:
+        product = "t.product_id"
+    elif "bug_id" in columns:
+        product = "(SELECT b.product_id FROM bugs b WHERE b.id = t.bug_id)"
+    else:
+        product = "NULL"
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(f"SELECT {product} AS _product, t.* FROM {table} t ORDER BY ALL").fetchall()
+
+
+@pytest.mark.slow
+def test_a_sync_killed_between_two_units_of_a_write_completes_its_products_and_leaves_the_others(
+    tmp_path, before_and_reference
+):
+    """The bugs write in units of at most 500 bugs (two products of ~600: two units), the run
+    killed after the first committed: that unit's products are exactly as a whole sync leaves
+    them and marked synced, the other's bugs, children and sync marks are those from before, and
+    the next run ends where an uninterrupted one does."""
+    before, references = before_and_reference
+    # The file before the bugs step and after it, from an uninterrupted run on copies.
+    before_bugs, after_bugs = tmp_path / "before_bugs.duckdb", tmp_path / "after_bugs.duckdb"
+    shutil.copy(before, before_bugs)
+    sim = make_simulator("tiny", now=LATER, **WORLD)
+    source = ApiSource.from_settings(Settings(), simulator=sim)
+    source.retry = FAST_RETRY
+    options = SyncOptions(mode="full", clock=lambda: LATER)
+    for entity in ENTITIES[:-1]:
+        entity.sync_step()(source, Warehouse(before_bugs), options)
+    shutil.copy(before_bugs, after_bugs)
+    ENTITIES[-1].sync_step()(source, Warehouse(after_bugs), options)
+    assert state(after_bugs) == references[-1]
+
+    db = tmp_path / "t.duckdb"
+    shutil.copy(before, db)
+    proc = worker(db, LATER, write_unit_rows=500, hold_after_unit=["bugs", 1, str(tmp_path / "never")])
+    lines = wait_for(proc, "UNIT_DONE bugs 1")
+    kill(proc)
+    finished = set(json.loads(lines[-1].split(" ", 3)[3]))
+    products = {row[0] for row in rows_by_product(db, "products")}
+    assert finished and products - finished, "the bugs write was split between the products"
+
+    written_by_bugs = {*ENTITY_BY_NAME["bugs"].tables, *ENTITY_BY_NAME["bugs"].synced_in}
+    for table in TABLES:
+        if table == "schema_migrations":
+            continue
+        killed, old, new = (rows_by_product(f, table) for f in (db, before_bugs, after_bugs))
+        if table not in written_by_bugs:
+            assert killed == old, table
+            continue
+        expected = sorted(
+            [r for r in new if r[0] in finished or (r[0] is None and table in ENTITY_BY_NAME["bugs"].tables)]
+            + [r for r in old if r[0] not in finished and not (r[0] is None and table in ENTITY_BY_NAME["bugs"].tables)],
+            key=repr,
+        )
+        assert sorted(killed, key=repr) == expected, table
+    # Nothing of the unfinished products is marked synced by this run.
+    with duckdb.connect(str(db), read_only=True) as con:
+        marked = {
+            pid for (pid,) in con.execute("SELECT id FROM products WHERE bugs_synced_at = ?", [LATER]).fetchall()
+        }
+        tests_marked = {
+            pid for (pid,) in con.execute("SELECT DISTINCT product_id FROM tests WHERE bugs_synced_at = ?", [LATER]).fetchall()
+        }
+    assert marked == tests_marked == finished
+    def unfinished_bugs(file: Path) -> list[tuple]:
+        return [r for r in rows_by_product(file, "bugs") if r[0] not in finished]
+
+    assert unfinished_bugs(before_bugs) != unfinished_bugs(after_bugs)  # the killed run had changes left to make
+
+    sync_in_process(db, LATER, **WORLD)
+    assert state(db) == references[-1]
+    warehouse = Warehouse(db)
+    truth = truth_ids(make_simulator("tiny", now=LATER, **WORLD))
+    for table in ENTITY_TABLES:
+        assert warehouse.ids(table) == truth[table], table
 
 
 # --- readers during a sync -------------------------------------------------------------------

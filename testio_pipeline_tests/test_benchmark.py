@@ -32,7 +32,7 @@ def test_the_benchmark_runs_four_verified_phases_and_prints_one_table(tmp_path):
         "  bugs: fetch / write (s)",
         "rows written: inserted / updated / unchanged",
         "peak RSS of the sync process (MiB)",
-        "longest DuckDB write-lock hold (s)",
+        "longest DuckDB write-unit hold (s)",
         "lower bound (s)",
         "wall / lower bound",
         "lower bound = L x [ 1 + max(ceil((R_f + R_t)/C), chain_t) + ceil((R_s + R_b)/C) ]",

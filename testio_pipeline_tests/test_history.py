@@ -30,10 +30,10 @@ SYNCS = 12  # 1 full + 11 incremental: about four simulated days
 TRACKED = {"tests": ("test_status_changes", "test_id", TEST_TRACKED), "bugs": ("bug_status_changes", "bug_id", BUG_TRACKED)}
 
 
-def run_syncs(location: str, data_path: str | None = None):
+def run_syncs(location: str, data_path: str | None = None, **warehouse_options):
     """(simulator, warehouse, the sync times in order)."""
     sim = make_simulator("tiny", **WORLD)
-    warehouse = Warehouse(location, lake_data_path=data_path)
+    warehouse = Warehouse(location, lake_data_path=data_path, **warehouse_options)
     source = ApiSource.from_settings(Settings(), simulator=sim)
     source.retry = FAST_RETRY
     times = []
@@ -137,6 +137,16 @@ def test_the_history_holds_one_first_sighting_each_and_exactly_the_net_changes_o
     assert_history_is_the_log(sim, con, times)
     runs = con.execute("SELECT DISTINCT run_id FROM bug_status_changes ORDER BY run_id").fetchall()
     assert {r[0] for r in runs} <= {f"run-{k}" for k in range(SYNCS)} and len(runs) > 3
+
+
+def test_a_write_in_units_records_the_same_history(tmp_path):
+    # A unit per product (each product stages more bugs than this): every unit writes its own
+    # products' history in its own transaction, and none records another unit's rows again.
+    sim, warehouse, times = run_syncs(str(tmp_path / "t.duckdb"), write_unit_rows=100)
+    units = warehouse.query("SELECT count(DISTINCT product_id) AS n FROM bugs").n[0]
+    assert units >= 2
+    with duckdb.connect(str(warehouse.path), read_only=True) as con:
+        assert_history_is_the_log(sim, con, times)
 
 
 def test_a_sync_that_sees_nothing_new_writes_no_history(tmp_path):

@@ -80,6 +80,8 @@ class EntityResult:
             "fetch_seconds": round(self.fetch_s, 3),
             "write_seconds": round(self.write.duration_s, 3),
             "write_lock_held_seconds": round(self.write.lock_held_s, 3),
+            "write_longest_unit_seconds": round(self.write.longest_hold_s, 3),
+            "write_units": self.write.units,
             **self.counts,
         }
 

@@ -30,7 +30,7 @@ from .backends import Backend, FileBackend
 from .locks import Backoff, process_lock
 from .memory import UnitSettings, empty_buffer_pool, out_of_memory
 from .merge import run
-from .staging import Rows, Stage, name_sources
+from .staging import Rows, Stage, Staged, StagePart, name_sources
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class Connections:
 
     @contextmanager
     def unit(
-        self, read_only: bool, stage: Stage | None = None, memory_limit: str | None = None
+        self, read_only: bool, stage: Staged | None = None, memory_limit: str | None = None
     ) -> Iterator[Unit]:
         """One connection, closed on exit; a read-write one is one transaction, rolled back
         if the block raises. The schema is not checked here (migrations use this too)."""
@@ -108,7 +108,7 @@ class Connections:
         with self._process_lock.hold(read_only):
             yield from self._unit(read_only, memory_limit, stage)
 
-    def _unit(self, read_only: bool, memory_limit: str | None, stage: Stage | None) -> Iterator[Unit]:
+    def _unit(self, read_only: bool, memory_limit: str | None, stage: Staged | None) -> Iterator[Unit]:
         con = self._open(read_only)
         unit = Unit(con)
         opened = time.perf_counter()
@@ -192,7 +192,7 @@ class Connections:
     ) -> tuple[T, Unit]:
         """``write`` without the schema check (migrations use this, and claim the warehouse
         themselves once ``schema_migrations`` exists: ``claim=False``)."""
-        stage = rows if isinstance(rows, Stage) else None
+        stage = rows if isinstance(rows, (Stage, StagePart)) else None
         if stage is not None:
             stage.seal()  # before the file is opened: sealing hands memory back (a collection)
         limit = self.merge_memory_limit if stage is not None or capped else None

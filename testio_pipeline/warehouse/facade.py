@@ -44,9 +44,11 @@ class Warehouse:
         merge_memory_limit: str = "384MB",
         *,
         lake_data_path: str | None = None,
+        write_unit_rows: int = writes.UNIT_ROWS,
     ):
         backend = backend_for(location, lake_data_path)
         self._db = Connections(backend, lock_timeout, merge_memory_limit, prepare=migrations.ensure_ready)
+        self.write_unit_rows = write_unit_rows  # a staged write of more rows is merged in units by product
 
     @property
     def location(self) -> str:
@@ -118,7 +120,8 @@ class Warehouse:
         """A per-run staging store for ``entity`` (tests, bugs), removed on exit.
 
         Fill it while fetching (``stage.add(records)``), then pass it to ``write`` in place of
-        the record list: the write merges it in one transaction.
+        the record list: the write merges it in one transaction (past ``write_unit_rows``
+        rows, in one per group of products).
         """
         staged = Stage(entity, self.staging_dir, batch_rows=batch_rows)
         try:
@@ -146,7 +149,8 @@ class Warehouse:
         **options: Any,
     ) -> WriteStats:
         """Merge ``entity``'s records (or its filled stage) and their child rows in one
-        transaction, as its registry declaration says.
+        transaction, as its registry declaration says (a stage of more than
+        ``write_unit_rows`` rows: in one transaction per group of products, ``writes.write_entity``).
 
         ``complete`` names, per parent table, the parents whose rows of ``entity`` were all
         fetched (e.g. ``{"products": ids}``; for bugs also ``{"tests": ids}``): deletions
@@ -163,6 +167,7 @@ class Warehouse:
             complete=complete or {},
             detect_deletions=detect_deletions,
             run_id=run_id,
+            unit_rows=self.write_unit_rows,
             **options,
         )
 

@@ -74,7 +74,10 @@ def record_deleted(con: duckdb.DuckDBPyConnection, entity: Entity, source: str, 
         SELECT t.id AS {history.key}, coalesce(h.n, 0) + 1 AS change_number, t.product_id, 'deleted' AS change,
                {olds}, $ts AS observed_at, greatest(t.synced_at, p.{synced}) AS previous_observed_at, $run AS run_id
         FROM {entity.name} t LEFT JOIN {parent} p ON p.id = t.{column} LEFT JOIN {_counts(history)} h ON h.id = t.id
-        WHERE t.deleted_at = $ts AND NOT EXISTS (SELECT 1 FROM {source} s WHERE s.id = t.id)""",
+        WHERE t.deleted_at = $ts AND NOT EXISTS (SELECT 1 FROM {source} s WHERE s.id = t.id)
+          -- a write in units: an earlier unit of this sync recorded its own deletions already
+          AND NOT EXISTS (SELECT 1 FROM {history.table} x
+                          WHERE x.{history.key} = t.id AND x.observed_at = $ts AND x.change = 'deleted')""",
         {"ts": observed_at, "run": run_id},
     ).fetchall()[0][0]
     return deleted

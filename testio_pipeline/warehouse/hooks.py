@@ -6,7 +6,7 @@ framed relation and those of its children's (by table), and returns the relation
 (with the columns the declaration says it ``derived``) and counts for ``WriteStats.extra``.
 It must keep no state between calls: a transaction that meets another writer's commit
 (DuckLake) is run again. An ``after`` hook runs once the write has committed, and returns
-the seconds it held the warehouse.
+the seconds each of its units held the warehouse.
 """
 
 from __future__ import annotations
@@ -95,18 +95,18 @@ def derive_rejection_reasons(
     return "_bugs_with_reasons", {}
 
 
-def refresh_search_index(db: Connections, stats: WriteStats) -> float:
+def refresh_search_index(db: Connections, stats: WriteStats) -> list[float]:
     """Bring the bug search index up to date after a write that changed bugs (or build it when
-    there is none yet), in its own transaction so the merge's memory cap and retry stay its
-    own; only the changed bugs' documents are tokenised again (``search.refresh``). Returns
-    the seconds the file was held for it."""
+    there is none yet, or finish one a dead run left half done), in write units of its own so
+    the merge's memory cap and retry stay its own; only the changed bugs' documents are
+    tokenised again (``search.refresh``). Returns the seconds each unit held the file."""
     if not db.backend.full_text_search:
-        return 0.0
+        return []
     changed = stats.inserted + stats.updated + stats.marked_deleted + stats.restored
-    if not changed and search.has_index(db):
-        return 0.0
-    build, held_s = search.refresh(db)
+    if not changed and search.is_current(db):
+        return []
+    build, holds = search.refresh(db)
     stats.extra["search_index_documents"] = build.documents
     stats.extra["search_index_tokenised"] = build.tokenised
     stats.extra["search_index_chunks"] = build.chunks
-    return held_s
+    return holds

@@ -12,10 +12,15 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from typing import TYPE_CHECKING
+
 import duckdb
 
 from .frames import ids_frame
 from .schema import TABLES
+
+if TYPE_CHECKING:
+    from .staging import ProductGroup
 
 
 @dataclass
@@ -32,7 +37,9 @@ class WriteStats:
     restored: int = 0
     total_rows: int = 0
     duration_s: float = 0.0
-    lock_held_s: float = 0.0
+    lock_held_s: float = 0.0  # all its units together
+    longest_hold_s: float = 0.0  # its longest unit: what a reader may have to wait out
+    units: int = 1
     extra: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
@@ -46,19 +53,34 @@ class WriteStats:
             "total_rows": self.total_rows,
         }
 
-    def timed(self, started: float, lock_held_s: float) -> WriteStats:
-        """Fill in the time since ``started`` (a ``perf_counter`` reading) and the lock time."""
+    def timed(self, started: float, holds: float | Sequence[float]) -> WriteStats:
+        """Fill in the time since ``started`` (a ``perf_counter`` reading) and the lock times
+        (one per unit that held the file)."""
+        holds = [holds] if isinstance(holds, (int, float)) else list(holds)
         self.duration_s = time.perf_counter() - started
-        self.lock_held_s = lock_held_s
+        self.lock_held_s = sum(holds)
+        self.longest_hold_s = max(holds, default=0.0)
+        return self
+
+    def add(self, later: WriteStats) -> WriteStats:
+        """This write's counts with a later unit's of the same write (the table's row count is
+        the later one's)."""
+        for name in ("inserted", "updated", "unchanged", "marked_deleted", "restored"):
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        self.total_rows = later.total_rows
+        for name, value in later.extra.items():
+            self.extra[name] = self.extra.get(name, 0) + value
         return self
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Rows of a table the caller fetched completely: ``column`` IN ``ids`` (column None = all rows)."""
+    """Rows of a table the caller fetched completely: ``column`` IN ``ids`` (column None = all
+    rows), of the ``products`` of one write unit only (a ``staging.ProductGroup``; None = all)."""
 
     column: str | None
     ids: Collection[int] = ()
+    products: ProductGroup | None = None
 
 
 def utc(ts: datetime) -> datetime:
@@ -148,6 +170,8 @@ def upsert(
         if delete_scope.column is not None:
             scope = register_ids(con, f"_scope_{table}", delete_scope.ids)
             where.append(f"t.{delete_scope.column} IN (SELECT id FROM {scope})")
+        if delete_scope.products is not None:
+            where.append(delete_scope.products.where(con, f"_scope_products_{table}", "t.product_id"))
         marked = con.execute(
             f"UPDATE {table} AS t SET deleted_at = $ts WHERE {' AND '.join(where)}", {"ts": synced_at}
         ).fetchall()[0][0]
@@ -186,12 +210,18 @@ def replace_children(
 
 
 def mark_synced(
-    con: duckdb.DuckDBPyConnection, table: str, column: str, ids: Collection[int], synced_at: datetime
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    column: str,
+    ids: Collection[int],
+    synced_at: datetime,
+    *,
+    within: str | None = None,
 ) -> int:
-    """Set a per-row sync time (e.g. products.tests_synced_at) for the rows fetched completely."""
+    """Set a per-row sync time (e.g. products.tests_synced_at) for the rows fetched completely
+    (of those matching the SQL condition ``within`` only, when given)."""
     if not ids:
         return 0
     rel = register_ids(con, f"_synced_{table}_{column}", ids)
-    return con.execute(
-        f"UPDATE {table} SET {column} = $ts WHERE id IN (SELECT id FROM {rel})", {"ts": synced_at}
-    ).fetchall()[0][0]
+    condition = f"id IN (SELECT id FROM {rel})" + (f" AND {within}" if within else "")
+    return con.execute(f"UPDATE {table} SET {column} = $ts WHERE {condition}", {"ts": synced_at}).fetchall()[0][0]

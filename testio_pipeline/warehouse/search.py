@@ -13,12 +13,15 @@ again, their rows in the index's own tables (``docs``, ``terms``, ``dict``, ``st
 by the extension's ``create_fts_index``) replaced and the term and collection statistics
 recounted, so the index scores exactly as a full rebuild would (``test_search.py`` compares
 both). Tokenising every bug was most of a bugs write in an incremental cycle
-(``benchmarks/README.md``). With no index yet, or when most documents changed, :func:`rebuild`
-replaces it whole: with ``create_fts_index`` up to :data:`CHUNK_DOCUMENTS` bugs, past that from
-the first chunk of bugs with the rest added chunk by chunk the same way, so memory stays
-bounded at any size. Both run under the warehouse's memory cap (``merge_memory_limit``), so
-DuckDB spills the documents and the chunk's tables to disk rather than holding a million bugs'
-text. Analysts query it with
+(``benchmarks/README.md``). With no index yet, :func:`rebuild` creates it with
+``create_fts_index`` from up to :data:`CHUNK_DOCUMENTS` bugs, and past that adds the rest chunk by
+chunk the same way, so memory stays bounded at any size. Both work in write units of one chunk of
+bug ids each, committed one after the other with the file released in between (a reader waits
+out one chunk at most, and meanwhile searches the bugs indexed so far); a run that dies between
+two units (or after the merge, before the index) leaves :data:`INDEXED` behind the bugs, and the
+next bugs write finishes the index. They run under
+the warehouse's memory cap (``merge_memory_limit``), so DuckDB spills the documents and the
+chunk's tables to disk rather than holding a million bugs' text. Analysts query it with
 
     SELECT * FROM search_bugs('checkout crash');                          -- best first
     SELECT * FROM search_bugs('checkout crash', product := 12, status := 'rejected');
@@ -33,7 +36,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -133,12 +136,28 @@ CHUNK_DOCUMENTS = 100_000
 
 def rebuild_in(con: duckdb.DuckDBPyConnection, chunk: int | None = None) -> IndexBuild:
     """Rebuild the documents, the index and the macro inside ``con``'s transaction, in chunks
-    of ``chunk`` documents (default :data:`CHUNK_DOCUMENTS`) when there are more."""
+    of ``chunk`` documents (default :data:`CHUNK_DOCUMENTS`) when there are more
+    (:func:`rebuild` runs the chunks as units of their own instead)."""
+    started = time.perf_counter()
+    _, bounds = _rebuild_first_chunk(con, chunk or CHUNK_DOCUMENTS)
+    if len(bounds) > 2:
+        with_comments = _has_comments(con)
+        for ids in zip(bounds[1:-1], bounds[2:]):
+            run(con, _documents_sql(with_comments, target="TEMP TABLE _documents_now", ids=ids))
+            run(con, "CREATE OR REPLACE TEMP TABLE _documents_changed AS SELECT bug_id FROM _documents_now")
+            _replace_documents(con)
+    documents = run(con, f"SELECT count(*) FROM {DOCUMENTS}")[0][0]
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=documents, chunks=max(1, len(bounds) - 1))
+
+
+def _rebuild_first_chunk(con: duckdb.DuckDBPyConnection, chunk: int) -> tuple[IndexBuild, list[int]]:
+    """Create the index (and the macro) from the first ``chunk`` live bugs, or all of them when
+    there are no more; returns it and the chunk bounds (``_chunk_bounds``) of all of them."""
     started = time.perf_counter()
     extensions.load(con, "fts")
     run(con, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     with_comments = _has_comments(con)
-    bounds = _chunk_bounds(con, chunk or CHUNK_DOCUMENTS, "SELECT id FROM bugs WHERE deleted_at IS NULL")
+    bounds = _chunk_bounds(con, chunk, "SELECT id FROM bugs WHERE deleted_at IS NULL")
     first = None if len(bounds) < 3 else (bounds[0], bounds[1])
     run(con, _documents_sql(with_comments, ids=first))
     with _one_thread(con) if first is None else contextlib.nullcontext():
@@ -149,13 +168,9 @@ def rebuild_in(con: duckdb.DuckDBPyConnection, chunk: int | None = None) -> Inde
         # alters these: the chunks are added to copies.
         for table in ("docs", "terms", "dict"):
             run(con, f"CREATE OR REPLACE TABLE {_IX}.{table} AS FROM {_IX}.{table}")
-        for ids in zip(bounds[1:-1], bounds[2:]):
-            run(con, _documents_sql(with_comments, target="TEMP TABLE _documents_now", ids=ids))
-            run(con, "CREATE OR REPLACE TEMP TABLE _documents_changed AS SELECT bug_id FROM _documents_now")
-            _replace_documents(con)
     run(con, MACRO_SQL)
     documents = run(con, f"SELECT count(*) FROM {DOCUMENTS}")[0][0]
-    return IndexBuild(documents, time.perf_counter() - started, tokenised=documents, chunks=max(1, len(bounds) - 1))
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=documents), bounds
 
 
 @contextlib.contextmanager
@@ -190,49 +205,7 @@ def _chunk_bounds(con: duckdb.DuckDBPyConnection, chunk: int, ids_sql: str) -> l
     return [rows[0][0] - 1, *(high for _, high in rows)] if rows else []
 
 
-# Past this share of changed documents a whole rebuild is as cheap as replacing them one by one.
-REBUILD_SHARE = 0.5
-
 _IX = INDEX_SCHEMA
-
-
-def refresh_in(con: duckdb.DuckDBPyConnection) -> IndexBuild:
-    """Bring the index up to date inside ``con``'s transaction, re-tokenising only the
-    documents that changed (see the module doc); a whole rebuild when there is no index yet
-    or most documents changed. The documents are computed and compared a chunk of bug ids at
-    a time, so only the changed ones are kept (``_documents_now``)."""
-    started = time.perf_counter()
-    extensions.load(con, "fts")
-    if not index_exists(con):
-        return rebuild_in(con)
-    chunk = CHUNK_DOCUMENTS  # tokenising many changed documents at once takes memory as a whole build does
-    with_comments = _has_comments(con)
-    run(con, "CREATE OR REPLACE TEMP TABLE _documents_stale (bug_id BIGINT)")
-    run(con, f"CREATE OR REPLACE TEMP TABLE _documents_now AS FROM {DOCUMENTS} LIMIT 0")
-    documents = 0
-    bounds = _chunk_bounds(con, chunk, f"SELECT id FROM bugs WHERE deleted_at IS NULL UNION SELECT bug_id FROM {DOCUMENTS}")
-    for lo, hi in zip(bounds, bounds[1:]):
-        run(con, _documents_sql(with_comments, target="TEMP TABLE _documents_range", ids=(lo, hi)))
-        run(
-            con,
-            f"""INSERT INTO _documents_stale
-            SELECT coalesce(n.bug_id, o.bug_id)
-            FROM _documents_range n FULL JOIN (FROM {DOCUMENTS} WHERE bug_id > {lo} AND bug_id <= {hi}) o ON o.bug_id = n.bug_id
-            WHERE n.bug_id IS NULL OR o.bug_id IS NULL OR n.title IS DISTINCT FROM o.title OR n.body IS DISTINCT FROM o.body""",
-        )
-        run(con, "INSERT INTO _documents_now FROM _documents_range n SEMI JOIN _documents_stale s ON s.bug_id = n.bug_id")
-        documents += run(con, "SELECT count(*) FROM _documents_range")[0][0]
-    changed = run(con, "SELECT count(*) FROM _documents_stale")[0][0]
-    if changed > REBUILD_SHARE * max(documents, 1):
-        return rebuild_in(con)
-    for offset in range(0, changed, chunk):
-        run(
-            con,
-            f"""CREATE OR REPLACE TEMP TABLE _documents_changed AS
-            SELECT bug_id FROM _documents_stale ORDER BY bug_id LIMIT {chunk} OFFSET {offset}""",
-        )
-        _replace_documents(con)
-    return IndexBuild(documents, time.perf_counter() - started, tokenised=changed, chunks=max(1, -(-changed // chunk)))
 
 
 def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
@@ -282,17 +255,126 @@ def _replace_documents(con: duckdb.DuckDBPyConnection) -> None:
         run(con, sql)
 
 
-def rebuild(db: Connections) -> tuple[IndexBuild, float]:
-    """Rebuild the index in its own write transaction; also returns the seconds the file was held."""
-    build, unit = db.write(rebuild_in, capped=True)
-    return build, unit.held_s
+# The bugs' state the index was last brought up to (the latest ``synced_at`` or ``deleted_at``),
+# noted by the last unit of a refresh or rebuild and removed by its first: an index left half
+# done by a run that died between two units, or not refreshed at all after a merge that
+# committed, is brought up to date by the next bugs write, even one that changed no bug.
+INDEXED = f"{SCHEMA}.indexed_as_of"
+_BUGS_AS_OF = "SELECT greatest(max(synced_at), max(deleted_at)) FROM bugs"
 
 
-def refresh(db: Connections) -> tuple[IndexBuild, float]:
-    """Bring the index up to date in its own write transaction (see :func:`refresh_in`); also
-    returns the seconds the file was held."""
-    build, unit = db.write(refresh_in, capped=True)
-    return build, unit.held_s
+def rebuild(db: Connections) -> tuple[IndexBuild, list[float]]:
+    """Rebuild the index in write units of :data:`CHUNK_DOCUMENTS` bugs each, the file released
+    between them (readers meanwhile search the bugs indexed so far); also returns the seconds
+    each unit held the file."""
+    started = time.perf_counter()
+
+    def first(con: duckdb.DuckDBPyConnection) -> tuple[IndexBuild, list[int], Any]:
+        as_of = _forget_indexed(con)
+        build, bounds = _rebuild_first_chunk(con, CHUNK_DOCUMENTS)
+        if len(bounds) <= 2:
+            _note_indexed(con, as_of)
+        return build, bounds, as_of
+
+    (build, bounds, as_of), unit = db.write(first, capped=True)
+    holds = [unit.held_s]
+    if len(bounds) <= 2:
+        return build, holds
+    documents, tokenised, more_holds = _refresh_ranges(db, bounds[1:], as_of)
+    build = IndexBuild(
+        build.documents + documents, time.perf_counter() - started, tokenised=build.tokenised + tokenised,
+        chunks=len(bounds) - 1,
+    )
+    return build, holds + more_holds
+
+
+def refresh(db: Connections) -> tuple[IndexBuild, list[float]]:
+    """Bring the index up to date in write units of :data:`CHUNK_DOCUMENTS` bug ids each, the
+    file released between them: each computes its bugs' documents again, compares them with the
+    stored ones and re-tokenises only those that changed (:func:`_refresh_range`); a rebuild
+    (:func:`rebuild`) when there is no index yet. Also returns the seconds each unit held the file."""
+    started = time.perf_counter()
+    if not has_index(db):
+        return rebuild(db)
+
+    def first(con: duckdb.DuckDBPyConnection) -> tuple[list[int], Any]:
+        as_of = _forget_indexed(con)
+        ids = f"SELECT id FROM bugs WHERE deleted_at IS NULL UNION SELECT bug_id FROM {DOCUMENTS}"
+        return _chunk_bounds(con, CHUNK_DOCUMENTS, ids), as_of
+
+    (bounds, as_of), unit = db.write(first)
+    documents, tokenised, holds = _refresh_ranges(db, bounds, as_of)
+    chunks = max(1, len(bounds) - 1)
+    return IndexBuild(documents, time.perf_counter() - started, tokenised=tokenised, chunks=chunks), [unit.held_s, *holds]
+
+
+def _refresh_ranges(db: Connections, bounds: list[int], as_of: Any) -> tuple[int, int, list[float]]:
+    """Refresh the documents of each id range ``bounds[i] < id <= bounds[i+1]`` in a unit of its
+    own; the last one notes the index is up to date with the bugs ``as_of``. Returns the
+    documents, those tokenised, the holds."""
+    documents = tokenised = 0
+    holds: list[float] = []
+    ranges = list(zip(bounds, bounds[1:]))
+    for number, (lo, hi) in enumerate(ranges):
+        last = number == len(ranges) - 1
+
+        def body(con: duckdb.DuckDBPyConnection, lo: int = lo, hi: int = hi, last: bool = last) -> tuple[int, int]:
+            counts = _refresh_range(con, lo, hi)
+            if last:
+                _note_indexed(con, as_of)
+            return counts
+
+        (in_range, changed), unit = db.write(body, capped=True)
+        documents, tokenised = documents + in_range, tokenised + changed
+        holds.append(unit.held_s)
+    if not ranges:
+        _, unit = db.write(lambda con: _note_indexed(con, as_of))
+        holds.append(unit.held_s)
+    return documents, tokenised, holds
+
+
+def _refresh_range(con: duckdb.DuckDBPyConnection, lo: int, hi: int) -> tuple[int, int]:
+    """Re-tokenise the changed documents of the bugs with ``lo < id <= hi``; returns the
+    documents in the range and how many changed."""
+    extensions.load(con, "fts")
+    run(con, _documents_sql(_has_comments(con), target="TEMP TABLE _documents_now", ids=(lo, hi)))
+    run(
+        con,
+        f"""CREATE OR REPLACE TEMP TABLE _documents_changed AS
+        SELECT coalesce(n.bug_id, o.bug_id) AS bug_id
+        FROM _documents_now n FULL JOIN (FROM {DOCUMENTS} WHERE bug_id > {int(lo)} AND bug_id <= {int(hi)}) o ON o.bug_id = n.bug_id
+        WHERE n.bug_id IS NULL OR o.bug_id IS NULL OR n.title IS DISTINCT FROM o.title OR n.body IS DISTINCT FROM o.body""",
+    )
+    changed = run(con, "SELECT count(*) FROM _documents_changed")[0][0]
+    if changed:
+        _replace_documents(con)
+    return run(con, "SELECT count(*) FROM _documents_now")[0][0], changed
+
+
+def _forget_indexed(con: duckdb.DuckDBPyConnection) -> Any:
+    """Note that the index is being changed; returns the bugs' state it is brought up to."""
+    run(con, f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    run(con, f"CREATE TABLE IF NOT EXISTS {INDEXED} (bugs_as_of TIMESTAMPTZ)")
+    run(con, f"DELETE FROM {INDEXED}")
+    return run(con, _BUGS_AS_OF)[0][0]
+
+
+def _note_indexed(con: duckdb.DuckDBPyConnection, as_of: Any) -> None:
+    run(con, f"DELETE FROM {INDEXED}")
+    run(con, f"INSERT INTO {INDEXED} VALUES ($as_of)", {"as_of": as_of})
+
+
+def is_current(db: Connections) -> bool:
+    """Whether the file has a search index brought up to date with the bugs as they are (no
+    unfinished refresh, no bug written since)."""
+    with db.read() as con:
+        if not index_exists(con):
+            return False
+        sql = "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'indexed_as_of'"
+        if not run(con, sql, [SCHEMA])[0][0]:
+            return False
+        noted = run(con, f"SELECT bugs_as_of FROM {INDEXED}")
+        return bool(noted) and noted[0][0] == run(con, _BUGS_AS_OF)[0][0]
 
 
 def index_exists(con: duckdb.DuckDBPyConnection) -> bool:

@@ -8,8 +8,9 @@ stage's own, written by the stage's writer thread (the Parquet encoding does not
 GIL, so the fetch's event loop keeps sending requests meanwhile). Memory stays bounded
 however large the fetch is. At the end of the step the warehouse opens its file once and
 runs the same set-based upsert on views over the staged files (``Warehouse.write`` accepts
-a stage wherever it accepts a list of records), in one transaction; then the directory is
-removed. ``seal`` waits for the writer and raises what it raised.
+a stage wherever it accepts a list of records), in one transaction, or for a large stage in
+one per group of products (:class:`StagePart`: the views hold that group's rows only); then
+the directory is removed. ``seal`` waits for the writer and raises what it raised.
 Parquet rather than a staging DuckDB file: pyarrow writes a batch far faster than a DuckDB
 INSERT does (see benchmarks/README.md), and DuckDB scans it as fast.
 
@@ -29,6 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,8 +235,11 @@ class Stage:
     def _scan(self, table: str) -> str:
         return f"read_parquet({_sql_literal(self.dir / table / '*.parquet')})"
 
-    def sources(self, con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> list[str]:
-        """Temp views ``names`` (in the order of ``self.tables``) over the sealed stage, in ``con``.
+    def sources(
+        self, con: duckdb.DuckDBPyConnection, names: Sequence[str], products: ProductGroup | None = None
+    ) -> list[str]:
+        """Temp views ``names`` (in the order of ``self.tables``) over the sealed stage, in ``con``;
+        with ``products``, only that group's rows (children through their parent's product).
 
         A key staged twice (a record seen in two batches; rare) keeps its last batch's row,
         and its children from that batch only.
@@ -242,6 +247,8 @@ class Stage:
         self.seal()
         root, key = self.tables[0], self._id_columns[self.tables[0]]
         repeated = con.execute(f"SELECT count(*) - count(DISTINCT {key}) FROM {self._scan(root)}").fetchall()[0][0]
+        in_group = "" if products is None else products.where(con, f"_{self.entity}_group", "product_id")
+        root_name = names[0]
         for name, table in zip(names, self.tables):
             scan = self._scan(table)
             if not repeated:
@@ -255,8 +262,29 @@ class Stage:
                 )
                 if table == root:  # one batch may not repeat a key (frames dedupe), but be sure
                     sql += f" QUALIFY row_number() OVER (PARTITION BY s.{key}) = 1"
+            if in_group:
+                column = self._id_columns[table]
+                condition = in_group if table == root else f"{column} IN (SELECT {key} FROM {root_name})"
+                sql = f"SELECT * FROM ({sql}) WHERE {condition}"
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}").fetchall()
         return list(names)
+
+    def rows_per_product(self) -> dict[int, int]:
+        """Staged rows of the entity's own table per product (repeats counted; read from the
+        files alone, without the warehouse)."""
+        self.seal()
+        con = duckdb.connect()
+        try:
+            rows = con.execute(
+                f"SELECT product_id, count(*) FROM {self._scan(self.tables[0])} GROUP BY product_id"
+            ).fetchall()
+        finally:
+            con.close()
+        return {int(product): count for product, count in rows if product is not None}
+
+    def part(self, products: ProductGroup, rows: int) -> StagePart:
+        """The rows of one group of products (``rows`` of them), written as one unit."""
+        return StagePart(self, products, rows)
 
     def discard(self) -> None:
         """Delete the stage (idempotent); a file still being written is waited for first."""
@@ -276,14 +304,59 @@ class Stage:
         return f"Stage({self.entity!r}, {self.dir}, records={self.size})"
 
 
-# What a write names as its sources: a stage, or one Arrow frame or several (in name order).
-Rows = Stage | pa.Table | Sequence[pa.Table]
+@dataclass(frozen=True)
+class ProductGroup:
+    """The products one write unit covers: ``ids``, or (``rest``) every product but ``ids``,
+    so the last unit of a write also covers the products it holds no staged rows of."""
+
+    ids: frozenset[int]
+    rest: bool = False
+
+    def covers(self, product_id: int) -> bool:
+        return (product_id in self.ids) != self.rest
+
+    def where(self, con: duckdb.DuckDBPyConnection, name: str, column: str) -> str:
+        """SQL: ``column`` (a product id) is in the group; registers the ids as ``name`` in ``con``."""
+        con.register(name, frames.ids_frame(self.ids))
+        if self.rest:
+            return f"({column} IS NULL OR {column} NOT IN (SELECT id FROM {name}))"
+        if not self.ids:
+            return "false"
+        # The constant range lets a scan of the stage's files skip the row groups of other
+        # products (their min/max); the subquery alone would read every file for every unit.
+        span = f"{column} BETWEEN {min(self.ids)} AND {max(self.ids)}"
+        return f"{span} AND {column} IN (SELECT id FROM {name})"
+
+
+class StagePart:
+    """One unit of a stage: the rows of a :class:`ProductGroup` (see ``Stage.part``)."""
+
+    def __init__(self, stage: Stage, products: ProductGroup, rows: int):
+        self.stage = stage
+        self.products = products
+        self.records_added = rows  # what the unit's merge settings go by
+
+    @property
+    def entity(self) -> str:
+        return self.stage.entity
+
+    def seal(self) -> Path:
+        return self.stage.seal()
+
+    def sources(self, con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> list[str]:
+        return self.stage.sources(con, names, self.products)
+
+
+# A stage or one unit of it.
+Staged = Stage | StagePart
+# What a write names as its sources: a stage (or a part), or one Arrow frame or several (in name order).
+Rows = Staged | pa.Table | Sequence[pa.Table]
 
 
 def name_sources(con: duckdb.DuckDBPyConnection, rows: Rows, names: Sequence[str]) -> None:
     """Name the rows to write as ``names`` in ``con``: views over the files of a stage, or
     the Arrow frames of a record list. Everything after this is the same SQL."""
-    if isinstance(rows, Stage):
+    if isinstance(rows, (Stage, StagePart)):
         rows.sources(con, names)
         return
     tables = (rows,) if isinstance(rows, pa.Table) else tuple(rows)
