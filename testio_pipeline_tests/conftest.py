@@ -193,10 +193,3 @@ def pytest_sessionfinish(session, exitstatus):
             f"FAILED: something used DuckDB's default extension folder in the test home: {found}", red=True
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """The tests that drive a Dagster daemon or `dg dev` (``code_server``) are the longest by far
-    (minutes, mostly waiting on TTLs and sensor ticks): run them first, so under `make test`'s
-    two workers they overlap with the rest instead of running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("code_server") is None)
