@@ -45,6 +45,9 @@ run: install
 	$(BIN)/python -m testio_pipeline.cli run
 
 ## make test: the whole test suite (slow tests included); .ci/run calls exactly this.
+# Three workers on two cores: the daemon, alert and UI tests spend minutes waiting on TTLs and
+# sensor ticks, not computing, and a third worker keeps both cores busy meanwhile.
+TEST_WORKERS ?= 3
 # It runs as a new machine would: the whole session (pytest, its workers and every process
 # they start: the Dagster CLI, daemon, webserver, PostgreSQL clients, browser) gets an empty
 # HOME and XDG folders made for this run, so nothing an earlier run left in the real home
@@ -56,7 +59,7 @@ test: install browser
 	  echo "make test: HOME=$$fresh_home (empty)" && \
 	  HOME=$$fresh_home XDG_CACHE_HOME=$$fresh_home/.cache XDG_CONFIG_HOME=$$fresh_home/.config \
 	  XDG_DATA_HOME=$$fresh_home/.local/share TESTIO_FRESH_HOME=$$fresh_home \
-	  $(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -q $(PYTEST_ARGS)
 
 ## make test-moved-clock: the whole suite with every test process's clock a year ahead
 # (MOVED_CLOCK_DAYS=N for another offset): no test may read today's date against the
