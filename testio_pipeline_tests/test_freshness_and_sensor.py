@@ -229,11 +229,13 @@ def test_a_customer_whose_runs_keep_failing_backs_off_and_another_does_not_wait(
             instance, job_name="__ASSET_JOB", status=status, tags={CUSTOMER_TAG: customer, TRIGGER_TAG: "sensor"}
         )
 
-    # The runs' end times are the instance's wall clock: the sensor's clock starts there too.
-    clock = Clock(datetime.now(timezone.utc))
+    ended_run("acme", dg.DagsterRunStatus.SUCCESS)
+    # The runs' end times are the instance's clock (its database's, not Python's, which a test
+    # run may move): the sensor's clock starts there.
+    stamped = instance.get_run_records(limit=1)[0].update_timestamp
+    clock = Clock(stamped if stamped.tzinfo else stamped.replace(tzinfo=timezone.utc))
     acme = build_refresh_sensor(TESTIO_ASSETS, clock=clock, current_scope=lambda: "all", customer="acme", interval_seconds=30)
     defs = definitions(acme)
-    ended_run("acme", dg.DagsterRunStatus.SUCCESS)
     ended_run("acme", dg.DagsterRunStatus.FAILURE)
     assert selected(evaluate(acme, defs, instance)) == ALL, "one failure: the next cycle retries"
 
