@@ -118,6 +118,21 @@ def stop_process_group(proc, grace_s: float = 30) -> None:
     proc.wait()
 
 
+def hiding_test(sim: Simulator, test_id: int):
+    """A fault: the product's test list answers as usual but without test ``test_id`` (deleted upstream)."""
+    from testio_pipeline.simulator import SimResponse
+
+    def hide(request):
+        if request.endpoint != "exploratory_tests":
+            return None
+        response = sim.dispatch(request)
+        body = dict(response.body)
+        body["exploratory_tests"] = [t for t in body["exploratory_tests"] if t["id"] != test_id]
+        return SimResponse(response.status, dict(response.headers), body)
+
+    return hide
+
+
 def token_template(customer: str) -> str:
     """How a customer's defs.yaml names its token: ``{{ env.ACME_TESTIO_TOKEN }}``."""
     return f"{{{{ env.{customer.upper()}_TESTIO_TOKEN }}}}"

@@ -22,7 +22,7 @@ from testio_pipeline.warehouse import Warehouse
 from testio_pipeline.warehouse.views import create_views
 from testio_pipeline.warehouse.views.metrics import METRICS, dimensions_of, metric_sql
 
-from .conftest import FAST_RETRY, make_simulator
+from .conftest import FAST_RETRY, hiding_test, make_simulator
 
 WORLD = {"products": 2, "tests_per_product": 40, "bugs_per_test": 8, "new_tests_per_day": 6.0, "seed": 23}
 STEP = timedelta(hours=9)
@@ -356,7 +356,6 @@ def test_the_reports_waiting_sections_agree_with_the_log_and_render_in_chromium(
 
 
 def test_a_test_deleted_upstream_and_back_is_a_deleted_then_a_restored_row(tmp_path):
-    from testio_pipeline.simulator import SimResponse
 
     sim = make_simulator("tiny", **WORLD)
     warehouse = Warehouse(tmp_path / "t.duckdb")
@@ -365,13 +364,7 @@ def test_a_test_deleted_upstream_and_back_is_a_deleted_then_a_restored_row(tmp_p
     product_id = sim.truth_products()[0]["id"]
     victim = sim.truth_tests(product_id)[-1]["id"]
 
-    def hide(request):
-        if request.endpoint != "exploratory_tests":
-            return None
-        response = sim.dispatch(request)
-        body = dict(response.body)
-        body["exploratory_tests"] = [t for t in body["exploratory_tests"] if t["id"] != victim]
-        return SimResponse(response.status, dict(response.headers), body)
+    hide = hiding_test(sim, victim)
 
     def full(run_id: str) -> None:
         sim.clock.advance(60)

@@ -16,7 +16,7 @@ from testio_pipeline.sync import SyncOptions, run_cycle
 from testio_pipeline.domain.vocabulary import FINAL_TEST_STATUSES
 from testio_pipeline.warehouse import Warehouse
 
-from .conftest import FAST_RETRY, make_simulator
+from .conftest import FAST_RETRY, hiding_test, make_simulator
 from .test_assets import ENTITY_TABLES, materialize, truth_ids
 
 
@@ -119,13 +119,7 @@ def test_full_mode_marks_vanished_tests_deleted_but_never_after_an_incomplete_li
     product_id = sim.truth_products()[0]["id"]
     victim = sim.truth_tests(product_id)[-1]["id"]  # the oldest test
 
-    def hide(request):
-        if request.endpoint != "exploratory_tests":
-            return None
-        response = sim.dispatch(request)
-        body = dict(response.body)
-        body["exploratory_tests"] = [t for t in body["exploratory_tests"] if t["id"] != victim]
-        return SimResponse(response.status, dict(response.headers), body)
+    hide = hiding_test(sim, victim)
 
     sim.add_fault(hide)
     # Incremental cycles never conclude a deletion: they do not read the whole list.
